@@ -1,0 +1,1 @@
+"""Image readers, calibration and exporters (no Qt here)."""
