@@ -1,0 +1,293 @@
+"""Symmetry-aware stacking labels: canonical domains and distances (numpy only; no Qt, no torch).
+
+Slip labels are ``(Da, Db)`` per interface, in Å along the unit vectors â, b̂ of the material's
+in-plane cell (``D = Da·â + Db·b̂``). Two slips describe the same stack when they differ by a
+lattice vector, ``D ≡ D + m·a + n·b``, and — because the two layers are identical and have the
+same orientation, and an ADF image is (nearly) a projection — when they are opposite,
+``D ≡ −D`` (swapping the layers turns slip D into −D up to a translation of the image). For a
+trilayer with slips (D1, D2) the swap reverses the stack: ``(D1, D2) ≡ (−D2, −D1)``.
+
+Canonical fundamental domain of a bilayer: ``Da ∈ [0, |a|)``, ``Db ∈ [0, |b|/2]`` (with
+``Da ∈ [0, |a|/2]`` on the lines ``Db = 0`` and ``Db = |b|/2``). Distances are Cartesian lengths
+(Å) of the difference vector minimised over all equivalents.
+
+Twist labels are θ in degrees. Rotating the top layer by a symmetry rotation of the projected
+monolayer (order n) leaves the stack unchanged, ``θ ≡ θ + 360°/n``; when the projected monolayer
+also has a mirror line, ``θ ≡ −θ`` (mirror images, same twist magnitude). For MoS2 (n = 3, with
+mirrors) the canonical domain is [0°, 60°]; θ and 60° − θ are different stacks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from stackview.errors import UsageError
+from stackview.materials.catalog import get_material
+from stackview.materials.cell import Material
+
+_NEIGHBOURS = np.array(list(itertools.product((-1, 0, 1), repeat=2)), dtype=float)
+
+
+@dataclass(frozen=True, eq=False)
+class SlipLabels:
+    """Label space of slip-stacked multilayers of one material.
+
+    Parameters
+    ----------
+    material
+        The material (or its name).
+    layers
+        2 (bilayer, labels Da, Db) or 3 (trilayer, labels Da, Db, Dc, Dd).
+    layer_swap
+        Whether D ≡ −D (identical, same-orientation layers; true for all built-ins).
+    """
+
+    material: Material
+    layers: int = 2
+    layer_swap: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "material", get_material(self.material))
+        if self.layers not in (2, 3):
+            raise UsageError(f"slip labels need 2 or 3 layers, not {self.layers}")
+
+    @property
+    def n_outputs(self) -> int:
+        return 2 * (self.layers - 1)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return ("Da", "Db", "Dc", "Dd")[: self.n_outputs]
+
+    @property
+    def lengths_A(self) -> np.ndarray:
+        return np.array([self.material.a_A, self.material.b_A])
+
+    def _as_pairs(self, labels) -> np.ndarray:
+        arr = np.asarray(labels, dtype=float)
+        if arr.shape[-1] != self.n_outputs:
+            raise UsageError(
+                f"expected {self.n_outputs} slip values per sample, got {arr.shape[-1]}"
+            )
+        return arr.reshape(*arr.shape[:-1], self.layers - 1, 2)
+
+    # --- canonical form ----------------------------------------------------------------
+    def canonical(self, labels) -> np.ndarray:
+        """Representative of each label in the canonical fundamental domain (same shape)."""
+        pairs = self._as_pairs(labels)
+        frac = (pairs / self.lengths_A) % 1.0
+        frac[np.isclose(frac, 1.0, atol=1e-12)] = 0.0
+        if self.layer_swap:
+            swapped = (-frac[..., ::-1, :]) % 1.0
+            swapped[np.isclose(swapped, 1.0, atol=1e-12)] = 0.0
+            use_swapped = self._prefer(swapped, frac)
+            frac = np.where(use_swapped[..., None, None], swapped, frac)
+        out = frac * self.lengths_A
+        return out.reshape(*out.shape[:-2], self.n_outputs)
+
+    @staticmethod
+    def _prefer(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """True where x comes before y in the canonical order (per sample)."""
+        # order key: (fb of interface 1 folded to a half, then the remaining coordinates)
+        def key(f):
+            fb = f[..., 0, 1]
+            fa = f[..., 0, 0]
+            upper = fb > 0.5 + 1e-9
+            on_edge = np.isclose(fb, 0.0, atol=1e-9) | np.isclose(fb, 0.5, atol=1e-9)
+            return [upper.astype(float), (on_edge & (fa > 0.5 + 1e-9)).astype(float),
+                    *[f[..., i, j] for i in range(f.shape[-2]) for j in (1, 0)]]
+
+        kx, ky = key(x), key(y)
+        result = np.zeros(x.shape[:-2], dtype=bool)
+        decided = np.zeros(x.shape[:-2], dtype=bool)
+        for a, b in zip(kx, ky, strict=True):
+            less = (a < b - 1e-9) & ~decided
+            more = (a > b + 1e-9) & ~decided
+            result |= less
+            decided |= less | more
+        return result
+
+    # --- equivalents and distances ----------------------------------------------------------
+    def equivalents(self, labels, reach: int = 1) -> np.ndarray:
+        """All equivalent labels within ``reach`` lattice vectors: shape (..., M, n_outputs)."""
+        pairs = self._as_pairs(labels)
+        variants = [pairs]
+        if self.layer_swap:
+            variants.append(-pairs[..., ::-1, :])
+        steps = np.arange(-reach, reach + 1)
+        shifts = np.array(list(itertools.product(steps, repeat=2)), dtype=float) * self.lengths_A
+        n_int = self.layers - 1
+        combos = np.array(list(itertools.product(range(len(shifts)), repeat=n_int)))
+        total_shift = shifts[combos]  # (C, n_int, 2)
+        out = []
+        for v in variants:
+            out.append(v[..., None, :, :] + total_shift)
+        eq = np.concatenate(out, axis=-3)
+        return eq.reshape(*eq.shape[:-2], self.n_outputs)
+
+    def _min_image(self, delta_pairs: np.ndarray) -> np.ndarray:
+        """Shortest lattice-equivalent Cartesian vectors (..., n_int, 2) of slip differences."""
+        frac = delta_pairs / self.lengths_A
+        frac = frac - np.round(frac)
+        cand = frac[..., None, :] + _NEIGHBOURS  # (..., 9, 2)
+        cart = (cand * self.lengths_A) @ self.material.unit_vectors
+        norms = np.linalg.norm(cart, axis=-1)
+        best = np.argmin(norms, axis=-1)
+        return np.take_along_axis(cart, best[..., None, None], axis=-2)[..., 0, :]
+
+    def residual(self, predicted, true) -> tuple[np.ndarray, np.ndarray]:
+        """Minimal error vectors and the matching true labels.
+
+        Returns
+        -------
+        (error_cart, best_true)
+            ``error_cart``: (..., n_int, 2) Cartesian error vectors (Å) per interface for the
+            equivalent of ``true`` closest to ``predicted``; ``best_true``: that equivalent
+            expressed as labels (..., n_outputs).
+        """
+        p = self._as_pairs(predicted)
+        t = self._as_pairs(true)
+        p, t = np.broadcast_arrays(p, t)
+        options = [t, -t[..., ::-1, :]] if self.layer_swap else [t]
+        best_err = None
+        best_true = None
+        best_norm = None
+        for opt in options:
+            diff_lab = p - opt
+            err = self._min_image(diff_lab)
+            norm = np.sqrt((err**2).sum(axis=(-1, -2)))
+            # true label equivalent: predicted minus the minimal error in label coordinates
+            err_lab = err @ np.linalg.inv(self.material.unit_vectors)
+            eq_true = p - err_lab
+            if best_norm is None:
+                best_err, best_true, best_norm = err, eq_true, norm
+            else:
+                better = norm < best_norm
+                best_err = np.where(better[..., None, None], err, best_err)
+                best_true = np.where(better[..., None, None], eq_true, best_true)
+                best_norm = np.minimum(norm, best_norm)
+        return best_err, best_true.reshape(*best_true.shape[:-2], self.n_outputs)
+
+    def distance(self, predicted, true) -> np.ndarray:
+        """Symmetry-aware ΔD (Å): length of the slip error, minimised over equivalents.
+
+        For trilayers it is the root-sum-square of both interfaces' errors.
+        """
+        err, _ = self.residual(predicted, true)
+        return np.sqrt((err**2).sum(axis=(-1, -2)))
+
+    def domain_bounds_A(self) -> list[tuple[float, float]]:
+        """Sampling box of the canonical domain per output (Å), for dataset generation."""
+        a, b = self.lengths_A
+        bounds = [(0.0, a), (0.0, b / 2 if self.layer_swap else b)]
+        if self.layers == 3:
+            bounds += [(0.0, a), (0.0, b)]
+        return bounds
+
+
+def projected_symmetry(material: Material | str, tol_A: float = 0.05) -> tuple[int, bool]:
+    """Rotation order n and presence of a mirror line of the monolayer's 2-D projection.
+
+    An operation counts when it maps the lattice onto itself and the projected basis (species
+    and in-plane position) onto itself up to a translation.
+    """
+    material = get_material(material)
+    cell = material.cell_2d
+    xy = material.frac_ab @ cell
+    sym = np.array(material.symbols)
+
+    def maps_onto_itself(op: np.ndarray) -> bool:
+        # lattice preserved: op(a), op(b) are integer combinations of a, b
+        m = (cell @ op.T) @ np.linalg.inv(cell)
+        if not np.allclose(m, np.round(m), atol=1e-3):
+            return False
+        new = xy @ op.T
+        ref_species = sym[0]
+        for j in np.nonzero(sym == ref_species)[0]:
+            t = xy[j] - new[0]
+            moved = new + t
+            if all(
+                _has_site(moved[i], xy[sym == sym[i]], cell, tol_A) for i in range(len(sym))
+            ):
+                return True
+        return False
+
+    order = 1
+    for n in (6, 4, 3, 2):
+        ang = 2 * math.pi / n
+        rot = np.array([[math.cos(ang), -math.sin(ang)], [math.sin(ang), math.cos(ang)]])
+        if maps_onto_itself(rot):
+            order = n
+            break
+    mirror = False
+    a, b = cell
+    for v in (a, b, a + b, a - b):
+        for phi in (math.atan2(v[1], v[0]), math.atan2(v[1], v[0]) + math.pi / 2):
+            ref = np.array(
+                [[math.cos(2 * phi), math.sin(2 * phi)], [math.sin(2 * phi), -math.cos(2 * phi)]]
+            )
+            if maps_onto_itself(ref):
+                mirror = True
+                break
+        if mirror:
+            break
+    return order, mirror
+
+
+def _has_site(p: np.ndarray, sites: np.ndarray, cell: np.ndarray, tol_A: float) -> bool:
+    frac = (sites - p) @ np.linalg.inv(cell)
+    frac -= np.round(frac)
+    return bool(np.min(np.linalg.norm(frac @ cell, axis=1)) < tol_A)
+
+
+@dataclass(frozen=True, eq=False)
+class TwistLabels:
+    """Label space of twisted bilayers: θ (degrees) modulo the projected symmetry."""
+
+    material: Material
+    rotation_order: int = 0
+    mirror: bool | None = None
+
+    def __post_init__(self) -> None:
+        material = get_material(self.material)
+        object.__setattr__(self, "material", material)
+        if self.rotation_order == 0 or self.mirror is None:
+            n, m = projected_symmetry(material)
+            if self.rotation_order == 0:
+                object.__setattr__(self, "rotation_order", n)
+            if self.mirror is None:
+                object.__setattr__(self, "mirror", m)
+
+    n_outputs = 1
+    names = ("theta",)
+
+    @property
+    def period_deg(self) -> float:
+        return 360.0 / self.rotation_order
+
+    @property
+    def domain_deg(self) -> tuple[float, float]:
+        return (0.0, self.period_deg / 2 if self.mirror else self.period_deg)
+
+    def canonical(self, theta_deg) -> np.ndarray:
+        """θ folded into the canonical domain (e.g. [0°, 60°] for MoS2)."""
+        t = np.asarray(theta_deg, dtype=float) % self.period_deg
+        if self.mirror:
+            t = np.where(t > self.period_deg / 2, self.period_deg - t, t)
+        return t
+
+    def distance(self, predicted_deg, true_deg) -> np.ndarray:
+        """Twist error (degrees) minimised over equivalent angles."""
+        p = np.asarray(predicted_deg, dtype=float)
+        t = np.asarray(true_deg, dtype=float)
+        period = self.period_deg
+        d = (p - t) % period
+        best = np.minimum(d, period - d)
+        if self.mirror:
+            d2 = (p + t) % period
+            best = np.minimum(best, np.minimum(d2, period - d2))
+        return best
