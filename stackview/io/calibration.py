@@ -1,0 +1,225 @@
+"""Pixel-size calibration: from metadata, from the user, or from the lattice in the FFT.
+
+Automatic calibration finds the Bragg peaks of the image's power spectrum, fits the 2-D
+reciprocal lattice that explains them, and compares the real-space cell it implies (in pixels)
+with the material's cell (in Å). The pixel size is ``sqrt(cell area in Å² / cell area in px²)``;
+the confidence reflects how well the measured cell's shape (|b|/|a| and gamma) matches the
+material's and how much of the peak power the lattice explains. No Qt here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from stackview.errors import UsageError
+from stackview.materials import get_material
+from stackview.materials.cell import Material, reduce_basis_2d
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A pixel size and where it came from.
+
+    Attributes
+    ----------
+    pixel_size_nm
+        Pixel size (nm/px).
+    source
+        ``"metadata"``, ``"user"`` or ``"fft"``.
+    confidence
+        0–1 (1 for metadata and user values).
+    lattice_px
+        For FFT calibration: the measured real-space cell (rows a, b) in pixels.
+    message
+        One sentence describing the calibration, for the CLI and GUI.
+    """
+
+    pixel_size_nm: float
+    source: str
+    confidence: float = 1.0
+    lattice_px: np.ndarray | None = None
+    message: str = ""
+
+
+def calibrate(
+    image,
+    material: Material | str | None = None,
+    pixel_size_nm: float | None = None,
+    metadata_pixel_size_nm: float | None = None,
+) -> Calibration:
+    """Choose the calibration: metadata, else the user's value, else the FFT lattice.
+
+    A user value always wins over metadata (the user knows when a file's tags are wrong).
+    """
+    if pixel_size_nm is not None:
+        if not (np.isfinite(pixel_size_nm) and 1e-4 <= pixel_size_nm <= 10):
+            raise UsageError(
+                f"the pixel size {pixel_size_nm:g} nm is out of range (0.0001 to 10 nm/px)"
+            )
+        return Calibration(float(pixel_size_nm), "user", 1.0,
+                           message=f"pixel size {pixel_size_nm:g} nm/px given by the user")
+    if metadata_pixel_size_nm is not None:
+        return Calibration(float(metadata_pixel_size_nm), "metadata", 1.0,
+                           message=f"pixel size {metadata_pixel_size_nm:.5g} nm/px from the file")
+    if material is None:
+        raise UsageError(
+            "the image has no pixel size; give --pixel-size NM or a material for automatic "
+            "calibration"
+        )
+    return calibrate_from_lattice(image, material)
+
+
+def _power_spectrum(image: np.ndarray, size: int) -> np.ndarray:
+    img = np.asarray(image, dtype=np.float64)
+    ny, nx = img.shape
+    n = min(ny, nx)
+    img = img[(ny - n) // 2:(ny - n) // 2 + n, (nx - n) // 2:(nx - n) // 2 + n]
+    img = img - ndimage.gaussian_filter(img, n / 32)  # remove slow background
+    win = np.outer(np.hanning(n), np.hanning(n))
+    padded = np.zeros((size, size))
+    padded[:n, :n] = (img - img.mean()) * win
+    return np.fft.fftshift(np.abs(np.fft.fft2(padded)) ** 2)
+
+
+def find_fft_peaks(image: np.ndarray, max_peaks: int = 40, size: int | None = None):
+    """Bragg peaks of the power spectrum: (vectors in cycles/px (k, 2) as (gx, gy), strengths)."""
+    img = np.asarray(image, dtype=np.float64)
+    n = min(img.shape)
+    size = size or max(1024, 1 << (n - 1).bit_length())
+    ps = _power_spectrum(img, size)
+    logp = np.log1p(ps / np.median(ps))
+    bg = ndimage.median_filter(logp, size=9) if size <= 1024 else ndimage.uniform_filter(logp, 15)
+    hp = logp - bg
+    c = size // 2
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(yy - c, xx - c)
+    min_r = size / n * 4  # ignore the lowest frequencies (periods longer than n/4 px)
+    peaks = (hp == ndimage.maximum_filter(hp, size=7)) & (r > min_r) & (r < size * 0.45)
+    ys, xs = np.nonzero(peaks)
+    strength = hp[ys, xs]
+    order = np.argsort(strength)[::-1][: max_peaks * 2]
+    ys, xs, strength = ys[order], xs[order], strength[order]
+    keep = strength > max(3 * np.std(hp[r > min_r]), 0.3 * strength[0] if len(strength) else 0)
+    ys, xs, strength = ys[keep][:max_peaks], xs[keep][:max_peaks], strength[keep][:max_peaks]
+    # centroid refinement on the power spectrum
+    vecs = []
+    for y, x in zip(ys, xs, strict=True):
+        y0, y1, x0, x1 = max(y - 2, 0), min(y + 3, size), max(x - 2, 0), min(x + 3, size)
+        w = ps[y0:y1, x0:x1]
+        gy, gx = np.mgrid[y0:y1, x0:x1]
+        vecs.append(((gx * w).sum() / w.sum() - c, (gy * w).sum() / w.sum() - c))
+    return np.array(vecs).reshape(-1, 2) / size, strength
+
+
+def _fit_reciprocal_lattice(vecs: np.ndarray, strength: np.ndarray, tol: float = 0.12):
+    """Best primitive pair (g1, g2) explaining the peaks: returns (g1, g2, explained fraction).
+
+    A candidate must explain the peak power (peaks at integer combinations) *and* predict few
+    missing peaks (lattice points inside the detected radius that have no peak), otherwise
+    any tiny pair of vectors would "explain" everything.
+    """
+    best = None
+    n = len(vecs)
+    idx = np.argsort(np.linalg.norm(vecs, axis=1))
+    cand = vecs[idx[: min(n, 16)]]
+    total = strength.sum()
+    r_max = np.linalg.norm(vecs, axis=1).max() * 1.02
+    for i, j in itertools.combinations(range(len(cand)), 2):
+        g1, g2 = cand[i], cand[j]
+        det = g1[0] * g2[1] - g1[1] * g2[0]
+        if abs(det) < 0.2 * np.linalg.norm(g1) * np.linalg.norm(g2):
+            continue
+        basis = np.stack([g1, g2])
+        coeffs = vecs @ np.linalg.inv(basis)
+        resid = np.abs(coeffs - np.round(coeffs)).max(axis=1)
+        ok = resid < tol
+        explained = strength[ok].sum() / total
+        # lattice points predicted inside the detected radius, and how many were seen
+        h_max = int(np.ceil(r_max / min(np.linalg.norm(g1), np.linalg.norm(g2)))) + 1
+        if h_max > 40:
+            continue
+        hk = np.array([(h, k) for h in range(-h_max, h_max + 1) for k in range(-h_max, h_max + 1)
+                       if (h, k) != (0, 0)])
+        pts = hk @ basis
+        inside = np.linalg.norm(pts, axis=1) <= r_max
+        seen = {tuple(c) for c in np.round(coeffs[ok]).astype(int)}
+        predicted = [tuple(c) for c in hk[inside]]
+        coverage = sum(c in seen for c in predicted) / max(len(predicted), 1)
+        score = explained * coverage
+        if best is None or score > best[0] + 1e-9:
+            best = (score, basis, coeffs, ok, explained)
+    if best is None:
+        raise UsageError("no crystal lattice was found in the image's FFT")
+    _, basis, coeffs, ok, quality = best
+    # least-squares refinement of the basis on all indexed peaks
+    h = np.round(coeffs[ok])
+    refined, *_ = np.linalg.lstsq(h, vecs[ok], rcond=None)
+    return refined[0], refined[1], quality
+
+
+def _angle_deg(u: np.ndarray, v: np.ndarray) -> float:
+    return math.degrees(math.acos(np.clip(u @ v / (np.linalg.norm(u) * np.linalg.norm(v)), -1, 1)))
+
+
+def _match_material_cell(a_px: np.ndarray, b_px: np.ndarray, material: Material):
+    """The supercell of the measured cell whose shape matches the material's cell.
+
+    Projected bilayers often show a pseudo-cell smaller than the true one (weak reflections);
+    the true cell is then an integer supercell of it. Among supercells with index 1–4, take the
+    one whose |b|/|a| and gamma match the material best (ties: the smallest index).
+    Returns (a, b, shape error).
+    """
+    ratio_mat = material.b_A / material.a_A
+    best = None
+    rng = range(-2, 3)
+    for m11, m12, m21, m22 in itertools.product(rng, rng, rng, rng):
+        det = m11 * m22 - m12 * m21
+        if det not in (1, 2, 3, 4):
+            continue
+        u = m11 * a_px + m12 * b_px
+        v = m21 * a_px + m22 * b_px
+        try:
+            u, v = reduce_basis_2d(u, v)
+        except UsageError:
+            continue
+        ratio = np.linalg.norm(v) / np.linalg.norm(u)
+        err = abs(ratio - ratio_mat) / ratio_mat + abs(_angle_deg(u, v) - material.gamma_deg) / 60
+        key = (round(err, 2), det)
+        if best is None or key < best[0]:
+            best = (key, u, v, err)
+    return best[1], best[2], best[3]
+
+
+def calibrate_from_lattice(image, material: Material | str) -> Calibration:
+    """Pixel size from the lattice peaks in the FFT and the material's lattice constants."""
+    material = get_material(material)
+    vecs, strength = find_fft_peaks(image)
+    if len(vecs) < 4:
+        raise UsageError(
+            "automatic calibration failed: the FFT shows no clear lattice peaks; "
+            "give the pixel size with --pixel-size NM"
+        )
+    g1, g2, explained = _fit_reciprocal_lattice(vecs, strength)
+    real = np.linalg.inv(np.stack([g1, g2])).T  # rows: real-space vectors in px
+    a_px, b_px, shape_err = _match_material_cell(real[0], real[1], material)
+    area_px = abs(a_px[0] * b_px[1] - a_px[1] * b_px[0])
+    pixel_A = math.sqrt(material.area_A2 / area_px)
+    ratio_meas = np.linalg.norm(b_px) / np.linalg.norm(a_px)
+    gamma_meas = _angle_deg(a_px, b_px)
+    confidence = float(np.clip(explained * (1 - 5 * shape_err), 0.0, 1.0))
+    pixel_nm = pixel_A / 10
+    msg = (f"pixel size {pixel_nm:.5g} nm/px from the {material.name} lattice in the FFT "
+           f"(confidence {confidence:.2f}; measured |b|/|a| {ratio_meas:.3f}, gamma "
+           f"{gamma_meas:.1f}°)")
+    if confidence < 0.5:
+        msg += "; check it or give --pixel-size"
+    log.info(msg)
+    return Calibration(pixel_nm, "fft", confidence, np.stack([a_px, b_px]), msg)
