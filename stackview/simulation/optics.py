@@ -79,7 +79,9 @@ class Optics:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool):
+                raise ValueError(f"Optics.{f.name} must be a number, got {value!r}.")
+            if not isinstance(value, (int, float)):
                 try:
                     value = float(value)  # numpy scalars, strings of numbers
                 except (TypeError, ValueError):
