@@ -1,0 +1,174 @@
+"""Symmetry-aware regression loss in torch: MSE + 0.5·L1 on the error to the *nearest equivalent*
+true label (the paper's loss, made invariant under the label symmetries). No Qt here.
+
+Slip (:class:`SymmetricSlipLoss`): for every sample the true label is replaced by the
+equivalent — ``D + m·a + n·b`` and, with layer swap, ``−D`` (trilayers: ``(D1, D2) ≡ (−D2, −D1)``)
+— whose Cartesian distance to the prediction is smallest; this is the same minimum-image search
+as :meth:`stackview.inference.labels.SlipLabels.residual`, written in torch so that it runs on the
+training device without a round trip to numpy. The loss is then taken on the Cartesian error
+vector(s) ``e`` (Å) of that equivalent::
+
+    loss = mean(e²) + 0.5 · mean(|e|)      (means over the 2·(layers−1) Cartesian components)
+
+so ``sqrt(sum(e²))`` equals ``SlipLabels.distance`` exactly, the loss is zero on equivalent labels,
+and it is the plain (non-symmetric) MSE + 0.5·L1 of the Cartesian errors whenever the given true
+label is already the nearest equivalent.
+
+Twist (:class:`SymmetricTwistLoss`): the error in degrees to the nearest of ``θ + k·period`` and,
+for materials whose projected monolayer has a mirror line, ``−θ + k·period`` (see
+:class:`stackview.inference.labels.TwistLabels`); same MSE + 0.5·L1 form.
+
+Both losses take predictions and labels in physical units (Å, degrees) — the regressor's output
+layer already undoes its label normalisation — and return the batch mean (or, with
+``reduction="none"``, one value per sample).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from stackview.inference.labels import SlipLabels, TwistLabels
+
+#: weight of the L1 term (paper: λ_MSE = 1, λ_L1 = 0.5)
+L1_WEIGHT = 0.5
+
+_NEIGHBOURS = torch.tensor(list(itertools.product((-1.0, 0.0, 1.0), repeat=2)))
+
+
+def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "sum":
+        return per_sample.sum()
+    if reduction == "none":
+        return per_sample
+    raise ValueError(f"unknown reduction {reduction!r} (use 'mean', 'sum' or 'none')")
+
+
+def mse_l1(error: torch.Tensor, l1_weight: float = L1_WEIGHT) -> torch.Tensor:
+    """Per-sample ``mean(e²) + l1_weight·mean(|e|)`` over all but the first axis."""
+    flat = error.reshape(error.shape[0], -1)
+    return (flat**2).mean(dim=1) + l1_weight * flat.abs().mean(dim=1)
+
+
+class SymmetricSlipLoss(torch.nn.Module):
+    """MSE + 0.5·L1 of the Cartesian slip error to the nearest equivalent true label.
+
+    Parameters
+    ----------
+    labels
+        The label space (material, number of layers, layer swap).
+    l1_weight
+        Weight of the L1 term.
+    """
+
+    def __init__(self, labels: SlipLabels, l1_weight: float = L1_WEIGHT) -> None:
+        super().__init__()
+        self.labels = labels
+        self.l1_weight = float(l1_weight)
+        self.n_interfaces = labels.layers - 1
+        self.register_buffer("lengths_A", torch.tensor(labels.lengths_A, dtype=torch.float32))
+        self.register_buffer(
+            "unit_vectors", torch.tensor(labels.material.unit_vectors, dtype=torch.float32)
+        )
+        self.register_buffer("neighbours", _NEIGHBOURS.clone())
+
+    def _pairs(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], self.n_interfaces, 2)
+
+    def _min_image(self, delta: torch.Tensor) -> torch.Tensor:
+        """Shortest lattice-equivalent Cartesian vectors (B, k, 2) of label differences."""
+        lengths = self.lengths_A.to(delta.dtype)
+        frac = delta / lengths
+        frac = frac - torch.round(frac).detach()
+        cand = frac.unsqueeze(-2) + self.neighbours.to(delta.dtype)  # (B, k, 9, 2)
+        cart = (cand * lengths) @ self.unit_vectors.to(delta.dtype)
+        best = (cart**2).sum(-1).argmin(dim=-1)  # (B, k)
+        index = best[..., None, None].expand(*best.shape, 1, 2)
+        return torch.gather(cart, -2, index).squeeze(-2)
+
+    def residual(
+        self, predicted_A: torch.Tensor, true_A: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cartesian error vectors (B, k, 2) and the nearest equivalent true labels (B, n)."""
+        p = self._pairs(predicted_A)
+        t = self._pairs(true_A.to(predicted_A.dtype))
+        options = [t, -t.flip(-2)] if self.labels.layer_swap else [t]
+        errors = torch.stack([self._min_image(p - o) for o in options])  # (O, B, k, 2)
+        norms = (errors**2).sum(dim=(-1, -2))  # (O, B)
+        choice = norms.argmin(dim=0)  # (B,)
+        index = choice[None, :, None, None].expand(1, *errors.shape[1:])
+        err = torch.gather(errors, 0, index).squeeze(0)
+        inv = torch.linalg.inv(self.unit_vectors.to(torch.float64)).to(err.dtype)
+        best_true = p - err @ inv
+        return err, best_true.reshape(best_true.shape[0], -1)
+
+    def forward(
+        self, predicted_A: torch.Tensor, true_A: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:
+        err, _ = self.residual(predicted_A.float(), true_A.float())
+        return _reduce(mse_l1(err, self.l1_weight), reduction)
+
+    def distance(self, predicted_A: torch.Tensor, true_A: torch.Tensor) -> torch.Tensor:
+        """Symmetry-aware ΔD (Å) per sample, as :meth:`SlipLabels.distance`."""
+        err, _ = self.residual(predicted_A.float(), true_A.float())
+        return torch.sqrt((err**2).sum(dim=(-1, -2)))
+
+
+class SymmetricTwistLoss(torch.nn.Module):
+    """MSE + 0.5·L1 of the twist error (degrees) to the nearest equivalent angle."""
+
+    def __init__(self, labels: TwistLabels, l1_weight: float = L1_WEIGHT) -> None:
+        super().__init__()
+        self.labels = labels
+        self.l1_weight = float(l1_weight)
+        self.period_deg = float(labels.period_deg)
+        self.mirror = bool(labels.mirror)
+
+    def error_deg(self, predicted_deg: torch.Tensor, true_deg: torch.Tensor) -> torch.Tensor:
+        """Signed error (B,) to the nearest equivalent of the true angle."""
+        p = predicted_deg.reshape(-1).float()
+        t = true_deg.reshape(-1).to(p.dtype)
+        period = self.period_deg
+        e = p - t
+        e = e - period * torch.round(e / period).detach()
+        if self.mirror:
+            e2 = p + t
+            e2 = e2 - period * torch.round(e2 / period).detach()
+            e = torch.where(e2.abs() < e.abs(), e2, e)
+        return e
+
+    def forward(
+        self, predicted_deg: torch.Tensor, true_deg: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:
+        e = self.error_deg(predicted_deg, true_deg)
+        return _reduce(e**2 + self.l1_weight * e.abs(), reduction)
+
+    def distance(self, predicted_deg: torch.Tensor, true_deg: torch.Tensor) -> torch.Tensor:
+        return self.error_deg(predicted_deg, true_deg).abs()
+
+
+def make_loss(label_space: SlipLabels | TwistLabels, l1_weight: float = L1_WEIGHT):
+    """The symmetric loss module that matches a label space."""
+    if isinstance(label_space, SlipLabels):
+        return SymmetricSlipLoss(label_space, l1_weight)
+    if isinstance(label_space, TwistLabels):
+        return SymmetricTwistLoss(label_space, l1_weight)
+    raise TypeError(f"no loss for label space {type(label_space).__name__}")
+
+
+def plain_loss(predicted: torch.Tensor, true: torch.Tensor, l1_weight: float = L1_WEIGHT):
+    """The paper's non-symmetric MSE + 0.5·L1 on raw values (for comparison and tests)."""
+    return mse_l1(predicted - true, l1_weight).mean()
+
+
+__all__ = [
+    "L1_WEIGHT",
+    "SymmetricSlipLoss",
+    "SymmetricTwistLoss",
+    "make_loss",
+    "mse_l1",
+    "plain_loss",
+]

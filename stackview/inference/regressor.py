@@ -1,0 +1,197 @@
+"""The stacking regressor: a torchvision backbone with a 1-channel stem and the paper's head.
+
+:class:`StackingRegressor` = per-image standardisation → torchvision backbone (``resnet50`` by
+default, ``weights=None``; its first 3-channel convolution replaced by a 1-channel one) → the
+paper's head ``[1000 → 512 → n]`` (Linear, ReLU, Linear) → label de-normalisation. The network's
+raw outputs are normalised labels ``(y − offset) / scale`` with ``offset``/``scale`` the centre and
+half-width of the canonical label domain; :meth:`StackingRegressor.forward` returns labels in
+physical units (Å for slip, degrees for twist), which is what the symmetric losses in
+:mod:`stackview.inference.loss` and the label classes expect.
+
+:class:`RegressorSpec` is the frozen, JSON-serialisable description (backbone, task, material,
+layers, output normalisation) that a checkpoint or a model bundle stores beside its weights; the
+model is rebuilt from it, never unpickled. Torch and torchvision are imported here; no Qt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from stackview.errors import UsageError
+from stackview.inference.labels import SlipLabels, TwistLabels
+
+#: backbones known to work with the 1-channel stem (any torchvision classification model whose
+#: first layer is a 3-channel Conv2d works; these are the ones tested and benchmarked)
+RECOMMENDED_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d")
+TASKS = ("slip", "twist")
+
+
+@dataclass(frozen=True)
+class RegressorSpec:
+    """What fixes a regressor's architecture and output convention.
+
+    Parameters
+    ----------
+    backbone
+        torchvision model name (``resnet50`` as in the paper; ``resnet18`` for CPUs).
+    task
+        ``"slip"`` or ``"twist"``.
+    material
+        Material name (label convention: its reduced cell).
+    layers
+        Number of layers (2 or 3 for slip, 2 for twist).
+    label_offset, label_scale
+        Per-output de-normalisation: ``label = offset + scale · raw``.
+    hidden
+        Width of the head's hidden layer (paper: 512).
+    """
+
+    backbone: str = "resnet50"
+    task: str = "slip"
+    material: str = "ReS2"
+    layers: int = 2
+    label_offset: tuple[float, ...] = ()
+    label_scale: tuple[float, ...] = ()
+    hidden: int = 512
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise UsageError(f"the task must be 'slip' or 'twist', not {self.task!r}")
+        if self.task == "twist" and self.layers != 2:
+            raise UsageError("twist models are for bilayers (layers = 2)")
+        if self.task == "slip" and self.layers not in (2, 3):
+            raise UsageError(f"slip models need 2 or 3 layers, not {self.layers}")
+        if not self.label_offset:
+            offset, scale = default_normalisation(self.label_space())
+            object.__setattr__(self, "label_offset", offset)
+            object.__setattr__(self, "label_scale", scale)
+        object.__setattr__(self, "label_offset", tuple(float(v) for v in self.label_offset))
+        object.__setattr__(self, "label_scale", tuple(float(v) for v in self.label_scale))
+        if len(self.label_offset) != self.n_outputs or len(self.label_scale) != self.n_outputs:
+            raise UsageError("label normalisation must give one offset and scale per output")
+        if self.hidden < 1:
+            raise UsageError("the head's hidden width must be positive")
+
+    @property
+    def n_outputs(self) -> int:
+        return 1 if self.task == "twist" else 2 * (self.layers - 1)
+
+    def label_space(self) -> SlipLabels | TwistLabels:
+        """The label class (canonical domain, symmetric distance) of this model."""
+        if self.task == "twist":
+            return TwistLabels(self.material)
+        return SlipLabels(self.material, layers=self.layers)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self) | {
+            "label_offset": list(self.label_offset), "label_scale": list(self.label_scale),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RegressorSpec:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise UsageError(f"unknown regressor settings: {', '.join(sorted(unknown))}")
+        kwargs = dict(data)
+        for key in ("label_offset", "label_scale"):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)
+
+
+def default_normalisation(space: SlipLabels | TwistLabels) -> tuple[tuple, tuple]:
+    """Centre and half-width of the canonical label domain, per output."""
+    if isinstance(space, TwistLabels):
+        lo, hi = space.domain_deg
+        return ((lo + hi) / 2,), ((hi - lo) / 2,)
+    bounds = space.domain_bounds_A()
+    return (tuple((lo + hi) / 2 for lo, hi in bounds), tuple((hi - lo) / 2 for lo, hi in bounds))
+
+
+def _replace_first_conv(model: nn.Module, in_channels: int = 1) -> None:
+    """Swap the first 3-channel ``Conv2d`` of a torchvision model for a ``in_channels`` one."""
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, nn.Conv2d) and child.in_channels == 3:
+                conv = nn.Conv2d(
+                    in_channels, child.out_channels, child.kernel_size, child.stride,
+                    child.padding, child.dilation, child.groups, child.bias is not None,
+                    child.padding_mode,
+                )
+                setattr(parent, name, conv)
+                return
+    raise UsageError("the backbone has no 3-channel input convolution to replace")
+
+
+def build_backbone(name: str) -> nn.Module:
+    """A torchvision classification model (``weights=None``, 1000 outputs, 1-channel input)."""
+    import torchvision
+
+    try:
+        available = set(torchvision.models.list_models(module=torchvision.models))
+    except TypeError:  # older torchvision
+        available = set(torchvision.models.list_models())
+    if name not in available:
+        raise UsageError(
+            f"unknown backbone {name!r}; use a torchvision classification model such as "
+            + ", ".join(RECOMMENDED_BACKBONES)
+        )
+    model = torchvision.models.get_model(name, weights=None, num_classes=1000)
+    _replace_first_conv(model, 1)
+    return model
+
+
+def standardise(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Zero mean, unit standard deviation per image (B, 1, H, W)."""
+    mean = x.mean(dim=(-1, -2), keepdim=True)
+    std = x.std(dim=(-1, -2), keepdim=True)
+    return (x - mean) / (std + eps)
+
+
+class StackingRegressor(nn.Module):
+    """Backbone + head ``[1000 → 512 → n]``; forward returns labels in Å or degrees.
+
+    Input: (B, 1, H, W) float images at the model's sampling (any intensity scale: each image is
+    standardised first). Output: (B, n) labels (not folded into the canonical domain; use the
+    label space's ``canonical`` for display).
+    """
+
+    def __init__(self, spec: RegressorSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.backbone = build_backbone(spec.backbone)
+        self.head = nn.Sequential(
+            nn.Linear(1000, spec.hidden), nn.ReLU(inplace=True),
+            nn.Linear(spec.hidden, spec.n_outputs),
+        )
+        self.register_buffer("label_offset", torch.tensor(spec.label_offset, dtype=torch.float32))
+        self.register_buffer("label_scale", torch.tensor(spec.label_scale, dtype=torch.float32))
+
+    def forward_normalised(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw network outputs (normalised labels)."""
+        if x.ndim == 3:
+            x = x.unsqueeze(1)
+        return self.head(self.backbone(standardise(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raw = self.forward_normalised(x).float()
+        return self.label_offset + self.label_scale * raw
+
+
+def build_regressor(spec: RegressorSpec, seed: int | None = None) -> StackingRegressor:
+    """A freshly initialised regressor (deterministic when ``seed`` is given)."""
+    if seed is None:
+        return StackingRegressor(spec)
+    devices = []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        return StackingRegressor(spec)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

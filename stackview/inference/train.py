@@ -1,0 +1,493 @@
+"""Training loop of the stacking regressor (torch; no Qt).
+
+:func:`train` is a job (``progress``, ``cancel``): Adam, a linear learning-rate warm-up followed by
+a linear decay to zero (the paper's schedule, counted in steps), batch 32 by default, the
+symmetric loss of :mod:`stackview.inference.loss`, optional bf16 autocast and channels-last memory
+format, optional online augmentation (:mod:`stackview.datasets.augment`), checkpoints every N
+steps and exact resume, and DDP when launched under ``torchrun`` (``WORLD_SIZE`` > 1).
+
+Determinism: the initial weights come from ``seed``; the sample order of epoch ``e`` is a
+permutation drawn from ``(seed, e)``; the online augmentation of step ``s`` on rank ``r`` is drawn
+from ``(seed, s, r)``. Nothing depends on wall-clock or on the history of a random generator, so a
+run resumed from a checkpoint continues exactly as the uninterrupted run would (on the same
+hardware and thread count).
+
+Checkpoints are ``checkpoint.safetensors`` (model weights, buffers and Adam moments) plus
+``checkpoint.json`` (spec, configuration, step, history), both written atomically; the step is
+recorded in both and checked on resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from stackview.engine.jobs import CancelToken, null_progress
+from stackview.errors import Cancelled, UsageError
+from stackview.inference.loss import make_loss
+from stackview.inference.regressor import RegressorSpec, StackingRegressor, build_regressor
+from stackview.io.atomic import atomic_path, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_WEIGHTS = "checkpoint.safetensors"
+CHECKPOINT_STATE = "checkpoint.json"
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+class PatchSource(Protocol):
+    """What training reads: ``len()`` samples; ``get(indices)`` gives images (B, H, W) and
+    labels (B, n)."""
+
+    def __len__(self) -> int: ...
+
+    def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass
+class ArraySource:
+    """A :class:`PatchSource` over in-memory arrays (tests, small experiments)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.images = np.asarray(self.images)
+        self.labels = np.asarray(self.labels, dtype=np.float64).reshape(len(self.images), -1)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.images[indices], self.labels[indices]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (paper: Adam, batch 32, peak lr 1e-3, warm-up 2 % of the run).
+
+    Parameters
+    ----------
+    steps
+        Number of optimiser steps (each sees ``batch_size`` images, summed over DDP ranks).
+    batch_size
+        Global batch size.
+    lr
+        Peak learning rate.
+    warmup_steps
+        Linear warm-up length; the rate then decays linearly to zero at ``steps``.
+    weight_decay
+        Adam's L2 weight decay.
+    checkpoint_every
+        Save a checkpoint every this many steps (0: only at the end).
+    seed
+        Seed of the weights, the sample order and the online augmentation.
+    precision
+        ``"fp32"``, ``"bf16"`` (autocast) or ``"auto"`` (bf16 where the device supports it).
+    channels_last
+        Use the channels-last memory format (faster convolutions on recent CPUs).
+    threads
+        torch intra-op threads on CPU (0: leave torch's default).
+    augment
+        Online augmentation settings (a dict for :class:`stackview.datasets.augment.OnlineAugment`;
+        empty: none).
+    validate_every
+        Evaluate the validation source every this many steps (0: only at checkpoints).
+    """
+
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = -1
+    weight_decay: float = 0.0
+    checkpoint_every: int = 500
+    seed: int = 0
+    precision: str = "auto"
+    channels_last: bool = True
+    threads: int = 0
+    augment: dict = field(default_factory=dict)
+    validate_every: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise UsageError("training needs at least one step")
+        if self.batch_size < 1:
+            raise UsageError("the batch size must be at least 1")
+        if not (0 < self.lr <= 1):
+            raise UsageError(f"the learning rate {self.lr:g} must be in (0, 1]")
+        if self.warmup_steps < 0:
+            object.__setattr__(self, "warmup_steps", max(1, round(0.02 * self.steps)))
+        if self.warmup_steps > self.steps:
+            raise UsageError("the warm-up cannot be longer than the run")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}")
+        if self.checkpoint_every < 0 or self.validate_every < 0:
+            raise UsageError("checkpoint and validation intervals must be >= 0")
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimiser step ``step`` (0-based)."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        span = max(1, self.steps - self.warmup_steps)
+        return self.lr * max(0.0, (self.steps - step) / span)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the trained model (on CPU, eval mode) and its history."""
+
+    model: StackingRegressor
+    step: int
+    history: list[dict]
+    seconds: float
+    images_per_s: float
+    precision: str
+
+
+# --- distributed helpers -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed() -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _device(d: _Dist, device: str | None) -> torch.device:
+    if device:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device(f"cuda:{d.local_rank}")
+    return torch.device("cpu")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` → ``bf16`` on CUDA with bf16 support or on CPUs with native bf16, else ``fp32``."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="ignore") if os.name == "posix" else ""
+    except OSError:
+        flags = ""
+    return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "fp32"
+
+
+# --- sampling ------------------------------------------------------------------------------------
+def batch_indices(step: int, n_samples: int, batch_size: int, seed: int) -> np.ndarray:
+    """Global sample indices of optimiser step ``step`` (epoch permutations from ``(seed, e)``)."""
+    start = step * batch_size
+    out = []
+    pos = start
+    while len(out) < batch_size:
+        epoch, offset = divmod(pos, n_samples)
+        perm = np.random.default_rng([seed, 7919, epoch]).permutation(n_samples)
+        take = perm[offset : offset + batch_size - len(out)]
+        out.extend(take.tolist())
+        pos += len(take)
+    return np.asarray(out, dtype=np.int64)
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+def _unwrap(model: torch.nn.Module) -> StackingRegressor:
+    return model.module if hasattr(model, "module") else model
+
+
+def save_checkpoint(
+    folder: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    step: int, spec: RegressorSpec, config: TrainConfig, history: list[dict],
+    extra: dict | None = None,
+) -> Path:
+    """Write ``checkpoint.safetensors`` + ``checkpoint.json`` atomically into ``folder``."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous()
+               for k, v in _unwrap(model).state_dict().items()}
+    opt_state = optimizer.state_dict()
+    for idx, state in opt_state["state"].items():
+        for key, value in state.items():
+            t = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"optim.{idx}.{key}"] = t.detach().cpu().contiguous()
+    with atomic_path(folder / CHECKPOINT_WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "stackview-checkpoint", "step": str(step)})
+    state = {
+        "format": "stackview-checkpoint", "step": step, "spec": spec.to_dict(),
+        "config": config.to_dict(), "history": history,
+        "param_groups": opt_state["param_groups"], "extra": extra or {},
+    }
+    write_text_atomic(folder / CHECKPOINT_STATE, json.dumps(state, indent=1))
+    return folder / CHECKPOINT_WEIGHTS
+
+
+def load_checkpoint(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The JSON state and the tensors of a checkpoint folder (no unpickling)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    wpath, spath = folder / CHECKPOINT_WEIGHTS, folder / CHECKPOINT_STATE
+    if not wpath.is_file() or not spath.is_file():
+        raise UsageError(f"no checkpoint in {folder} (expected {CHECKPOINT_WEIGHTS} and "
+                         f"{CHECKPOINT_STATE})")
+    try:
+        state = json.loads(spath.read_text(encoding="utf-8"))
+        with safe_open(str(wpath), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(wpath))
+    except (ValueError, OSError, Exception) as exc:  # safetensors raises its own error type
+        raise UsageError(f"the checkpoint in {folder} is unreadable ({exc})") from exc
+    if state.get("format") != "stackview-checkpoint" or meta.get("step") != str(state.get("step")):
+        raise UsageError(f"the checkpoint in {folder} is inconsistent (interrupted write?)")
+    return state, tensors
+
+
+def _restore(model: StackingRegressor, optimizer: torch.optim.Optimizer, state: dict,
+             tensors: dict[str, torch.Tensor]) -> None:
+    model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model.load_state_dict(model_sd)
+    opt_sd: dict = {"state": {}, "param_groups": state["param_groups"]}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            opt_sd["state"].setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict(opt_sd)
+
+
+# --- the job ----------------------------------------------------------------------------------
+def train(
+    spec: RegressorSpec,
+    source: PatchSource,
+    config: TrainConfig,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    validation: PatchSource | None = None,
+    progress=null_progress,
+    cancel: CancelToken | None = None,
+    device: str | None = None,
+    on_checkpoint: Callable[[int, dict], None] | None = None,
+) -> TrainResult:
+    """Train a :class:`StackingRegressor` on labelled patches.
+
+    Parameters
+    ----------
+    spec
+        Architecture and label convention.
+    source
+        Training patches (e.g. :class:`stackview.datasets.PatchDataset` or :class:`ArraySource`);
+        images (B, H, W) at the model's sampling, labels (B, n) in Å or degrees.
+    config
+        Optimisation settings.
+    out_dir
+        Folder for checkpoints (None: no checkpoints, no resume).
+    resume
+        Continue from the checkpoint in ``out_dir`` (its spec and configuration must match).
+    validation
+        Optional held-out patches; their mean symmetric error is logged into the history.
+    progress, cancel
+        Job API; cancelling saves a checkpoint first (when ``out_dir`` is set) and raises
+        :class:`stackview.errors.Cancelled`.
+    device
+        torch device (default: the local CUDA device when present, else CPU).
+
+    Returns
+    -------
+    TrainResult
+    """
+    cancel = cancel or CancelToken()
+    if len(source) < 1:
+        raise UsageError("the training set is empty")
+    dist_info = _init_distributed()
+    dev = _device(dist_info, device)
+    if config.threads and dev.type == "cpu":
+        torch.set_num_threads(config.threads)
+    precision = resolve_precision(config.precision, dev)
+    if config.batch_size % dist_info.world:
+        raise UsageError(
+            f"the batch size {config.batch_size} must be divisible by the {dist_info.world} ranks"
+        )
+    local_batch = config.batch_size // dist_info.world
+
+    model = build_regressor(spec, seed=config.seed).to(dev)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
+                                 weight_decay=config.weight_decay)
+    loss_fn = make_loss(spec.label_space()).to(dev)
+    history: list[dict] = []
+    start_step = 0
+    if resume:
+        if out_dir is None:
+            raise UsageError("resuming needs the folder that holds the checkpoint")
+        state, tensors = load_checkpoint(out_dir)
+        if RegressorSpec.from_dict(state["spec"]) != spec:
+            raise UsageError("the checkpoint was made for a different model; start a new folder")
+        saved = dict(state["config"])
+        now = config.to_dict()
+        for key in ("steps", "batch_size", "lr", "warmup_steps", "seed", "augment"):
+            if saved.get(key) != now.get(key):
+                raise UsageError(
+                    f"the checkpoint was made with {key} = {saved.get(key)!r}, not {now.get(key)!r}"
+                )
+        _restore(model, optimizer, state, tensors)
+        start_step = int(state["step"])
+        history = list(state.get("history", []))
+        log.info("resumed from step %d", start_step)
+
+    train_model: torch.nn.Module = model
+    if dist_info.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
+
+    augmenter = None
+    if config.augment:
+        from stackview.datasets.augment import OnlineAugment
+
+        augmenter = OnlineAugment(**config.augment)
+
+    autocast_dtype = torch.bfloat16 if precision == "bf16" else None
+    n = len(source)
+    t0 = time.perf_counter()
+    seen = 0
+    step = start_step
+    last_loss = float("nan")
+
+    def checkpoint(step_now: int) -> None:
+        if out_dir is not None and dist_info.main:
+            save_checkpoint(out_dir, model, optimizer, step_now, spec, config, history)
+            if on_checkpoint is not None:
+                on_checkpoint(step_now, history[-1] if history else {})
+
+    model.train()
+    progress(start_step, config.steps, "training")
+    try:
+        for step in range(start_step, config.steps):
+            cancel.check()
+            idx = batch_indices(step, n, config.batch_size, config.seed)
+            idx = idx[dist_info.rank * local_batch : (dist_info.rank + 1) * local_batch]
+            images, labels = source.get(np.sort(idx))
+            order = np.argsort(np.argsort(idx))  # back to the permutation's order
+            images = np.asarray(images, dtype=np.float32)[order]
+            labels = np.asarray(labels, dtype=np.float64)[order]
+            if augmenter is not None:
+                rng = np.random.default_rng([config.seed, 104729, step, dist_info.rank])
+                images = augmenter(images, rng)
+            x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
+            x = x.to(dev)
+            if config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = torch.from_numpy(labels).float().to(dev)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at(step)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(dev.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                pred = train_model(x)
+            loss = loss_fn(pred.float(), y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"the training loss became {loss.item()} at step {step}")
+            loss.backward()
+            optimizer.step()
+            last_loss = float(loss.detach())
+            seen += config.batch_size
+            done = step + 1
+            record_val = validation is not None and (
+                (config.validate_every and done % config.validate_every == 0)
+                or (config.checkpoint_every and done % config.checkpoint_every == 0)
+                or done == config.steps
+            )
+            if (config.checkpoint_every and done % config.checkpoint_every == 0) or record_val \
+                    or done == config.steps:
+                entry = {"step": done, "loss": last_loss, "lr": config.lr_at(step)}
+                if record_val:
+                    entry.update(validate(model, validation, spec, dev, precision))
+                    model.train()
+                history.append(entry)
+                log.info("step %d: %s", done, entry)
+            if config.checkpoint_every and done % config.checkpoint_every == 0 \
+                    and done < config.steps:
+                checkpoint(done)
+            progress(done, config.steps, f"loss {last_loss:.4g}")
+    except Cancelled:
+        if out_dir is not None and step > start_step:
+            # cancel.check() runs before a step starts, so exactly `step` steps are complete
+            try:
+                checkpoint(step)
+            except Exception:  # pragma: no cover - best effort
+                log.exception("could not save the checkpoint after the interruption")
+        raise
+    finally:
+        if dist_info.world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    seconds = time.perf_counter() - t0
+    checkpoint(config.steps)
+    model = model.to("cpu").to(memory_format=torch.contiguous_format).eval()
+    return TrainResult(
+        model=model, step=config.steps, history=history, seconds=seconds,
+        images_per_s=seen / seconds if seconds > 0 else math.nan, precision=precision,
+    )
+
+
+@torch.no_grad()
+def predict_batches(
+    model: StackingRegressor, images: np.ndarray, batch_size: int = 64,
+    device: torch.device | str = "cpu", precision: str = "fp32",
+) -> np.ndarray:
+    """Model outputs (N, n) in physical units for images (N, H, W), batched, in eval mode."""
+    model.eval()
+    dev = torch.device(device)
+    out = []
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.asarray(images[start : start + batch_size], np.float32))
+        x = x.unsqueeze(1).to(dev)
+        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+            out.append(model(x).float().cpu().numpy())
+    return np.concatenate(out).astype(np.float64) if out else np.zeros((0, model.spec.n_outputs))
+
+
+def validate(model: StackingRegressor, source: PatchSource, spec: RegressorSpec,
+             device: torch.device | str = "cpu", precision: str = "fp32",
+             max_samples: int = 512) -> dict:
+    """Mean and 95th percentile of the symmetric error on (up to ``max_samples`` of) a source."""
+    count = min(len(source), max_samples)
+    images, labels = source.get(np.arange(count))
+    pred = predict_batches(model, images, device=device, precision=precision)
+    err = spec.label_space().distance(pred, labels)
+    unit = "deg" if spec.task == "twist" else "A"
+    return {f"val_mean_{unit}": float(np.mean(err)),
+            f"val_p95_{unit}": float(np.percentile(err, 95))}
