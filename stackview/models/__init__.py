@@ -1,0 +1,33 @@
+"""Model bundles (safetensors weights + JSON card) and the registry of installed bundles.
+
+``save_bundle``/``load_bundle`` write and read bundles without ever unpickling; ``list_models``
+finds the shipped bundles in ``resources/models/`` and the user's library. Importing this package
+does not import torch; no Qt.
+"""
+
+from stackview.models.bundle import (
+    BUNDLE_FORMAT,
+    Bundle,
+    ModelCard,
+    check_safetensors,
+    load_bundle,
+    read_card,
+    save_bundle,
+    update_card,
+)
+from stackview.models.registry import default_model, find_model, install_model, list_models
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "Bundle",
+    "ModelCard",
+    "check_safetensors",
+    "default_model",
+    "find_model",
+    "install_model",
+    "list_models",
+    "load_bundle",
+    "read_card",
+    "save_bundle",
+    "update_card",
+]

@@ -1,0 +1,103 @@
+"""Registry of model bundles: the ones shipped in ``resources/models/`` and the user's library.
+
+The user library is ``<user data dir>/models`` (see :func:`stackview.paths.user_data_dir`); a user
+bundle with the same name as a shipped one takes precedence. Only cards are read here (cheap, no
+torch); :func:`stackview.models.bundle.load_bundle` loads the weights. No Qt.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from stackview.errors import UsageError
+from stackview.models.bundle import ModelCard, bundle_paths, read_card
+from stackview.paths import RESOURCES_DIR, user_data_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A bundle found by the registry."""
+
+    name: str
+    path: Path  # the stem (NAME without suffix)
+    source: str  # "bundled" or "user"
+    card: ModelCard
+
+
+def bundled_dir() -> Path:
+    return RESOURCES_DIR / "models"
+
+
+def user_models_dir() -> Path:
+    path = user_data_dir() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _scan(folder: Path, source: str) -> list[ModelEntry]:
+    out = []
+    if not folder.is_dir():
+        return out
+    for card_path in sorted(folder.glob("*.json")):
+        if not card_path.with_suffix(".safetensors").is_file():
+            continue
+        try:
+            card = read_card(card_path)
+        except UsageError as exc:  # a style bundle or a broken card: skip it, say why
+            log.info("skipping %s: %s", card_path, exc)
+            continue
+        out.append(ModelEntry(card_path.stem, card_path.with_suffix(""), source, card))
+    return out
+
+
+def list_models() -> list[ModelEntry]:
+    """All bundles, user library first overriding shipped ones of the same name."""
+    found: dict[str, ModelEntry] = {}
+    for entry in _scan(bundled_dir(), "bundled") + _scan(user_models_dir(), "user"):
+        found[entry.name] = entry
+    return sorted(found.values(), key=lambda e: (e.card.material, e.card.task, e.name))
+
+
+def find_model(name: str) -> Path:
+    """Stem of the bundle called ``name`` (or the path itself when it is a bundle on disk)."""
+    p = Path(name)
+    weights, card = bundle_paths(p) if (p.exists() or p.with_suffix(".json").exists()) else (
+        None, None)
+    if card is not None and card.is_file():
+        return card.with_suffix("")
+    for entry in list_models():
+        if entry.name == name:
+            return entry.path
+    known = ", ".join(e.name for e in list_models()) or "none"
+    raise UsageError(f"no model bundle called {name!r} (known: {known})")
+
+
+def default_model(material: str, task: str, layers: int = 2) -> ModelEntry | None:
+    """The preferred bundle for a material/task/layer count (user library first), if any."""
+    candidates = [e for e in list_models() if e.card.material == material
+                  and e.card.task == task and e.card.layers == layers]
+    candidates.sort(key=lambda e: e.source != "user")
+    return candidates[0] if candidates else None
+
+
+def install_model(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Copy a bundle into the user library after checking it loads; returns the new stem."""
+    from stackview.models.bundle import load_bundle
+
+    bundle = load_bundle(path)
+    weights, card = bundle_paths(path)
+    target = user_models_dir() / bundle.card.name
+    if Path(str(target) + ".json").exists() and not overwrite:
+        raise UsageError(f"a model called {bundle.card.name!r} is already installed")
+    from stackview.io.atomic import atomic_path
+
+    for src, suffix in ((weights, ".safetensors"), (card, ".json")):
+        with atomic_path(str(target) + suffix) as tmp:
+            shutil.copyfile(src, tmp)
+    return target
