@@ -1,8 +1,8 @@
 """Grey-image helpers for style transfer: reading, min–max normalisation, resampling, PNG output.
 
-Images are 2-D float32 numpy arrays. Readers return the image and its sampling in Å/px when the
-file records one (dm3/dm4 through rosettasciio, TIFF resolution tags are not trusted), else
-``None``. Everything written goes through :func:`stackview.io.atomic.atomic_path`.
+Images are 2-D float32 numpy arrays. :func:`read_grey` wraps the project's readers
+(:mod:`stackview.io.readers`) and returns the image with its sampling in Å/px when the file
+records one, else ``None``. Everything written goes through :func:`stackview.io.atomic.atomic_path`.
 No torch and no Qt here.
 """
 
@@ -20,64 +20,29 @@ from stackview.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-#: file suffixes :func:`read_grey` understands
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".npy", ".dm3", ".dm4")
-
-_UNIT_TO_A = {"nm": 10.0, "Å": 1.0, "A": 1.0, "angstrom": 1.0, "pm": 0.01, "µm": 1e4, "um": 1e4}
+#: file suffixes :func:`read_grey` understands (those of :mod:`stackview.io.readers`)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".npy", ".dm3", ".dm4",
+                  ".emd", ".ser", ".mrc")
 
 
 def read_grey(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
     """Read a grey image as float32 and its sampling in Å/px (``None`` when the file has none).
 
-    Colour images are converted to grey (luma); multi-frame files give their first frame.
+    Delegates to :func:`stackview.io.readers.read_image` (TIFF, PNG/JPEG/BMP, DM3/DM4, EMD,
+    SER, MRC, npy; stacks averaged, colour converted to grey).
 
     Raises
     ------
     UsageError
-        When the file is missing, has an unknown suffix or is not a 2-D image.
+        When the file is missing, unsupported or not a usable 2-D image.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"image file not found: {path}")
-    suffix = path.suffix.lower()
-    sampling_A = None
-    if suffix in (".png", ".jpg", ".jpeg", ".bmp"):
-        from PIL import Image
+    from stackview.io.readers import read_image
 
-        with Image.open(path) as im:
-            data = np.asarray(im.convert("F") if im.mode not in ("I;16", "I") else im)
-    elif suffix in (".tif", ".tiff"):
-        import tifffile
-
-        data = tifffile.imread(path)
-    elif suffix == ".npy":
-        data = np.load(path, allow_pickle=False)
-    elif suffix in (".dm3", ".dm4"):
-        from rsciio.digitalmicrograph import file_reader
-
-        signal = file_reader(str(path))[0]
-        data = signal["data"]
-        axes = [a for a in signal["axes"] if not a.get("navigate", False)]
-        if axes:
-            unit = str(axes[-1].get("units", "")).strip()
-            scale = float(axes[-1].get("scale", 0) or 0)
-            if unit in _UNIT_TO_A and scale > 0:
-                sampling_A = scale * _UNIT_TO_A[unit]
-    else:
-        raise UsageError(
-            f"cannot read '{path.name}': use one of {', '.join(IMAGE_SUFFIXES)}"
-        )
-    data = np.asarray(data)
-    if data.ndim == 3 and data.shape[-1] in (3, 4):
-        data = data[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    while data.ndim > 2 and data.shape[0] == 1:
-        data = data[0]
-    if data.ndim == 3:
-        log.info("%s holds %d frames; using the first", path.name, data.shape[0])
-        data = data[0]
-    if data.ndim != 2 or min(data.shape) < 8:
-        raise UsageError(f"'{path.name}' is not a 2-D image (shape {data.shape})")
-    return np.ascontiguousarray(data, dtype=np.float32), sampling_A
+    loaded = read_image(path)
+    for note in loaded.notes:
+        log.info("%s: %s", Path(path).name, note)
+    sampling_A = None if loaded.pixel_size_nm is None else 10.0 * loaded.pixel_size_nm
+    return np.ascontiguousarray(loaded.data, dtype=np.float32), sampling_A
 
 
 def normalise(image: np.ndarray, clip_percentile: float = 0.0) -> np.ndarray:
