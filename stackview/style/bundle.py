@@ -69,13 +69,20 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _is_card(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("format") == BUNDLE_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def bundle_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     """(weights, card) paths of a bundle given its stem, its ``.json``, its ``.safetensors``
     or a folder holding exactly one ``*.json`` card."""
     path = Path(path)
     if path.is_dir():
         cards = sorted(p for p in path.glob("*.json")
-                       if p.with_suffix(".safetensors").is_file())
+                       if p.with_suffix(".safetensors").is_file() and _is_card(p))
         if len(cards) != 1:
             raise UsageError(f"{path} must hold exactly one style bundle (NAME.json + "
                              f"NAME.safetensors); found {len(cards)}")

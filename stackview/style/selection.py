@@ -1,6 +1,6 @@
 """Selection of the simulations closest to the experimental images (the paper's prong I).
 
-Features of every image → t-SNE to 2-D (perplexity ≈ 12, clipped to n − 1) → k-means with
+Features of every image → t-SNE to 2-D (perplexity ≈ 12, clipped to (n − 1)/3) → k-means with
 K = 2 on the embedding → the simulations that share the experimental images' cluster, ranked by
 their distance (in the embedding) to the nearest experimental image, are kept.
 
@@ -17,7 +17,8 @@ simulation looks structurally like the experiment, independent of the noise styl
   noise and keeps the relative brightness of the columns (overlapping vs staggered columns of a
   slipped bilayer differ exactly there).
 
-Each block is standardised over the set and weighted so that blocks count equally. Images must
+Each block is centred over the set and scaled to unit root-mean-square norm, so that blocks
+count equally. Images must
 share one sampling (Å/px); a central crop of at most ``crop_px`` is used. The result records
 which feature kind was used; the GUI and CLI show it. Numpy, scikit-learn, matplotlib; torch
 only for VGG16; no Qt.
@@ -102,7 +103,9 @@ def _central_crop(a: np.ndarray, crop_px: int) -> np.ndarray:
 def spectral_blocks(image: np.ndarray, crop_px: int = 512, n_radial: int = 48,
                     n_angular: int = 36, n_hist: int = 32) -> dict[str, np.ndarray]:
     """The offline feature blocks of one image (see the module docstring)."""
-    a = normalise(_central_crop(np.asarray(image, np.float64), crop_px)).astype(np.float64)
+    raw = normalise(_central_crop(np.asarray(image, np.float64), crop_px)).astype(np.float64)
+    # a light blur removes most shot noise (white, all frequencies) and keeps the lattice
+    a = ndimage.gaussian_filter(raw, 1.0)
     n = a.shape[0]
     win = np.hanning(n)[:, None] * np.hanning(n)[None, :]
     power = np.abs(np.fft.fftshift(np.fft.fft2((a - a.mean()) * win))) ** 2
@@ -132,15 +135,17 @@ def spectral_blocks(image: np.ndarray, crop_px: int = 512, n_radial: int = 48,
     r0 = pr[0] if k else 0.1
     ring = (np.abs(radius - r0) < max(1.5 / n, 0.1 * r0)) & valid
     aidx = np.clip((angle[ring] / 180.0 * n_angular).astype(int), 0, n_angular - 1)
-    angular = np.bincount(aidx, power[ring], n_angular)
+    angular = np.bincount(aidx, power[ring], n_angular) / np.maximum(
+        np.bincount(aidx, minlength=n_angular), 1)
+    angular = np.clip(angular - np.median(angular), 0, None)  # drop the isotropic floor
     angular = angular / max(angular.sum(), 1e-300)
     angular = np.roll(angular, -int(np.argmax(angular)))
     # intensity statistics of the lightly smoothed image
-    sm = normalise(ndimage.gaussian_filter(a, 2.0)).astype(np.float64)
+    sm = normalise(ndimage.gaussian_filter(raw, 2.0)).astype(np.float64)
     hist = np.histogram(sm, bins=n_hist, range=(0, 1))[0] / sm.size
     z = (sm - sm.mean()) / (sm.std() + 1e-12)
     stats = np.array([sm.mean(), sm.std(), np.mean(z**3), np.mean(z**4),
-                      np.mean(sm > 0.5), np.std(a - sm)])
+                      np.mean(sm > 0.5), np.std(a - sm) / (np.std(a) + 1e-12)])
     return {"radial": radial, "angular": angular, "peaks": peak_block,
             "histogram": np.concatenate([hist, stats])}
 
@@ -157,8 +162,10 @@ def spectral_features(images: Sequence[np.ndarray], crop_px: int = 512,
     parts = []
     for vs in blocks.values():
         m = np.stack(vs)
-        m = (m - m.mean(0)) / (m.std(0) + 1e-9)
-        parts.append(m / np.sqrt(m.shape[1]))
+        m = m - m.mean(0)
+        # one scale per block (not per feature: near-constant features would blow up noise),
+        # such that every block has unit mean squared distance from the set's mean
+        parts.append(m / (np.sqrt(np.mean(np.sum(m**2, axis=1))) + 1e-12))
     return np.concatenate(parts, axis=1)
 
 
@@ -295,7 +302,8 @@ def select_simulations(
         ``"auto"`` (VGG16 when its weights are cached, else spectral), ``"vgg16"`` or
         ``"spectral"``.
     perplexity
-        t-SNE perplexity (paper: 12), clipped to n − 1 for small sets.
+        t-SNE perplexity (paper: 12), clipped to (n − 1) / 3 for small sets (at larger values
+        all affinities become nearly uniform; the paper's 44+ images keep 12).
     keep
         Keep at most this many (≥ 1) or this fraction (< 1) of the simulations, nearest first;
         ``None`` keeps the whole experimental cluster.
@@ -314,7 +322,9 @@ def select_simulations(
     if ns + ne < 4:
         raise UsageError("selection needs at least four images in total for t-SNE")
     feats, kind, note = image_features([*simulations, *experimental], features, cancel)
-    perp = float(min(perplexity, ns + ne - 1))
+    # perplexity ≥ n/3 makes every affinity nearly uniform and the embedding meaningless;
+    # clip it as Rtsne does (3 · perplexity ≤ n − 1). The paper's 41–119 images keep 12.
+    perp = float(max(1.0, min(perplexity, (ns + ne - 1) / 3)))
     # exact gradients for the few hundred images a selection sees: deterministic, and fast
     # (Barnes-Hut's OpenMP loop crawls once torch's OpenMP runtime is loaded in the process)
     method = "exact" if ns + ne <= 1500 else "barnes_hut"
