@@ -47,6 +47,11 @@ def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
     raise ValueError(f"unknown reduction {reduction!r} (use 'mean', 'sum' or 'none')")
 
 
+def _working(x: torch.Tensor) -> torch.Tensor:
+    """float64 stays float64 (exact tests, evaluation); anything else becomes float32."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def mse_l1(error: torch.Tensor, l1_weight: float = L1_WEIGHT) -> torch.Tensor:
     """Per-sample ``mean(e²) + l1_weight·mean(|e|)`` over all but the first axis."""
     flat = error.reshape(error.shape[0], -1)
@@ -69,11 +74,11 @@ class SymmetricSlipLoss(torch.nn.Module):
         self.labels = labels
         self.l1_weight = float(l1_weight)
         self.n_interfaces = labels.layers - 1
-        self.register_buffer("lengths_A", torch.tensor(labels.lengths_A, dtype=torch.float32))
+        self.register_buffer("lengths_A", torch.tensor(labels.lengths_A, dtype=torch.float64))
         self.register_buffer(
-            "unit_vectors", torch.tensor(labels.material.unit_vectors, dtype=torch.float32)
+            "unit_vectors", torch.tensor(labels.material.unit_vectors, dtype=torch.float64)
         )
-        self.register_buffer("neighbours", _NEIGHBOURS.clone())
+        self.register_buffer("neighbours", _NEIGHBOURS.clone().double())
 
     def _pairs(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], self.n_interfaces, 2)
@@ -108,12 +113,12 @@ class SymmetricSlipLoss(torch.nn.Module):
     def forward(
         self, predicted_A: torch.Tensor, true_A: torch.Tensor, reduction: str = "mean"
     ) -> torch.Tensor:
-        err, _ = self.residual(predicted_A.float(), true_A.float())
+        err, _ = self.residual(_working(predicted_A), _working(true_A))
         return _reduce(mse_l1(err, self.l1_weight), reduction)
 
     def distance(self, predicted_A: torch.Tensor, true_A: torch.Tensor) -> torch.Tensor:
         """Symmetry-aware ΔD (Å) per sample, as :meth:`SlipLabels.distance`."""
-        err, _ = self.residual(predicted_A.float(), true_A.float())
+        err, _ = self.residual(_working(predicted_A), _working(true_A))
         return torch.sqrt((err**2).sum(dim=(-1, -2)))
 
 
@@ -129,7 +134,7 @@ class SymmetricTwistLoss(torch.nn.Module):
 
     def error_deg(self, predicted_deg: torch.Tensor, true_deg: torch.Tensor) -> torch.Tensor:
         """Signed error (B,) to the nearest equivalent of the true angle."""
-        p = predicted_deg.reshape(-1).float()
+        p = _working(predicted_deg).reshape(-1)
         t = true_deg.reshape(-1).to(p.dtype)
         period = self.period_deg
         e = p - t

@@ -128,8 +128,26 @@ def _replace_first_conv(model: nn.Module, in_channels: int = 1) -> None:
     raise UsageError("the backbone has no 3-channel input convolution to replace")
 
 
+class TinyBackbone(nn.Sequential):
+    """A ~30k-parameter CNN with 1000 outputs, for tests and smoke runs only (``"tiny"``)."""
+
+    def __init__(self) -> None:
+        layers: list[nn.Module] = []
+        channels = (1, 8, 16, 32)
+        for cin, cout in zip(channels[:-1], channels[1:], strict=True):
+            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False),
+                       nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels[-1], 1000)]
+        super().__init__(*layers)
+
+
 def build_backbone(name: str) -> nn.Module:
-    """A torchvision classification model (``weights=None``, 1000 outputs, 1-channel input)."""
+    """A torchvision classification model (``weights=None``, 1000 outputs, 1-channel input).
+
+    ``"tiny"`` gives :class:`TinyBackbone` (tests and smoke runs; not for real models).
+    """
+    if name == "tiny":
+        return TinyBackbone()
     import torchvision
 
     try:
