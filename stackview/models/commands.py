@@ -89,7 +89,7 @@ def run_show(args: argparse.Namespace) -> int:
     for name, acc in (card.accuracy or {}).items():
         print(f"  accuracy [{name}]: " + ", ".join(
             f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in acc.items()
-            if not isinstance(v, (list, dict))))
+            if not isinstance(v, (list, dict, str, bool))))
     if not card.accuracy:
         print("  accuracy: not measured")
     print(f"  stackview {card.stackview_version}, weights {card.weights_dtype}, "

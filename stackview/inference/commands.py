@@ -1,0 +1,334 @@
+"""``stackview train``, ``stackview evaluate`` and ``stackview study`` (no Qt; torch is imported
+only inside the run functions, so the CLI starts fast)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import signal
+import sys
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def cancel_on_sigint():
+    """A :class:`CancelToken` set by the first Ctrl-C (jobs then stop cleanly and save what they
+    can); a second Ctrl-C interrupts at once."""
+    from stackview.engine.jobs import CancelToken
+
+    token = CancelToken()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if token.cancelled:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        token.cancel()
+        print("\nstackview: stopping after the current step (Ctrl-C again to abort)...",
+              file=sys.stderr)
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not in the main thread
+        pass
+    try:
+        yield token
+    finally:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGINT, previous)
+
+
+def _command_line() -> str:
+    return "stackview " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "stackview"
+
+
+def register(subparsers) -> None:
+    _register_train(subparsers)
+    _register_evaluate(subparsers)
+    _register_study(subparsers)
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--backbone", default="resnet50",
+                   help="torchvision backbone (paper: resnet50; resnet18 for CPUs)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--steps", type=int, default=10000, help="optimiser steps")
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    g.add_argument("--warmup", type=int, default=-1,
+                   help="warm-up steps (default: 2 %% of --steps, as the paper's 60/3000)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    g.add_argument("--no-channels-last", action="store_true",
+                   help="keep the default memory format")
+    g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    g.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS")
+    g = p.add_argument_group("online augmentation")
+    g.add_argument("--augment-psnr", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="Gaussian noise with PSNR (dB) in this range on half of the patches")
+    g.add_argument("--augment-masks", type=float, default=0.0, metavar="PROB")
+    g.add_argument("--augment-contamination", type=float, default=0.0, metavar="PROB")
+    g.add_argument("--augment-gamma", type=float, nargs=2, default=(1.0, 1.0),
+                   metavar=("LOW", "HIGH"), help="random contrast (gamma) range")
+
+
+def _register_train(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a stacking regressor on a dataset into a model bundle",
+        description="Train the slip/twist regressor (symmetry-aware MSE + 0.5 L1, Adam, "
+                    "linear warm-up and decay) on a dataset from 'stackview dataset make' and "
+                    "write a model bundle (NAME.safetensors + NAME.json). Checkpoints go to "
+                    "--checkpoint-dir; --resume continues from there. Under torchrun the "
+                    "ranks train with DDP.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--dataset", required=True, help="training dataset (NAME.zarr)")
+    p.add_argument("--out", required=True, help="bundle path without suffix (e.g. models/ReS2)")
+    p.add_argument("--validation", help="held-out dataset logged during training")
+    p.add_argument("--eval-dataset",
+                   help="held-out test dataset; its accuracy is measured and written to the card")
+    p.add_argument("--checkpoint-dir",
+                   help="checkpoint folder (default: OUT.checkpoints next to the bundle)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    p.add_argument("--description", default="", help="free text for the card")
+    p.add_argument("--fp32-weights", action="store_true",
+                   help="store fp32 weights in the bundle (default: fp16 parameters)")
+    _add_train_options(p)
+    p.set_defaults(func=run_train)
+
+
+def _register_evaluate(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="measure a model bundle's accuracy on a labelled dataset",
+        description="Predict a labelled dataset with a bundle and report symmetry-aware errors: "
+                    "ΔD mean/median/95th percentile and per-axis errors for slip, the twist "
+                    "error and the θ vs 60°−θ confusion rate for twist; writes metrics.json, "
+                    "predictions.csv and errors.png.",
+    )
+    p.add_argument("bundle", help="bundle name or path")
+    p.add_argument("--dataset", required=True, help="labelled test dataset (NAME.zarr)")
+    p.add_argument("--out", help="report folder (default: print only)")
+    p.add_argument("--tta", action="store_true", help="average test-time augmented views")
+    p.add_argument("--max-samples", type=int, help="evaluate only the first N patches")
+    p.add_argument("--update-card", metavar="NAME",
+                   help="store the metrics in the bundle's card under this name")
+    p.set_defaults(func=run_evaluate)
+
+
+def _register_study(subparsers) -> None:
+    p = subparsers.add_parser(
+        "study", help="the paper's robustness and grid-step studies",
+        description="Robustness of a model to vacancies (0 to 10 %%) and noise (PSNR 30 to 7) on "
+                    "fresh test sets styled like its training data, and the training-grid-step "
+                    "study (0.1 to 0.4 Å against a 0.05 Å test grid). Long runs; each writes "
+                    "JSON and a box plot.",
+    )
+    sub = p.add_subparsers(dest="study", metavar="STUDY", required=True)
+    for name, helptext in (("defects", "ΔD against the vacancy ratio"),
+                           ("psnr", "ΔD against the image PSNR")):
+        s = sub.add_parser(name, help=helptext, description=helptext + ".")
+        s.add_argument("bundle", help="bundle name or path")
+        s.add_argument("--out", required=True, help="output folder")
+        s.add_argument("--n", type=int, default=500, help="test patches per point")
+        s.add_argument("--seed", type=int, default=9001 if name == "defects" else 9002)
+        if name == "defects":
+            s.add_argument("--ratios", type=float, nargs="+",
+                           default=[0.0, 0.02, 0.04, 0.06, 0.08, 0.10])
+        else:
+            s.add_argument("--psnr", type=float, nargs="+",
+                           default=[30.0, 25.0, 20.0, 15.0, 10.0, 7.0])
+        s.add_argument("--scheduler", default="threads")
+        s.add_argument("--workers", type=int)
+        s.set_defaults(func=run_study)
+    s = sub.add_parser(
+        "train-step", help="accuracy against the training-grid step",
+        description="Train one model per slip-grid step and test all on a finer grid (the "
+                    "paper's Fig. 3b). The training data use the 'dataset make' settings "
+                    "below.",
+    )
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--grid-steps", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4])
+    s.add_argument("--test-step", type=float, default=0.05)
+    s.add_argument("--material", default="ReS2")
+    s.add_argument("--layers", type=int, default=2)
+    s.add_argument("--count", type=int, default=1, help="patches per grid point")
+    s.add_argument("--sampling", type=float, default=0.16)
+    s.add_argument("--patch-px", type=int, default=128)
+    s.add_argument("--style", choices=("clean", "physics", "drit"), default="clean")
+    s.add_argument("--style-bundle", default="")
+    s.add_argument("--data-seed", type=int, default=0)
+    s.add_argument("--scheduler", default="threads")
+    s.add_argument("--workers", type=int)
+    _add_train_options(s)
+    s.set_defaults(func=run_study)
+
+
+def _train_config(args):
+    from stackview.inference.train import TrainConfig
+
+    augment = {}
+    if args.augment_psnr:
+        augment["psnr_range_dB"] = tuple(args.augment_psnr)
+    if args.augment_masks:
+        augment["mask_probability"] = args.augment_masks
+    if args.augment_contamination:
+        augment["contamination_probability"] = args.augment_contamination
+    if tuple(args.augment_gamma) != (1.0, 1.0):
+        augment["gamma_range"] = tuple(args.augment_gamma)
+    return TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
+        checkpoint_every=args.checkpoint_every, seed=args.seed, precision=args.precision,
+        channels_last=not args.no_channels_last, threads=args.threads, augment=augment,
+    )
+
+
+def _open_source(ds, limit_bytes: int = 4 << 30):
+    """Load small datasets into memory; stream large ones chunk by chunk."""
+    return ds.load() if ds.nbytes <= limit_bytes else ds
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import platform
+
+    import torch
+
+    from stackview.datasets.store import open_dataset
+    from stackview.engine.jobs import TextProgress, null_progress
+    from stackview.errors import Cancelled
+    from stackview.inference.regressor import RegressorSpec
+    from stackview.inference.train import train
+    from stackview.models.bundle import ModelCard, save_bundle
+
+    ds = open_dataset(args.dataset)
+    dspec = ds.spec
+    spec = RegressorSpec(backbone=args.backbone, task=dspec.task, material=dspec.material,
+                         layers=dspec.layers)
+    config = _train_config(args)
+    ckpt = Path(args.checkpoint_dir) if args.checkpoint_dir else Path(args.out + ".checkpoints")
+    validation = open_dataset(args.validation) if args.validation else None
+    rank = int(os.environ.get("RANK", "0"))
+    with cancel_on_sigint() as cancel:
+        try:
+            result = train(spec, _open_source(ds), config, out_dir=ckpt, resume=args.resume,
+                           validation=validation,
+                           progress=TextProgress("train") if rank == 0 else null_progress,
+                           cancel=cancel)
+        except Cancelled:
+            print(f"stackview: cancelled; a checkpoint is in {ckpt} (continue with --resume).",
+                  file=sys.stderr)
+            return 130
+    if rank != 0:
+        return 0
+    device = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+              else f"CPU ({platform.processor() or platform.machine()}, "
+                   f"{torch.get_num_threads()} threads)")
+    card = ModelCard(
+        name=Path(args.out).name, spec=spec.to_dict(), sampling_A=ds.sampling_A,
+        patch_px=ds.patch_px, orientation=dspec.orientation,
+        style=dspec.style if dspec.style != "drit" else f"drit:{dspec.style_bundle}",
+        description=args.description,
+        training={
+            "command": _command_line(), "config": dataclasses.asdict(config),
+            "data": ds.summary(), "dataset_spec": ds.attrs["spec"],
+            "seconds": round(result.seconds, 1), "images_per_s": round(result.images_per_s, 2),
+            "precision": result.precision, "device": device, "torch": torch.__version__,
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+            "history": result.history[-20:],
+        },
+    )
+    weights = save_bundle(args.out, result.model, card, half=not args.fp32_weights)
+    print(f"wrote {weights} and {weights.with_suffix('.json')} "
+          f"({result.seconds:.0f} s, {result.images_per_s:.1f} images/s)")
+    if args.eval_dataset:
+        from stackview.inference.evaluate import evaluate_bundle
+        from stackview.models.bundle import update_card
+
+        res = evaluate_bundle(args.out, args.eval_dataset, progress=TextProgress("evaluate"))
+        m = res["metrics"]
+        update_card(args.out, accuracy={Path(args.eval_dataset).stem: m})
+        print(_metrics_line(m))
+    return 0
+
+
+def _metrics_line(m: dict) -> str:
+    if "mean_A" in m:
+        return (f"ΔD mean {m['mean_A']:.4f} Å, median {m['median_A']:.4f} Å, "
+                f"95% {m['p95_A']:.4f} Å over {m['n']} patches")
+    return (f"twist error mean {m['mean_deg']:.3f}°, median {m['median_deg']:.3f}°, "
+            f"95% {m['p95_deg']:.3f}°; θ/60°−θ confusions {m['confusions']}/"
+            f"{m['confusion_candidates']} over {m['n']} patches")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from stackview.engine.jobs import TextProgress
+    from stackview.errors import Cancelled
+    from stackview.inference.evaluate import evaluate_bundle, write_report
+    from stackview.models.bundle import load_bundle, update_card
+
+    bundle = load_bundle(args.bundle)
+    with cancel_on_sigint() as cancel:
+        try:
+            res = evaluate_bundle(bundle, args.dataset, tta=args.tta,
+                                  max_samples=args.max_samples,
+                                  progress=TextProgress("evaluate"), cancel=cancel)
+        except Cancelled:
+            print("stackview: cancelled.", file=sys.stderr)
+            return 130
+    m = res["metrics"]
+    print(_metrics_line(m))
+    if args.out:
+        path = write_report(res, args.out, bundle.label_space,
+                            title=f"{bundle.card.name} on {Path(args.dataset).name}")
+        print(f"wrote {path}, predictions.csv and errors.png in {Path(args.out)}")
+    else:
+        print(json.dumps({k: v for k, v in m.items() if k != "dataset"}, indent=1))
+    if args.update_card:
+        update_card(bundle.path, accuracy={args.update_card: m})
+    return 0
+
+
+def run_study(args: argparse.Namespace) -> int:
+    from stackview.engine.jobs import TextProgress
+    from stackview.errors import Cancelled
+    from stackview.inference import evaluate as ev
+
+    with cancel_on_sigint() as cancel:
+        try:
+            if args.study == "defects":
+                summary = ev.study_defects(args.bundle, args.out, ratios=tuple(args.ratios),
+                                           n=args.n, seed=args.seed, scheduler=args.scheduler,
+                                           workers=args.workers, progress=TextProgress("study"),
+                                           cancel=cancel)
+            elif args.study == "psnr":
+                summary = ev.study_psnr(args.bundle, args.out, psnrs=tuple(args.psnr), n=args.n,
+                                        seed=args.seed, scheduler=args.scheduler,
+                                        workers=args.workers, progress=TextProgress("study"),
+                                        cancel=cancel)
+            else:
+                from stackview.datasets.spec import DatasetSpec
+                from stackview.inference.regressor import RegressorSpec
+
+                base = DatasetSpec(task="slip", material=args.material, layers=args.layers,
+                                   mode="grid", count=args.count, sampling_A=args.sampling,
+                                   patch_px=args.patch_px, style=args.style,
+                                   style_bundle=args.style_bundle, seed=args.data_seed)
+                rspec = RegressorSpec(backbone=args.backbone, task="slip",
+                                      material=base.material, layers=args.layers)
+                summary = ev.study_train_step(
+                    args.out, base, rspec, _train_config(args), steps_A=tuple(args.grid_steps),
+                    test_step_A=args.test_step, scheduler=args.scheduler, workers=args.workers,
+                    progress=TextProgress("study"), cancel=cancel)
+        except Cancelled:
+            print("stackview: cancelled; finished points are kept in the output folder.",
+                  file=sys.stderr)
+            return 130
+    for row in summary["results"]:
+        key = next(iter(row))
+        print(f"{key} {row[key]:g}: " + _metrics_line(row))
+    print(f"wrote {Path(args.out) / ('study_' + summary['study'] + '.json')} and the box plot")
+    return 0
