@@ -147,7 +147,8 @@ def register(subparsers) -> None:
     r.add_argument("--input-sampling-nm", type=_positive, metavar="NM",
                    help="pixel size of the inputs in nm (resampled to the model's and back)")
     r.add_argument("--tile-px", type=_count, default=1024, help="tile size (default 1024)")
-    r.add_argument("--overlap-px", type=_count, default=64, help="tile overlap (default 64)")
+    r.add_argument("--overlap-px", type=_count,
+                   help="tile overlap (default: from the network's receptive field)")
     r.add_argument("--format", choices=("png", "tif", "npy"), default="png",
                    help="output format of single images (default png)")
     r.set_defaults(func=run_translate)

@@ -36,18 +36,86 @@ def _conv(n_in: int, n_out: int, kernel: int, stride: int = 1, pad: int = 0,
     return ([nn.ReflectionPad2d(pad)] if pad else []) + [conv]
 
 
-class LayerNorm(nn.Module):
-    """Layer norm over (C, H, W) of each sample with a per-channel affine (MUNIT/DRIT style)."""
+class _StatNorm(nn.Module):
+    """Base of the normalisation layers: per-sample statistics, which can be *recorded* on one
+    image and *frozen* for others (seamless tiled translation: every tile is normalised with
+    the same statistics, so the network is translation-equivariant across tiles)."""
 
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+    dims: tuple[int, ...] = (2, 3)
+
+    def __init__(self, eps: float = 1e-5) -> None:
         super().__init__()
         self.eps = eps
+        self.recording = False
+        self.frozen: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        if self.frozen is not None:
+            mean, var = self.frozen
+            return (x - mean) * torch.rsqrt(var + self.eps)
+        if self.recording:
+            var, mean = torch.var_mean(x, dim=self.dims, keepdim=True, correction=0)
+            self.frozen_candidate = (mean.mean(0, keepdim=True), var.mean(0, keepdim=True))
+            return (x - mean) * torch.rsqrt(var + self.eps)
+        return self._fast(x)
+
+    def _fast(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class InstanceNorm(_StatNorm):
+    """Instance norm without affine parameters (as ``nn.InstanceNorm2d(affine=False)``)."""
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__(eps)
+        self.channels = channels
+
+    def _fast(self, x: torch.Tensor) -> torch.Tensor:
+        return F.instance_norm(x, eps=self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._normalise(x)
+
+
+class LayerNorm(_StatNorm):
+    """Layer norm over (C, H, W) of each sample with a per-channel affine (MUNIT/DRIT style)."""
+
+    dims = (1, 2, 3)
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__(eps)
         self.gamma = nn.Parameter(torch.ones(channels))
         self.beta = nn.Parameter(torch.zeros(channels))
 
+    def _fast(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[1:], eps=self.eps)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.layer_norm(x, x.shape[1:], eps=self.eps)
+        x = self._normalise(x)
         return x * self.gamma[None, :, None, None] + self.beta[None, :, None, None]
+
+
+def record_statistics(model: nn.Module) -> None:
+    """Let the next forward pass record every normalisation layer's statistics."""
+    for m in model.modules():
+        if isinstance(m, _StatNorm):
+            m.frozen, m.recording = None, True
+
+
+def freeze_statistics(model: nn.Module) -> None:
+    """Use the recorded statistics in every normalisation layer from now on."""
+    for m in model.modules():
+        if isinstance(m, _StatNorm):
+            m.recording = False
+            m.frozen = getattr(m, "frozen_candidate", None)
+
+
+def release_statistics(model: nn.Module) -> None:
+    """Back to per-image statistics (training and whole-image translation)."""
+    for m in model.modules():
+        if isinstance(m, _StatNorm):
+            m.recording, m.frozen = False, None
+            m.__dict__.pop("frozen_candidate", None)
 
 
 class ResBlock(nn.Module):
@@ -56,8 +124,8 @@ class ResBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            *_conv(channels, channels, 3, 1, 1), nn.InstanceNorm2d(channels), nn.ReLU(True),
-            *_conv(channels, channels, 3, 1, 1), nn.InstanceNorm2d(channels),
+            *_conv(channels, channels, 3, 1, 1), InstanceNorm(channels), nn.ReLU(True),
+            *_conv(channels, channels, 3, 1, 1), InstanceNorm(channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,8 +149,8 @@ class ContentEncoders(nn.Module):
         def branch() -> nn.Sequential:
             return nn.Sequential(
                 *_conv(1, w, 7, 1, 3), nn.LeakyReLU(0.2, True),
-                *_conv(w, 2 * w, 3, 2, 1), nn.InstanceNorm2d(2 * w), nn.ReLU(True),
-                *_conv(2 * w, 4 * w, 3, 2, 1), nn.InstanceNorm2d(4 * w), nn.ReLU(True),
+                *_conv(w, 2 * w, 3, 2, 1), InstanceNorm(2 * w), nn.ReLU(True),
+                *_conv(2 * w, 4 * w, 3, 2, 1), InstanceNorm(4 * w), nn.ReLU(True),
                 *[ResBlock(4 * w) for _ in range(cfg.content_res_blocks)],
             )
 
@@ -227,6 +295,17 @@ class MultiScaleDiscriminator(nn.Module):
                 x = self.down(x)
             outs.append(dis(x))
         return outs
+
+
+def receptive_radius_px(cfg: StyleConfig) -> int:
+    """Receptive-field radius (pixels) of content encoder + generator, image to image.
+
+    7×7 conv (3), two stride-2 3×3 convs (1 + 2), residual blocks at 1/4 resolution (two 3×3
+    convs: 8 px each; domain blocks, the shared encoder block, the shared generator block and
+    the generator's), two transposed 3×3 convs (4 + 2).
+    """
+    blocks = cfg.content_res_blocks + 1 + 1 + cfg.gen_res_blocks
+    return 3 + 1 + 2 + 8 * blocks + 4 + 2
 
 
 def init_weights(module: nn.Module) -> None:

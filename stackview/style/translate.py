@@ -24,22 +24,38 @@ import torch
 from stackview.engine.jobs import CancelToken, ProgressCallback, null_progress
 from stackview.errors import UsageError
 from stackview.style.images import normalise, resample
-from stackview.style.networks import CONTENT_STRIDE, DRIT
+from stackview.style.networks import (
+    CONTENT_STRIDE,
+    DRIT,
+    freeze_statistics,
+    receptive_radius_px,
+    record_statistics,
+    release_statistics,
+)
 
 log = logging.getLogger(__name__)
 
 
 def _ramp(n: int, overlap_lo: int, overlap_hi: int) -> np.ndarray:
     """1-D blending weight of a tile of length ``n`` whose low/high edges overlap neighbours by
-    ``overlap_lo``/``overlap_hi`` pixels (0 at image borders)."""
+    ``overlap_lo``/``overlap_hi`` pixels (0 at image borders): zero in the outer third of an
+    overlap (where the tile lacks context), a linear ramp across the middle third, one beyond.
+    Two tiles overlapping by ``o`` get weights summing to one across the overlap."""
     w = np.ones(n, dtype=np.float64)
     d = np.arange(n, dtype=np.float64)
     for overlap, dist in ((overlap_lo, d), (overlap_hi, n - 1 - d)):
         if overlap > 0:
-            margin = overlap // 4
+            margin = overlap // 3
             span = max(1.0, overlap - 2 * margin)
             w = np.minimum(w, np.clip((dist - margin + 0.5) / span, 0.0, 1.0))
     return w
+
+
+def default_overlap_px(model: DRIT) -> int:
+    """Tile overlap for a model: three times ~3/4 of its receptive-field radius, so that the
+    discarded outer third covers the pixels that see the tile edge (multiple of the stride)."""
+    margin = int(np.ceil(0.75 * receptive_radius_px(model.cfg)))
+    return int(np.ceil(3 * margin / CONTENT_STRIDE) * CONTENT_STRIDE)
 
 
 def _tile_starts(n: int, tile: int, overlap: int) -> list[int]:
@@ -136,9 +152,10 @@ class StyleTranslator:
         seed: int | None = None,
         code: Sequence[float] | None = None,
         tile_px: int = 1024,
-        overlap_px: int = 64,
+        overlap_px: int | None = None,
         input_sampling_A: float | None = None,
         normalise_input: bool = True,
+        stats_px: int | None = None,
     ) -> np.ndarray:
         """Translate one simulated image into the experimental style.
 
@@ -150,10 +167,16 @@ class StyleTranslator:
             Attribute choice (see :meth:`attribute`); default the reference code.
         tile_px, overlap_px
             Images larger than ``tile_px`` on a side are translated in tiles of this size
-            overlapping by ``overlap_px`` pixels and blended.
+            overlapping by ``overlap_px`` pixels (default: from the receptive field, see
+            :func:`default_overlap_px`) and blended.
         input_sampling_A
             Sampling of ``image`` in Å/px; when it differs from the model's the image is
             resampled to the model's sampling and the result back to the input's shape.
+        normalise_input
+            Min–max normalise the input first (the paper's normalisation).
+        stats_px
+            Tiled images only: side of the central crop whose normalisation statistics all
+            tiles share (default ``tile_px``; larger is more faithful and costs memory).
 
         Returns
         -------
@@ -165,8 +188,11 @@ class StyleTranslator:
         if tile_px < 8 * CONTENT_STRIDE or tile_px % CONTENT_STRIDE:
             raise UsageError(f"tile_px must be a multiple of {CONTENT_STRIDE} and at least "
                              f"{8 * CONTENT_STRIDE}, not {tile_px}")
-        if not 0 <= overlap_px < tile_px // 2:
-            raise UsageError(f"overlap_px must lie in [0, {tile_px // 2}), not {overlap_px}")
+        if overlap_px is None:
+            overlap_px = min(default_overlap_px(self.model), tile_px - 2 * CONTENT_STRIDE)
+        if not 0 <= overlap_px <= tile_px - 2 * CONTENT_STRIDE:
+            raise UsageError(f"overlap_px must lie in [0, {tile_px - 2 * CONTENT_STRIDE}], "
+                             f"not {overlap_px}")
         z = self.attribute(seed=seed, code=code)
         x = normalise(image) if normalise_input else image
         shape = x.shape
@@ -174,7 +200,7 @@ class StyleTranslator:
                    and abs(input_sampling_A / self.sampling_A - 1) > 1e-3)
         if rescale:
             x = resample(x, input_sampling_A / self.sampling_A)
-        y = self._tiled(x, z, tile_px, overlap_px)
+        y = self._tiled(x, z, tile_px, overlap_px, stats_px)
         if rescale:
             from scipy import ndimage
 
@@ -182,10 +208,27 @@ class StyleTranslator:
             y = ndimage.zoom(y, zoom, order=1, mode="reflect", grid_mode=True)[:shape[0], :shape[1]]
         return np.clip(y, 0, 1).astype(np.float32)
 
-    def _tiled(self, x: np.ndarray, z: np.ndarray, tile: int, overlap: int) -> np.ndarray:
+    def _tiled(self, x: np.ndarray, z: np.ndarray, tile: int, overlap: int,
+               stats_px: int | None = None) -> np.ndarray:
         h, w = x.shape
         if h <= tile and w <= tile:
             return self._run_padded(x, z)
+        # one set of normalisation statistics for all tiles (from a central crop), so that the
+        # network is translation-equivariant across tiles and blending leaves no seam
+        sp = stats_px or tile
+        sh, sw = min(sp, h), min(sp, w)
+        top = (h - sh) // 2 // CONTENT_STRIDE * CONTENT_STRIDE
+        left = (w - sw) // 2 // CONTENT_STRIDE * CONTENT_STRIDE
+        record_statistics(self.model)
+        try:
+            self._run_padded(x[top:top + sh, left:left + sw], z)
+            freeze_statistics(self.model)
+            return self._blend_tiles(x, z, tile, overlap)
+        finally:
+            release_statistics(self.model)
+
+    def _blend_tiles(self, x: np.ndarray, z: np.ndarray, tile: int, overlap: int) -> np.ndarray:
+        h, w = x.shape
         # tile origins on the stride grid, so every tile sees the same pixel phase
         th, tw = min(tile, h), min(tile, w)
         rows, cols = _tile_starts(h, tile, overlap), _tile_starts(w, tile, overlap)
