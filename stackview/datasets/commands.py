@@ -67,6 +67,12 @@ def register(subparsers) -> None:
     g = mk.add_argument_group("style")
     g.add_argument("--style", choices=("clean", "physics", "drit"), default="clean")
     g.add_argument("--style-bundle", default="", help="DRIT style bundle for --style drit")
+    g.add_argument("--style-diverse", action="store_true",
+                   help="DRIT: a random style code per patch (default: the bundle's reference)")
+    g.add_argument("--physics", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="physics style: override a per-patch parameter range, e.g. "
+                        "dose_per_px=20:100 or gamma=1 (keys: dose_per_px, background, "
+                        "read_noise, source_blur_px, gamma, scan_jitter_px, drift_px)")
     g = mk.add_argument_group("run")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--chunk", type=int, default=32, help="patches per chunk and per task")
@@ -103,8 +109,27 @@ def spec_from_args(args: argparse.Namespace):
         mask_probability=args.masks, contamination_probability=args.contamination,
         psnr_range_dB=tuple(args.psnr) if args.psnr else None,
         noise_probability=args.noise_probability, style=args.style,
-        style_bundle=args.style_bundle, seed=args.seed, chunk=args.chunk,
+        style_bundle=args.style_bundle, style_diverse=args.style_diverse,
+        physics=_physics_overrides(args.physics), seed=args.seed, chunk=args.chunk,
     )
+
+
+def _physics_overrides(items: list[str]) -> dict:
+    from stackview.errors import UsageError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            parts = [float(v) for v in value.split(":")]
+            if len(parts) not in (1, 2):
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"--physics expects KEY=VALUE or KEY=LOW:HIGH, not {item!r}") from None
+        out[key.strip()] = parts[0] if len(parts) == 1 else parts
+    return out
 
 
 def run_make(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ No torch and no Qt here (the DRIT style imports torch inside :func:`apply_style`
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import itertools
 import logging
 import math
@@ -161,7 +162,11 @@ def patch_atoms(spec: DatasetSpec, label: np.ndarray, cond: dict, index: int):
         slips = np.asarray(label, dtype=float).reshape(-1, 2)
         arrays = stack_arrays(material, slips, origin_A=origin, **common)
     else:
-        shift = cond["registry_u"] * material.a_vec_A + cond["registry_v"] * material.b_vec_A
+        # a registry shift of the top layer along its own (rotated) lattice: uniform over one
+        # cell means uniform over one moiré period; a whole cell is an exact period
+        shift = _rotate_about(
+            (cond["registry_u"] * material.a_vec_A + cond["registry_v"] * material.b_vec_A)[None],
+            float(label[0]), np.zeros(2))[0]
         centre = np.array([fov[0] / 2, fov[1] / 2])
         arrays = twisted_arrays(material, float(label[0]), center_A=centre - origin,
                                 top_shift_A=shift, origin_A=origin, **common)
@@ -187,43 +192,74 @@ def apply_style(spec: DatasetSpec, images01: np.ndarray, rngs: list[np.random.Ge
         return images01
     if spec.style == "physics":
         try:
-            from stackview.style import physics_noise
+            from stackview.style.physics_noise import PhysicsNoise
         except ImportError:
             raise UsageError(
                 "the 'physics' style needs stackview.style.physics_noise, which this "
-                "installation does not have yet; use --style clean with --psnr for noise"
+                "installation does not have; use --style clean with --psnr for noise"
             ) from None
-        return _physics_style(physics_noise, spec, images01, rngs)
+        return _physics_style(PhysicsNoise, spec, images01, rngs)
     try:
-        from stackview.style import translate  # noqa: F401
+        from stackview.style.translate import StyleTranslator  # noqa: F401
     except ImportError:
         raise UsageError(
             "the 'drit' style needs stackview.style.translate, which this installation does not "
-            "have yet; use --style clean or physics"
+            "have; use --style clean or physics"
         ) from None
     return _drit_style(spec, images01, rngs)
 
 
-def _physics_style(module, spec: DatasetSpec, images01: np.ndarray, rngs):
-    """Apply :mod:`stackview.style.physics_noise` patch by patch (its public entry point)."""
-    fn = getattr(module, "apply_physics_noise", None) or getattr(module, "physics_noise", None)
-    if fn is None:
-        raise UsageError("stackview.style.physics_noise has no apply_physics_noise function")
+#: per-patch ranges of the physics noise model (uniform; pixels are the dataset's pixels);
+#: ``DatasetSpec.physics`` overrides any of them with a number (fixed) or a [low, high] range
+PHYSICS_RANGES = {
+    "dose_per_px": (10.0, 200.0),
+    "background": (0.0, 0.3),
+    "read_noise": (0.0, 0.05),
+    "source_blur_px": (0.0, 1.0),
+    "gamma": (0.8, 1.2),
+    "scan_jitter_px": (0.0, 0.5),
+    "drift_px": (0.0, 2.0),  # magnitude per axis over the frame, random sign
+}
+
+
+def physics_parameters(spec: DatasetSpec, rng: np.random.Generator) -> dict:
+    """One draw of the physics-noise parameters for a patch."""
+    ranges = dict(PHYSICS_RANGES)
+    for key, value in spec.physics.items():
+        if key not in ranges:
+            raise UsageError(f"unknown physics-noise parameter {key!r}; use "
+                             + ", ".join(ranges))
+        ranges[key] = (value, value) if np.ndim(value) == 0 else tuple(value)
+    params = {k: float(rng.uniform(lo, hi)) for k, (lo, hi) in ranges.items()
+              if k != "drift_px"}
+    lo, hi = ranges["drift_px"]
+    params["drift_px"] = tuple(float(v) for v in rng.uniform(lo, hi, 2) * rng.choice([-1, 1], 2))
+    return params
+
+
+def _physics_style(noise_cls, spec: DatasetSpec, images01: np.ndarray, rngs):
     out = np.empty_like(images01)
     for k, (im, rng) in enumerate(zip(images01, rngs, strict=True)):
-        out[k] = normalise01(fn(im, rng=rng, sampling_A=spec.sampling_A, **spec.physics))
+        out[k] = normalise01(noise_cls(**physics_parameters(spec, rng)).apply(im, rng=rng))
     return out
 
 
-def _drit_style(spec: DatasetSpec, images01: np.ndarray, rngs):
-    from stackview.style import translate
+@functools.lru_cache(maxsize=2)
+def _translator(path: str):
+    from stackview.style.translate import StyleTranslator
 
-    fn = getattr(translate, "translate_batch", None)
-    if fn is None:
-        raise UsageError("stackview.style.translate has no translate_batch function")
-    seed = int(rngs[0].integers(2**31)) if rngs else 0
-    styled = fn(images01, spec.style_bundle, sampling_A=spec.sampling_A, seed=seed)
-    return np.stack([normalise01(s) for s in styled])
+    return StyleTranslator.from_bundle(path)
+
+
+def _drit_style(spec: DatasetSpec, images01: np.ndarray, rngs):
+    translator = _translator(spec.style_bundle)
+    out = np.empty_like(images01)
+    for k, (im, rng) in enumerate(zip(images01, rngs, strict=True)):
+        code = (rng.standard_normal(translator.attr_dim).astype(np.float32)
+                if spec.style_diverse else None)
+        out[k] = normalise01(translator.translate(im, code=code,
+                                                  input_sampling_A=spec.sampling_A))
+    return out
 
 
 def render_chunk(spec_dict: dict, start: int, labels: np.ndarray,
@@ -417,8 +453,12 @@ def generate_dataset(
     if path.exists() and not overwrite:
         raise UsageError(f"{path} exists; choose another name or pass --overwrite")
     # validate the style before any work
+    if spec.style == "physics":
+        physics_parameters(spec, np.random.default_rng(0))
     if spec.style != "clean":
         apply_style(spec, np.zeros((0, spec.patch_px, spec.patch_px), np.float32), [])
+    if spec.style == "drit":
+        _translator(spec.style_bundle)  # a missing or broken bundle fails here, not in a worker
     labels = sample_labels(spec)
     n = len(labels)
     conditions = sample_conditions(spec, n)

@@ -88,9 +88,12 @@ class DatasetSpec:
         ``"clean"`` (noise-free simulation), ``"physics"`` (microscope noise model of
         :mod:`stackview.style.physics_noise`) or ``"drit"`` (a DRIT style bundle).
     style_bundle
-        Style bundle path or name for ``style="drit"``.
+        Style bundle path for ``style="drit"``.
+    style_diverse
+        DRIT: a random attribute (style) code per patch instead of the bundle's reference code.
     physics
-        Keyword arguments for the physics noise model.
+        Overrides of the per-patch parameter ranges of the physics noise model
+        (:data:`stackview.datasets.generate.PHYSICS_RANGES`): a number or a [low, high] range.
     seed
         Seed of every random choice.
     chunk
@@ -125,6 +128,7 @@ class DatasetSpec:
     noise_probability: float = 1.0
     style: str = "clean"
     style_bundle: str = ""
+    style_diverse: bool = False
     physics: dict = field(default_factory=dict)
     seed: int = 0
     chunk: int = 32

@@ -158,7 +158,8 @@ class PatchDataset:
         keys = ("task", "material", "layers", "mode", "count", "step_A", "theta_range_deg",
                 "theta_step_deg", "positions", "sampling_A", "patch_px", "optics", "orientation",
                 "vacancy_range", "hole_probability", "mask_probability",
-                "contamination_probability", "psnr_range_dB", "style", "style_bundle", "seed")
+                "contamination_probability", "psnr_range_dB", "style", "style_bundle",
+                "style_diverse", "physics", "seed")
         return {"path": self.path.name, "n": len(self), **{k: s.get(k) for k in keys},
                 "stackview_version": self.attrs.get("stackview_version")}
 
