@@ -1,0 +1,101 @@
+"""Evaluation metrics on known predictions; evaluate/train CLI end to end on a tiny model."""
+
+import json
+
+import numpy as np
+import pytest
+
+from stackview.cli import main
+from stackview.datasets import DatasetSpec, generate_dataset
+from stackview.inference.evaluate import slip_metrics, twist_metrics, write_report
+from stackview.inference.labels import SlipLabels, TwistLabels
+from stackview.models import read_card
+
+
+def test_slip_metrics_on_known_errors():
+    s = SlipLabels("ReS2")
+    a, b = s.lengths_A
+    true = np.array([[1.0, 1.0], [2.0, 0.5], [3.0, 1.5], [0.1, 0.2]])
+    # errors of 0.05 Å along â, 0.15 Å along â (reported one lattice vector away), zero (the
+    # layer-swapped equivalent -D) and an arbitrary one
+    pred = np.array([[1.05, 1.0], [2.15 + a, 0.5], [-3.0, -1.5], [-0.4, -0.2 + b]])
+    m = slip_metrics(pred, true, s)
+    expected = s.distance(pred, true)
+    np.testing.assert_allclose(expected[:3], [0.05, 0.15, 0.0], atol=1e-9)
+    assert m["n"] == 4
+    assert m["mean_A"] == pytest.approx(expected.mean())
+    assert m["median_A"] == pytest.approx(np.median(expected))
+    assert m["p95_A"] == pytest.approx(np.percentile(expected, 95))
+    # errors along â only for the first three samples: Db errors are zero there
+    per = m["per_axis"]
+    assert set(per) == {"Da", "Db"}
+    first_three = slip_metrics(pred[:3], true[:3], s)
+    assert first_three["per_axis"]["Da"]["mean_abs_A"] == pytest.approx(0.2 / 3, abs=1e-9)
+    assert first_three["per_axis"]["Db"]["mean_abs_A"] == pytest.approx(0.0, abs=1e-9)
+    assert first_three["per_axis"]["Da"]["bias_A"] == pytest.approx(0.2 / 3, abs=1e-9)
+    assert first_three["per_axis_cartesian"]["y"]["mean_abs_A"] == pytest.approx(0.0, abs=1e-9)
+    assert first_three["fraction_below_0.1_A"] == pytest.approx(2 / 3)
+    assert first_three["fraction_below_0.2_A"] == pytest.approx(1.0)
+
+
+def test_twist_metrics_and_confusion_rate():
+    t = TwistLabels("MoS2")
+    true = np.array([10.0, 20.0, 45.0, 29.9, 5.0])
+    # 10 → 50 (its mirror partner 60 − θ): a confusion; 20 → 20.2; 45 → -45+120 = 75 ≡ 45;
+    # 29.9 → 30.1 is within the indistinguishable band; 5 → 4.5
+    pred = np.array([50.0, 20.2, 75.0, 30.1, 4.5])
+    m = twist_metrics(pred, true, t)
+    err = t.distance(pred, true)
+    np.testing.assert_allclose(err, [40.0, 0.2, 0.0, 0.2, 0.5], atol=1e-9)
+    assert m["mean_deg"] == pytest.approx(err.mean())
+    assert m["confusions"] == 1 and m["confusion_candidates"] == 4
+    assert m["confusion_rate"] == pytest.approx(0.25)
+    assert m["fraction_below_0.3_deg"] == pytest.approx(3 / 5)
+
+
+def test_report_files(tmp_path):
+    s = SlipLabels("ReS2")
+    rng = np.random.default_rng(0)
+    true = s.canonical(rng.uniform(0, 6, (30, 2)))
+    pred = true + rng.normal(0, 0.05, true.shape)
+    res = {"metrics": slip_metrics(pred, true, s), "predicted": pred, "true": true}
+    path = write_report(res, tmp_path / "rep", s, title="test")
+    assert json.loads(path.read_text())["n"] == 30
+    csv = np.loadtxt(tmp_path / "rep" / "predictions.csv", delimiter=",", skiprows=1)
+    assert csv.shape == (30, 5)
+    np.testing.assert_allclose(csv[:, 4], s.distance(pred, true), rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "rep" / "errors.png").stat().st_size > 1000
+
+
+def test_train_and_evaluate_cli(tmp_path, capsys):
+    tiny = dict(patch_px=32, sampling_A=0.25, chunk=16, defocus_A=(40.0,), source_size_A=(0.65,))
+    train_ds = generate_dataset(DatasetSpec(count=32, seed=1, **tiny), tmp_path / "tr.zarr",
+                                scheduler="sync")
+    test_ds = generate_dataset(DatasetSpec(count=16, seed=2, **tiny), tmp_path / "te.zarr",
+                               scheduler="sync")
+    out = tmp_path / "models" / "tiny"
+    assert main(["train", "--dataset", str(train_ds), "--out", str(out), "--backbone", "tiny",
+                 "--steps", "6", "--batch-size", "8", "--checkpoint-every", "3", "--threads", "1",
+                 "--eval-dataset", str(test_ds), "--precision", "fp32"]) == 0
+    card = read_card(out)
+    assert card.sampling_A == 0.25 and card.patch_px == 32 and card.backbone == "tiny"
+    assert card.training["command"].startswith("stackview") or card.training["command"]
+    assert card.training["dataset_spec"]["seed"] == 1
+    assert card.accuracy["te"]["n"] == 16
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--dataset", str(test_ds), "--out",
+                 str(tmp_path / "rep"), "--update-card", "te-again"]) == 0
+    assert "ΔD mean" in capsys.readouterr().out
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert m["mean_A"] == pytest.approx(card.accuracy["te"]["mean_A"], rel=1e-6)
+    assert read_card(out).accuracy["te-again"]["n"] == 16
+    # a twist dataset does not fit a slip model
+    tw = generate_dataset(DatasetSpec(task="twist", material="MoS2", count=4, positions=4,
+                                      **tiny), tmp_path / "tw.zarr", scheduler="sync")
+    assert main(["evaluate", str(out), "--dataset", str(tw)]) == 2
+    # the defects study on its fresh test sets (two tiny points)
+    assert main(["study", "defects", str(out), "--out", str(tmp_path / "st"), "--n", "8",
+                 "--ratios", "0", "0.1", "--scheduler", "sync"]) == 0
+    summary = json.loads((tmp_path / "st" / "study_vacancy_ratio.json").read_text())
+    assert [r["vacancy_ratio"] for r in summary["results"]] == [0.0, 0.1]
+    assert (tmp_path / "st" / "study_vacancy_ratio.png").is_file()
