@@ -14,51 +14,108 @@ DEFAULT_PRESET = {"MoS2": "MoS2-60kV"}
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "simulate", help="simulate a labelled ADF-STEM image of a stack",
+        "simulate",
+        help="simulate a labelled ADF-STEM image of a stack",
         description="Simulate an ADF-STEM image of a slip-stacked bilayer/trilayer or a twisted "
-                    "bilayer and write it as a TIFF (pixel size in its ImageJ tags) with a JSON "
-                    "sidecar holding the labels and imaging conditions.",
+        "bilayer and write it as a TIFF (pixel size in its ImageJ tags) with a JSON "
+        "sidecar holding the labels and imaging conditions.",
         epilog="Example: stackview simulate --material ReS2 --slip 1.0 1.5 --fov 4 "
-               "--sampling 0.1 --out x.tif",
+        "--sampling 0.1 --out x.tif",
     )
-    p.add_argument("--material", required=True, help="material name (see 'stackview materials list')")
+    p.add_argument(
+        "--material", required=True, help="material name (see 'stackview materials list')"
+    )
     what = p.add_argument_group("stack")
-    what.add_argument("--slip", nargs=2, type=float, metavar=("DA", "DB"),
-                      help="slip of interface 1-2 in Å along a and b")
+    what.add_argument(
+        "--slip",
+        nargs=2,
+        type=float,
+        metavar=("DA", "DB"),
+        help="slip of interface 1-2 in Å along a and b",
+    )
     what.add_argument("--layers", type=int, default=2, choices=(2, 3), help="number of layers")
-    what.add_argument("--slip2", nargs=2, type=float, metavar=("DC", "DD"),
-                      help="slip of interface 2-3 in Å (trilayers)")
-    what.add_argument("--twist", type=float, metavar="DEG", help="twist angle of a bilayer (degrees)")
-    what.add_argument("--interlayer", type=float, metavar="ANGSTROM",
-                      help="interlayer distance in Å (default: the material's)")
-    what.add_argument("--origin", nargs=2, type=float, default=(0.0, 0.0), metavar=("X", "Y"),
-                      help="lattice origin in Å (moves the stack in the field of view)")
-    what.add_argument("--jitter-z", type=float, default=0.0, metavar="ANGSTROM",
-                      help="uniform random z displacement amplitude (Å)")
-    what.add_argument("--jitter-xy", type=float, default=0.0, metavar="ANGSTROM",
-                      help="uniform random in-plane displacement amplitude (Å)")
-    what.add_argument("--vacancies", type=float, default=0.0, metavar="RATIO",
-                      help="fraction of atoms removed at random (0-0.5)")
+    what.add_argument(
+        "--slip2",
+        nargs=2,
+        type=float,
+        metavar=("DC", "DD"),
+        help="slip of interface 2-3 in Å (trilayers)",
+    )
+    what.add_argument(
+        "--twist", type=float, metavar="DEG", help="twist angle of a bilayer (degrees)"
+    )
+    what.add_argument(
+        "--interlayer",
+        type=float,
+        metavar="ANGSTROM",
+        help="interlayer distance in Å (default: the material's)",
+    )
+    what.add_argument(
+        "--origin",
+        nargs=2,
+        type=float,
+        default=(0.0, 0.0),
+        metavar=("X", "Y"),
+        help="lattice origin in Å (moves the stack in the field of view)",
+    )
+    what.add_argument(
+        "--jitter-z",
+        type=float,
+        default=0.0,
+        metavar="ANGSTROM",
+        help="uniform random z displacement amplitude (Å)",
+    )
+    what.add_argument(
+        "--jitter-xy",
+        type=float,
+        default=0.0,
+        metavar="ANGSTROM",
+        help="uniform random in-plane displacement amplitude (Å)",
+    )
+    what.add_argument(
+        "--vacancies",
+        type=float,
+        default=0.0,
+        metavar="RATIO",
+        help="fraction of atoms removed at random (0-0.5)",
+    )
     what.add_argument("--seed", type=int, help="random seed for jitter and vacancies")
     img = p.add_argument_group("image")
-    img.add_argument("--fov", type=float, required=True, metavar="NM",
-                     help="field of view (square side) in nm")
-    img.add_argument("--sampling", type=float, default=0.1, metavar="A_PER_PX",
-                     help="pixel size in Å per pixel (default 0.1)")
-    img.add_argument("--method", choices=("incoherent", "multislice"), default="incoherent",
-                     help="incoherent (fast, default) or abTEM multislice (slow, accurate)")
+    img.add_argument(
+        "--fov", type=float, required=True, metavar="NM", help="field of view (square side) in nm"
+    )
+    img.add_argument(
+        "--sampling",
+        type=float,
+        default=0.1,
+        metavar="A_PER_PX",
+        help="pixel size in Å per pixel (default 0.1)",
+    )
+    img.add_argument(
+        "--method",
+        choices=("incoherent", "multislice"),
+        default="incoherent",
+        help="incoherent (fast, default) or abTEM multislice (slow, accurate)",
+    )
     opt = p.add_argument_group("microscope (defaults from the preset)")
-    opt.add_argument("--preset", help="imaging preset: ReS2-300kV or MoS2-60kV "
-                                      "(default: MoS2-60kV for MoS2, else ReS2-300kV)")
+    opt.add_argument(
+        "--preset",
+        help="imaging preset: ReS2-300kV or MoS2-60kV "
+        "(default: MoS2-60kV for MoS2, else ReS2-300kV)",
+    )
     opt.add_argument("--kv", type=float, help="accelerating voltage (kV)")
     opt.add_argument("--convergence", type=float, metavar="MRAD", help="convergence semi-angle")
-    opt.add_argument("--adf", nargs=2, type=float, metavar=("INNER", "OUTER"),
-                     help="ADF detector angles (mrad)")
+    opt.add_argument(
+        "--adf", nargs=2, type=float, metavar=("INNER", "OUTER"), help="ADF detector angles (mrad)"
+    )
     opt.add_argument("--defocus", type=float, metavar="ANGSTROM", help="defocus (Å)")
     opt.add_argument("--cs", type=float, metavar="ANGSTROM", help="spherical aberration Cs (Å)")
-    opt.add_argument("--source-size", type=float, metavar="ANGSTROM",
-                     help="source size, Gaussian FWHM (Å)")
-    p.add_argument("--out", required=True, help="output TIFF path (a .json sidecar is written beside it)")
+    opt.add_argument(
+        "--source-size", type=float, metavar="ANGSTROM", help="source size, Gaussian FWHM (Å)"
+    )
+    p.add_argument(
+        "--out", required=True, help="output TIFF path (a .json sidecar is written beside it)"
+    )
     p.set_defaults(func=run_simulate)
 
 
@@ -71,9 +128,13 @@ def _optics_from_args(args, material_name: str):
     if preset not in PRESETS:
         raise UsageError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     changes = {}
-    for field, value in (("energy_kV", args.kv), ("convergence_mrad", args.convergence),
-                         ("defocus_A", args.defocus), ("Cs_A", args.cs),
-                         ("source_size_A", args.source_size)):
+    for field, value in (
+        ("energy_kV", args.kv),
+        ("convergence_mrad", args.convergence),
+        ("defocus_A", args.defocus),
+        ("Cs_A", args.cs),
+        ("source_size_A", args.source_size),
+    ):
         if value is not None:
             changes[field] = value
     if args.adf is not None:
@@ -99,15 +160,24 @@ def run_simulate(args: argparse.Namespace) -> int:
         raise UsageError(f"the field of view {args.fov:g} nm is out of range (0.2 to 200 nm)")
     n_px = round(args.fov * 10 / args.sampling)
     if n_px > 8192:
-        raise UsageError(f"the image would be {n_px} pixels wide; use a larger --sampling or a "
-                         "smaller --fov (at most 8192 px)")
+        raise UsageError(
+            f"the image would be {n_px} pixels wide; use a larger --sampling or a "
+            "smaller --fov (at most 8192 px)"
+        )
     if args.method == "multislice" and args.fov > 10:
         raise UsageError("multislice takes minutes per nm²: use --fov 10 or less")
     fov_A = (n_px * args.sampling, n_px * args.sampling)
     margin_A = 10.0
-    common = dict(fov_A=fov_A, margin_A=margin_A, interlayer_A=args.interlayer,
-                  origin_A=tuple(args.origin), jitter_z_A=args.jitter_z,
-                  jitter_xy_A=args.jitter_xy, vacancy_ratio=args.vacancies, seed=args.seed)
+    common = dict(
+        fov_A=fov_A,
+        margin_A=margin_A,
+        interlayer_A=args.interlayer,
+        origin_A=tuple(args.origin),
+        jitter_z_A=args.jitter_z,
+        jitter_xy_A=args.jitter_xy,
+        vacancy_ratio=args.vacancies,
+        seed=args.seed,
+    )
     if args.twist is not None:
         if args.slip is not None or args.layers != 2:
             raise UsageError("--twist makes a twisted bilayer: leave out --slip and --layers")
@@ -124,13 +194,15 @@ def run_simulate(args: argparse.Namespace) -> int:
         elif args.slip2 is not None:
             raise UsageError("--slip2 needs --layers 3")
         atoms = build_stack(material, slips, **common)
-        labels = dict(zip(("Da_A", "Db_A", "Dc_A", "Dd_A"), [v for s in slips for v in s],
-                          strict=False))
+        labels = dict(
+            zip(("Da_A", "Db_A", "Dc_A", "Dd_A"), [v for s in slips for v in s], strict=False)
+        )
     preset, optics = _optics_from_args(args, material.name)
     progress = TextProgress(f"{args.method}") if args.method == "multislice" else None
     start = time.perf_counter()
-    result = simulate(atoms, optics, sampling_A=args.sampling, fov_A=fov_A,
-                      method=args.method, progress=progress)
+    result = simulate(
+        atoms, optics, sampling_A=args.sampling, fov_A=fov_A, method=args.method, progress=progress
+    )
     seconds = time.perf_counter() - start
     sidecar = {
         "stackview_version": __version__,
@@ -139,7 +211,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         "layers": atoms.info["stackview"]["layers"],
         "labels": labels,
         "label_convention": "slip D = Da·â + Db·b̂ in Å along the material's a, b "
-                            "(a along +x, |a| <= |b|, gamma >= 90°); theta in degrees",
+        "(a along +x, |a| <= |b|, gamma >= 90°); theta in degrees",
         "a_vec_A": material.a_vec_A.tolist(),
         "b_vec_A": material.b_vec_A.tolist(),
         "method": args.method,
@@ -154,7 +226,11 @@ def run_simulate(args: argparse.Namespace) -> int:
     }
     sidecar_path = out.with_suffix(".json")
     write_calibrated_tiff(out, result.image, args.sampling / 10)
-    write_text_atomic(sidecar_path, json.dumps(sidecar, indent=2, default=float, ensure_ascii=False) + "\n")
-    print(f"wrote {out} ({result.image.shape[1]}×{result.image.shape[0]} px, "
-          f"{args.sampling / 10:g} nm/px, {seconds:.2f} s) and {sidecar_path}")
+    write_text_atomic(
+        sidecar_path, json.dumps(sidecar, indent=2, default=float, ensure_ascii=False) + "\n"
+    )
+    print(
+        f"wrote {out} ({result.image.shape[1]}×{result.image.shape[0]} px, "
+        f"{args.sampling / 10:g} nm/px, {seconds:.2f} s) and {sidecar_path}"
+    )
     return 0

@@ -18,6 +18,7 @@ import functools
 import math
 
 import numpy as np
+import scipy.fft
 
 from .optics import Optics
 
@@ -131,8 +132,8 @@ def probe_tail_radius_A(optics: Optics, outside_fraction: float = 0.015) -> floa
     """
     # Sampling at half the intensity's Nyquist step; extent well beyond the wanted radius.
     sampling = 0.5 * optics.nyquist_sampling_A
-    extent = 64.0 + 4.0 * abs(optics.defocus_A) * optics.convergence_mrad * 1e-3
-    n = min(2048, int(2 ** math.ceil(math.log2(extent / sampling))))
+    extent = 48.0 + 4.0 * abs(optics.defocus_A) * optics.convergence_mrad * 1e-3
+    n = min(2048, max(256, scipy.fft.next_fast_len(math.ceil(extent / sampling))))
     psi = probe_wave_fourier(optics, (n, n), sampling)
     ky, kx = _fft_freqs((n, n), sampling)
     intensity_k = np.fft.fft2(np.abs(np.fft.ifft2(psi)) ** 2)
