@@ -1,5 +1,9 @@
-"""Stacking inference: symmetry-aware labels and loss, the regressor, prediction, SPM mapping.
+"""Stacking inference: symmetry-aware labels and loss, the regressor, training, prediction,
+evaluation.
 
-``labels`` is numpy-only; modules that need torch import it themselves, so importing this
-package stays cheap. No Qt here.
+``labels`` (canonical domains, symmetric distances) is numpy-only; ``loss`` (symmetric MSE +
+0.5·L1), ``regressor`` (torchvision backbone + the paper's head), ``train`` (Adam, warm-up/decay,
+checkpoints, DDP), ``predict`` (patches → values + test-time-augmentation uncertainty) and
+``evaluate`` (metrics, reports, the paper's studies) import torch themselves, so importing this
+package stays cheap. ``commands`` holds ``stackview train|evaluate|study``. No Qt here.
 """
