@@ -188,7 +188,9 @@ def adf_cross_sections(
     numbers = np.asarray(numbers, dtype=np.int64)
     if numbers.size == 0:
         return np.zeros(0)
-    zs, inverse = np.unique(numbers, return_inverse=True)
+    if numbers.min() < 1:
+        raise ValueError(f"Atomic numbers must be >= 1, got {int(numbers.min())}.")
+    zs = np.flatnonzero(np.bincount(numbers))  # O(N), unlike np.unique's sort
     values = [_cross_section_cached(int(z), *_optics_key(optics), parametrization) for z in zs]
     if any(v is None for v in values):
         logger.warning(
@@ -199,4 +201,6 @@ def adf_cross_sections(
         table = zs.astype(float) ** _FALLBACK_EXPONENT
     else:
         table = np.asarray(values, dtype=float)
-    return table[inverse]
+    lookup = np.zeros(int(zs[-1]) + 1)
+    lookup[zs] = table
+    return lookup[numbers]

@@ -79,9 +79,13 @@ class IncoherentPlan:
     tail_A : float
         Atoms farther than this from the field of view are ignored.
     kernel : numpy.ndarray
-        float32 rfft2-domain transfer function, shape (Ny, Nx // 2 + 1).
+        float32 rfft2-domain transfer function, shape (Ny, n_kx), zero outside the probe
+        intensity's band limit.
     spread : str
         "cubic" or "linear".
+    n_kx : int
+        rfft columns (non-negative x frequencies) inside the band limit; the others are zero
+        and are never transformed.
     """
 
     shape: tuple[int, int]
@@ -92,6 +96,7 @@ class IncoherentPlan:
     tail_A: float
     kernel: np.ndarray
     spread: str
+    n_kx: int
 
     @property
     def internal_sampling_A(self) -> float:
@@ -163,6 +168,13 @@ def get_plan(
     kernel = kernel * source_transfer(optics.source_size_A, fy / s, fx / s)
     order = _SPREADS[spread]
     kernel = kernel / (np.sinc(fx) * np.sinc(fy)) ** (order + 1)
+    # Exact support of the probe intensity: |k| <= 2 alpha / lambda (+ the soft aperture edge,
+    # one reciprocal pixel); outside it the transfer function is numerical noise: zero it.
+    f_lim_y = (optics.probe_bandlimit_inv_A + 2.0 / (Ny * s)) * s  # cycles / pixel
+    f_lim_x = (optics.probe_bandlimit_inv_A + 2.0 / (Nx * s)) * s
+    kernel = np.where((np.abs(fy) <= f_lim_y) & (fx <= f_lim_x), kernel, 0.0)
+    n_kx = min(Nx // 2 + 1, int(math.floor(f_lim_x * Nx)) + 1)
+    kernel = kernel[:, :n_kx]
     # Only defocus and Cs: the probe is centro-symmetric, so the transfer function is real.
     imag = float(np.abs(kernel.imag).max()) if kernel.size else 0.0
     if imag > 1e-6 * float(np.abs(kernel).max()):
@@ -176,6 +188,7 @@ def get_plan(
         tail_A=float(tail_A),
         kernel=np.ascontiguousarray(kernel.real, dtype=np.float32),
         spread=spread,
+        n_kx=n_kx,
     )
     logger.debug(
         "incoherent plan: shape %s, oversample %d, padded %s, tail %.1f Å",
@@ -192,16 +205,24 @@ def _spread_indices_weights(
     positions_xy_A: np.ndarray,
     weights: np.ndarray,
     origin_A: tuple[float, float],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices into the padded grid and spreading weights of the selected atoms."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flat grid indices and spreading weights of the atoms within the tail of the FOV.
+
+    Returns
+    -------
+    idx, wts : numpy.ndarray
+        Shape (n_kept, k * k) with k = 4 (cubic) or 2 (linear).
+    keep : numpy.ndarray
+        Boolean mask of the kept atoms.
+    """
     ny, nx = plan.shape
     m = plan.oversample
     s = plan.internal_sampling_A
-    Ny, Nx = plan.padded_shape
+    Nx = plan.padded_shape[1]
     pos = np.asarray(positions_xy_A, dtype=np.float64)
     # Continuous pixel coordinates on the internal grid: pixel centres at integers.
-    u = (pos[:, 0] - origin_A[0]) / s - 0.5 + plan.pad_px
-    v = (pos[:, 1] - origin_A[1]) / s - 0.5 + plan.pad_px
+    u = (pos[:, 0] - origin_A[0]) * (1.0 / s) + (plan.pad_px - 0.5)
+    v = (pos[:, 1] - origin_A[1]) * (1.0 / s) + (plan.pad_px - 0.5)
     t = plan.tail_A / s + 0.5
     keep = (
         (u >= plan.pad_px - t)
@@ -212,21 +233,22 @@ def _spread_indices_weights(
     u, v, w = u[keep], v[keep], np.asarray(weights, dtype=np.float64)[keep]
     j0 = np.floor(u)
     i0 = np.floor(v)
-    tx = u - j0
-    ty = v - i0
     if plan.spread == "cubic":
         offsets = np.arange(-1, 3)
-        wx = _bspline3(tx)
-        wy = _bspline3(ty)
+        wx = _bspline3(u - j0)
+        wy = _bspline3(v - i0)
     else:
         offsets = np.arange(0, 2)
+        tx = u - j0
+        ty = v - i0
         wx = np.stack([1.0 - tx, tx], axis=1)
         wy = np.stack([1.0 - ty, ty], axis=1)
-    rows = i0.astype(np.int64)[:, None] + offsets[None, :]
-    cols = j0.astype(np.int64)[:, None] + offsets[None, :]
-    idx = rows[:, :, None] * Nx + cols[:, None, :]
-    wts = (w[:, None, None] * wy[:, :, None]) * wx[:, None, :]
-    return idx.ravel(), wts.ravel()
+    k = len(offsets)
+    stencil = (offsets[:, None] * Nx + offsets[None, :]).ravel()  # (k * k,)
+    base = i0.astype(np.int64) * Nx + j0.astype(np.int64)
+    idx = base[:, None] + stencil[None, :]
+    wts = ((wy * w[:, None])[:, :, None] * wx[:, None, :]).reshape(-1, k * k)
+    return idx, wts, keep
 
 
 def _bspline3(t: np.ndarray) -> np.ndarray:
@@ -245,13 +267,26 @@ def _bspline3(t: np.ndarray) -> np.ndarray:
     )
 
 
-def _crop(plan: IncoherentPlan, padded: np.ndarray) -> np.ndarray:
+def _convolve_and_crop(plan: IncoherentPlan, grid: np.ndarray, workers: int) -> np.ndarray:
+    """Band-limited FFT convolution of spread grids (B, Ny, Nx) with the plan's kernel.
+
+    Equivalent to ``irfft2(rfft2(grid) * kernel)`` cropped to the field of view, but only the
+    x frequencies inside the probe's band limit are transformed along y, and only the field
+    of view's rows are transformed back along x (about half the work of the full 2-D FFTs).
+    """
     ny, nx = plan.shape
     m = plan.oversample
     p = plan.pad_px
     c = (m - 1) // 2
-    out = padded[..., p + c : p + ny * m : m, p + c : p + nx * m : m]
-    return out
+    Ny, Nx = plan.padded_shape
+    spec = scipy.fft.rfft(grid, axis=2, workers=workers)[:, :, : plan.n_kx]
+    spec = scipy.fft.fft(spec, axis=1, workers=workers, overwrite_x=True)
+    spec *= plan.kernel
+    spec = scipy.fft.ifft(spec, axis=1, workers=workers, overwrite_x=True)
+    rows = np.zeros((grid.shape[0], ny, Nx // 2 + 1), dtype=spec.dtype)
+    rows[:, :, : plan.n_kx] = spec[:, p + c : p + ny * m : m, :]
+    image = scipy.fft.irfft(rows, n=Nx, axis=2, workers=workers, overwrite_x=True)
+    return image[:, :, p + c : p + nx * m : m]
 
 
 def _weights_for(
@@ -367,28 +402,30 @@ def render_incoherent_batch(
     cell = Ny * Nx
     for start in range(0, n, chunk_size):
         stop = min(n, start + chunk_size)
-        all_idx = []
-        all_w = []
-        for b, (positions, numbers) in enumerate(items[start:stop]):
-            positions = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
-            weights = _weights_for(numbers, optics, parametrization)
-            if weights.shape[0] != positions.shape[0]:
-                raise ValueError(
-                    f"Item {start + b}: {positions.shape[0]} positions but "
-                    f"{weights.shape[0]} atomic numbers."
-                )
-            idx, w = _spread_indices_weights(plan, positions, weights, (x0, y0))
-            all_idx.append(idx + b * cell)
-            all_w.append(w)
         count = stop - start
-        grid = np.bincount(
-            np.concatenate(all_idx), np.concatenate(all_w), minlength=count * cell
-        ).astype(np.float32)
-        grid = grid.reshape(count, Ny, Nx)
-        spectrum = scipy.fft.rfft2(grid, workers=workers, overwrite_x=True)
-        spectrum *= plan.kernel
-        padded = scipy.fft.irfft2(spectrum, s=(Ny, Nx), workers=workers, overwrite_x=True)
-        out[start:stop] = _crop(plan, padded)
+        chunk = items[start:stop]
+        positions = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p, _ in chunk]
+        numbers = [np.asarray(z) for _, z in chunk]
+        for b, (p, z) in enumerate(zip(positions, numbers, strict=True)):
+            if len(p) != len(z):
+                raise ValueError(
+                    f"Item {start + b}: {len(p)} positions but {len(z)} atomic numbers."
+                )
+        # spreading of all atoms of the chunk at once, then one bincount per image
+        if all(np.issubdtype(z.dtype, np.integer) for z in numbers):
+            weights = _weights_for(np.concatenate(numbers), optics, parametrization)
+        else:  # some items carry cross-sections instead of atomic numbers
+            weights = np.concatenate([_weights_for(z, optics, parametrization) for z in numbers])
+        idx, wts, keep = _spread_indices_weights(plan, np.concatenate(positions), weights, (x0, y0))
+        item = np.repeat(np.arange(count), [len(p) for p in positions])[keep]
+        bounds = np.searchsorted(item, np.arange(count + 1))
+        grid = np.empty((count, Ny, Nx), dtype=np.float32)
+        for b in range(count):
+            lo, hi = bounds[b], bounds[b + 1]
+            grid[b] = np.bincount(idx[lo:hi].ravel(), wts[lo:hi].ravel(), minlength=cell).reshape(
+                Ny, Nx
+            )
+        out[start:stop] = _convolve_and_crop(plan, grid, workers)
         if progress is not None:
             progress(stop, n)
     return out
