@@ -390,7 +390,8 @@ def train_style(
                 save_png(out_dir / "previews" / f"iter_{it:06d}.png", trainer.preview())
             if it % checkpoint_every == 0 and it < total:
                 trainer.save_checkpoint(out_dir)
-    except Cancelled:
+    except (Cancelled, KeyboardInterrupt):
+        # a cancelled or interrupted (Ctrl-C) run can always be resumed
         trainer.flush_history()
         trainer.save_checkpoint(out_dir)
         raise
