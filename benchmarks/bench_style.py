@@ -61,9 +61,9 @@ def _stats(times: list[float]) -> dict:
             "repeats": len(times)}
 
 
-def bench_translate(cfg, size: int, repeats: int) -> dict:
+def bench_translate(cfg, size: int, repeats: int, bf16: bool = False) -> dict:
     torch.manual_seed(0)
-    tr = StyleTranslator(DRIT(cfg, discriminators=False))
+    tr = StyleTranslator(DRIT(cfg, discriminators=False), bf16=bf16)
     img = np.random.default_rng(0).random((size, size), dtype=np.float32)
     tr.translate(img[:256, :256])  # warm-up (oneDNN primitives)
     tr.translate(img)
@@ -108,8 +108,9 @@ def main() -> None:
         for threads in sorted({1, all_threads}):
             torch.set_num_threads(threads)
             key = f"threads_{threads}"
-            entry[key] = {"translate_1024_s": bench_translate(cfg, 1024, repeats if name == "cpu"
-                                                              else 2)}
+            n = repeats if name == "cpu" else 2
+            entry[key] = {"translate_1024_s": bench_translate(cfg, 1024, n),
+                          "translate_1024_bf16_s": bench_translate(cfg, 1024, n, bf16=True)}
             if name == "cpu":
                 entry[key]["train_iteration_s"] = bench_train(cfg, repeats * 3)
             print(name, key, json.dumps(entry[key]), flush=True)

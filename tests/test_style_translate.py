@@ -153,3 +153,10 @@ def test_translate_files_and_stacks(translator, tmp_path):
     assert [p.name for p in out] == ["a.png", "stack.npy"]
     stack = np.load(tmp_path / "out" / "stack.npy")
     assert stack.shape == (2, 40, 40) and stack.dtype == np.float32
+
+
+def test_bf16_translation_is_close(trained):
+    img = lattice(64)
+    fp32 = StyleTranslator(trained.model).translate(img)
+    bf16 = StyleTranslator(trained.model, bf16=True).translate(img)
+    assert np.abs(fp32 - bf16).max() < 0.03

@@ -151,6 +151,8 @@ def register(subparsers) -> None:
                    help="tile overlap (default: from the network's receptive field)")
     r.add_argument("--format", choices=("png", "tif", "npy"), default="png",
                    help="output format of single images (default png)")
+    r.add_argument("--bf16", action="store_true",
+                   help="bfloat16 convolutions: faster on CPUs with native bf16, ~1%% error")
     r.set_defaults(func=run_translate)
 
     # evaluate ----------------------------------------------------------------------------
@@ -298,7 +300,7 @@ def run_translate(args: argparse.Namespace) -> int:
     from stackview.style.images import list_images
     from stackview.style.translate import StyleTranslator, translate_files
 
-    translator = StyleTranslator.from_bundle(args.bundle)
+    translator = StyleTranslator.from_bundle(args.bundle, bf16=args.bf16)
     kwargs = {}
     if args.attribute:
         try:

@@ -79,8 +79,9 @@ class StyleTranslator:
         The bundle card (``sampling_A``, ``reference_attribute``, …); ``{}`` for a bare model.
     """
 
-    def __init__(self, model: DRIT, card: dict | None = None) -> None:
+    def __init__(self, model: DRIT, card: dict | None = None, bf16: bool = False) -> None:
         self.model = model.eval()
+        self.bf16 = bool(bf16)
         self.card = dict(card or {})
         self.attr_dim = model.cfg.attr_dim
         ref = self.card.get("reference_attribute")
@@ -89,12 +90,16 @@ class StyleTranslator:
         self.sampling_A: float | None = self.card.get("sampling_A", model.cfg.sampling_A)
 
     @classmethod
-    def from_bundle(cls, path: str | os.PathLike) -> StyleTranslator:
-        """Load a style bundle (see :mod:`stackview.style.bundle`)."""
+    def from_bundle(cls, path: str | os.PathLike, bf16: bool = False) -> StyleTranslator:
+        """Load a style bundle (see :mod:`stackview.style.bundle`).
+
+        ``bf16`` runs the convolutions in bfloat16 (CPU autocast): ~1.6× faster on CPUs with
+        native bf16 (AVX512-BF16/AMX), outputs differ by up to ~1 % of the range.
+        """
         from stackview.style.bundle import load_bundle
 
         model, card = load_bundle(path)
-        return cls(model, card)
+        return cls(model, card, bf16=bf16)
 
     # attributes -------------------------------------------------------------------------------
     def attribute(self, seed: int | None = None, code: Sequence[float] | None = None,
@@ -134,8 +139,8 @@ class StyleTranslator:
         """Network on one [0, 1] image whose sides are multiples of the stride."""
         t = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None, None] * 2 - 1
         zt = torch.from_numpy(np.asarray(z, np.float32))[None]
-        with torch.inference_mode():
-            y = self.model.translate(t, zt, "a")
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self.bf16):
+            y = self.model.translate(t, zt, "a").float()
         return ((y[0, 0].numpy() + 1) / 2).astype(np.float32)
 
     def _run_padded(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
