@@ -55,6 +55,8 @@ def test_translation_is_deterministic(translator):
         translator.translate(img, code=[1.0, 2.0])
     with pytest.raises(UsageError):
         translator.attribute(seed=1, code=z)
+    with pytest.raises(UsageError):
+        translator.translate(np.zeros((8, 64)))
     # odd sizes are padded to the network stride and cropped back
     assert translator.translate(lattice(37, m=45)).shape == (37, 45)
 

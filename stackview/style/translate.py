@@ -190,6 +190,9 @@ class StyleTranslator:
         image = np.asarray(image, np.float32)
         if image.ndim != 2:
             raise UsageError(f"translate needs a 2-D image, not shape {image.shape}")
+        if min(image.shape) < 4 * CONTENT_STRIDE:
+            raise UsageError(f"the image is too small to translate ({image.shape[0]}×"
+                             f"{image.shape[1]} px; at least {4 * CONTENT_STRIDE} px a side)")
         if tile_px < 8 * CONTENT_STRIDE or tile_px % CONTENT_STRIDE:
             raise UsageError(f"tile_px must be a multiple of {CONTENT_STRIDE} and at least "
                              f"{8 * CONTENT_STRIDE}, not {tile_px}")
