@@ -251,8 +251,11 @@ class SelectionResult:
         fig = Figure(figsize=(5.5, 4.5), dpi=120)
         ax = fig.add_subplot()
         sims, exps = self.embedding[:n], self.embedding[n:]
-        colours = np.array(["tab:blue", "tab:orange"])[self.labels[:n]]
-        ax.scatter(sims[:, 0], sims[:, 1], c=colours, s=22, alpha=0.7, label="simulations")
+        for k, colour in ((0, "tab:blue"), (1, "tab:orange")):
+            mine = self.labels[:n] == k
+            tag = " (experimental)" if k == self.experimental_cluster else ""
+            ax.scatter(sims[mine, 0], sims[mine, 1], c=colour, s=22, alpha=0.7,
+                       label=f"simulations, cluster {k}{tag}")
         if self.chosen:
             ax.scatter(sims[self.chosen, 0], sims[self.chosen, 1], s=70, facecolors="none",
                        edgecolors="k", linewidths=1.0, label="chosen")
