@@ -20,6 +20,7 @@ inside the functions only; this module must not import Qt.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -234,7 +235,9 @@ def simulate_multislice(
     # FFT-friendly grid (7-smooth, even): a bad size (e.g. 1027 = 13 x 79) is several times slower
     gpts = (_fft_friendly(math.ceil(box_x / s_pot)), _fft_friendly(math.ceil(box_y / s_pot)))
     num_workers = max(1, os.cpu_count() or 1) if num_workers is None else int(num_workers)
-    abtem.config.set({"diagnostics.progress_bar": False, "fftw.threads": 1, "device": "cpu"})
+    # abTEM settings for this call only: no tqdm bar (progress goes to the callback), one FFTW
+    # thread per dask task (num_workers tasks run at once), CPU.
+    settings = {"diagnostics.progress_bar": False, "fftw.threads": 1, "device": "cpu"}
 
     structure: Any = sub
     if num_frozen_phonons > 0:
@@ -284,13 +287,12 @@ def simulate_multislice(
         measurement = probe.scan(potential, scan=scan, detectors=detector, lazy=True)
         engine = "abtem.Probe multislice"
 
-    callbacks = [] if progress is None else [_DaskProgress(progress)]
-    with dask.config.set(scheduler="threads", num_workers=num_workers):
-        if callbacks:
-            with callbacks[0]:
-                measurement = measurement.compute(progress_bar=False)
-        else:
-            measurement = measurement.compute(progress_bar=False)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(abtem.config.set(settings))
+        stack.enter_context(dask.config.set(scheduler="threads", num_workers=num_workers))
+        if progress is not None:
+            stack.enter_context(_DaskProgress(progress))
+        measurement = measurement.compute(progress_bar=False)
     scanned = np.asarray(measurement.array, dtype=np.float64)
     if scanned.ndim > 2:  # frozen-phonon axis not reduced by abTEM
         scanned = scanned.reshape((-1,) + scanned.shape[-2:]).mean(axis=0)
