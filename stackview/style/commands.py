@@ -121,7 +121,11 @@ def register(subparsers) -> None:
                    help="iterations between checkpoints (default 500)")
     t.add_argument("--preview-every", type=_count, default=250, metavar="N",
                    help="iterations between preview images, 0 for none (default 250)")
-    t.add_argument("--threads", type=_count, help="torch CPU threads (default: torch's)")
+    t.add_argument("--threads", type=_count, default=1,
+                   help="torch CPU threads (default 1: on a shared or busy machine more threads "
+                        "oversubscribe the cores and run several times slower)")
+    t.add_argument("--device", default="auto",
+                   help="cpu, cuda or auto (CUDA when available; default auto)")
     t.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
     t.add_argument("--out", required=True, metavar="DIR", help="output folder")
     t.set_defaults(func=run_train)
@@ -151,6 +155,7 @@ def register(subparsers) -> None:
                    help="tile overlap (default: from the network's receptive field)")
     r.add_argument("--format", choices=("png", "tif", "npy"), default="png",
                    help="output format of single images (default png)")
+    r.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     r.add_argument("--bf16", action="store_true",
                    help="bfloat16 convolutions: faster on CPUs with native bf16, ~1%% error")
     r.set_defaults(func=run_translate)
@@ -288,7 +293,7 @@ def run_train(args: argparse.Namespace) -> int:
         },
     }
     bundle = train_style(
-        cfg, sims, exps, args.out, seed=args.seed, resume=args.resume,
+        cfg, sims, exps, args.out, seed=args.seed, resume=args.resume, device=args.device,
         checkpoint_every=max(1, args.checkpoint_every), preview_every=args.preview_every,
         card=card, progress=_progress("train"),
     )
@@ -300,7 +305,7 @@ def run_translate(args: argparse.Namespace) -> int:
     from stackview.style.images import list_images
     from stackview.style.translate import StyleTranslator, translate_files
 
-    translator = StyleTranslator.from_bundle(args.bundle, bf16=args.bf16)
+    translator = StyleTranslator.from_bundle(args.bundle, bf16=args.bf16, device=args.device)
     kwargs = {}
     if args.attribute:
         try:

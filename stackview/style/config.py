@@ -98,7 +98,7 @@ class StyleConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     batch_size: int = 2
-    iterations: int = 8000
+    iterations: int = 5000
     decay_start: float = 0.2
     content_dis_steps: int = 2
     rotation_deg: float = 45.0

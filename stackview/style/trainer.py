@@ -66,10 +66,13 @@ class StyleTrainer:
         ideally chosen by :mod:`stackview.style.selection`) and domain B (the microscope).
     seed
         Seeds the augmentation stream and torch's random state (weights, noise, attributes).
+    device
+        ``"cpu"``, ``"cuda"`` (``"cuda:N"``) or ``None``/``"auto"``: CUDA when available.
     """
 
     def __init__(self, cfg: StyleConfig, simulations: Sequence[np.ndarray],
-                 experimental: Sequence[np.ndarray], seed: int = 0) -> None:
+                 experimental: Sequence[np.ndarray], seed: int = 0,
+                 device: str | None = None) -> None:
         if not simulations or not experimental:
             raise UsageError("training needs at least one simulated and one experimental image")
         self.cfg = cfg
@@ -85,7 +88,8 @@ class StyleTrainer:
                         "edges will be mirrored", len(small), self.augment.footprint_px())
         torch.manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
-        self.model = DRIT(cfg)
+        self.device = resolve_device(device)
+        self.model = DRIT(cfg).to(self.device)
         self.model.train()
         betas = (cfg.beta1, cfg.beta2)
         self.optimizers = {
@@ -114,7 +118,11 @@ class StyleTrainer:
         n = self.cfg.batch_size
         x = self.augment.batch(self.simulations, n, self.rng)
         y = self.augment.batch(self.experimental, n, self.rng)
-        return torch.from_numpy(x) * 2 - 1, torch.from_numpy(y) * 2 - 1
+        return self._tensor(x), self._tensor(y)
+
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        """[0, 1] numpy batch → [-1, 1] tensor on the training device."""
+        return (torch.from_numpy(np.ascontiguousarray(a)) * 2 - 1).to(self.device)
 
     # one iteration ----------------------------------------------------------------------------
     def step(self) -> dict[str, float]:
@@ -193,14 +201,14 @@ class StyleTrainer:
         Uses its own seeded stream, so it does not disturb the training stream.
         """
         rng = np.random.default_rng(self.seed + 7919)
-        y = torch.from_numpy(self.augment.batch(self.experimental, n_patches, rng)) * 2 - 1
+        y = self._tensor(self.augment.batch(self.experimental, n_patches, rng))
         self.model.eval()
         try:
             with torch.no_grad():
                 mu, _ = self.model.attr_b(y)
         finally:
             self.model.train()
-        return mu.mean(0).numpy()
+        return mu.mean(0).cpu().numpy()
 
     def preview(self, n: int = 4) -> np.ndarray:
         """Preview grid in [0, 1]: rows = simulation crops, translations with the reference
@@ -217,11 +225,11 @@ class StyleTrainer:
                 out.append(np.pad(c, ((0, p - c.shape[0]), (0, p - c.shape[1])), mode="reflect"))
             return np.stack(out)[:, None]
 
-        x = torch.from_numpy(crops(self.simulations)) * 2 - 1
-        z_ref = torch.from_numpy(self.reference_attribute()).expand(n, -1)
+        x = self._tensor(crops(self.simulations))
+        z_ref = torch.from_numpy(self.reference_attribute()).to(self.device).expand(n, -1)
         z_rand = torch.from_numpy(
             np.random.default_rng(self.seed + 1).standard_normal((n, self.cfg.attr_dim))
-        ).float()
+        ).float().to(self.device)
         self.model.eval()
         try:
             with torch.no_grad():
@@ -229,9 +237,9 @@ class StyleTrainer:
                 t_rand = self.model.translate(x, z_rand)
         finally:
             self.model.train()
-        rows = [x, t_ref, t_rand, torch.from_numpy(crops(self.experimental)) * 2 - 1]
+        rows = [x, t_ref, t_rand, self._tensor(crops(self.experimental))]
         grid = torch.cat([torch.cat(list(r[:, 0]), dim=1) for r in rows], dim=0)
-        return ((grid.numpy() + 1) / 2).clip(0, 1)
+        return ((grid.cpu().numpy() + 1) / 2).clip(0, 1)
 
     # checkpoints ------------------------------------------------------------------------------
     def save_checkpoint(self, folder: str | os.PathLike) -> Path:
@@ -239,7 +247,7 @@ class StyleTrainer:
         from safetensors.torch import save_file
 
         folder = Path(folder)
-        tensors = {f"model.{k}": v.detach().clone().contiguous()
+        tensors = {f"model.{k}": v.detach().cpu().clone().contiguous()
                    for k, v in self.model.state_dict().items()}
         groups = {}
         for name, opt in self.optimizers.items():
@@ -248,8 +256,10 @@ class StyleTrainer:
             for idx, state in sd["state"].items():
                 for key, val in state.items():
                     val = val if torch.is_tensor(val) else torch.tensor(val)
-                    tensors[f"optim.{name}.{idx}.{key}"] = val.detach().clone().contiguous()
+                    tensors[f"optim.{name}.{idx}.{key}"] = val.detach().cpu().clone().contiguous()
         tensors["rng.torch"] = torch.get_rng_state().clone()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device).clone()
         meta = {
             "format": CHECKPOINT_FORMAT,
             "stackview_version": __version__,
@@ -298,6 +308,8 @@ class StyleTrainer:
                     state.setdefault(int(idx), {})[field] = val
             opt.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
         torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.rng.bit_generator.state = meta["numpy_rng"]
         self.iteration = int(meta["iteration"])
         self.seconds = float(meta["seconds"])
@@ -306,6 +318,16 @@ class StyleTrainer:
         self._running = dict(meta["running"]["sum"])
         self._running_n = int(meta["running"]["n"])
         log.info("resumed from %s at iteration %d", path, self.iteration)
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """``None``/``"auto"`` → CUDA when available, else CPU; otherwise the named device."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("CUDA was requested but no CUDA GPU is available; use --device cpu")
+    return dev
 
 
 def _read_safetensors(path: Path, key: str) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -332,6 +354,7 @@ def train_style(
     preview_every: int = 250,
     log_every: int = 50,
     card: dict | None = None,
+    device: str | None = None,
     progress: ProgressCallback = null_progress,
     cancel: CancelToken | None = None,
 ) -> Path:
@@ -352,6 +375,8 @@ def train_style(
         Iteration periods (0 disables previews).
     card
         Extra fields for the bundle card (material, microscope, command, data, …).
+    device
+        Training device (default: CUDA when available, else CPU).
     progress, cancel
         Job API. On cancel a checkpoint is written before :class:`Cancelled` propagates.
 
@@ -365,7 +390,7 @@ def train_style(
     cancel = cancel or CancelToken()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    trainer = StyleTrainer(cfg, simulations, experimental, seed=seed)
+    trainer = StyleTrainer(cfg, simulations, experimental, seed=seed, device=device)
     if resume:
         trainer.load_checkpoint(out_dir)
     elif (out_dir / CHECKPOINT_NAME).exists():
@@ -403,7 +428,8 @@ def train_style(
     training.update(
         iterations=trainer.iteration, seconds=round(trainer.seconds, 1),
         seconds_per_iteration=round(trainer.seconds / max(1, trainer.iteration), 4),
-        seed=trainer.seed, n_simulations=len(simulations), n_experimental=len(experimental),
+        seed=trainer.seed, device=str(trainer.device), n_simulations=len(simulations),
+        n_experimental=len(experimental),
         final_losses={k: round(v, 5) for k, v in (trainer.history[-1] if trainer.history
                                                   else {}).items() if k != "iteration"},
     )

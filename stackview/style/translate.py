@@ -79,8 +79,12 @@ class StyleTranslator:
         The bundle card (``sampling_A``, ``reference_attribute``, …); ``{}`` for a bare model.
     """
 
-    def __init__(self, model: DRIT, card: dict | None = None, bf16: bool = False) -> None:
-        self.model = model.eval()
+    def __init__(self, model: DRIT, card: dict | None = None, bf16: bool = False,
+                 device: str | None = "cpu") -> None:
+        from stackview.style.trainer import resolve_device
+
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
         self.bf16 = bool(bf16)
         self.card = dict(card or {})
         self.attr_dim = model.cfg.attr_dim
@@ -90,16 +94,18 @@ class StyleTranslator:
         self.sampling_A: float | None = self.card.get("sampling_A", model.cfg.sampling_A)
 
     @classmethod
-    def from_bundle(cls, path: str | os.PathLike, bf16: bool = False) -> StyleTranslator:
+    def from_bundle(cls, path: str | os.PathLike, bf16: bool = False,
+                    device: str | None = "cpu") -> StyleTranslator:
         """Load a style bundle (see :mod:`stackview.style.bundle`).
 
-        ``bf16`` runs the convolutions in bfloat16 (CPU autocast): ~1.6× faster on CPUs with
-        native bf16 (AVX512-BF16/AMX), outputs differ by up to ~1 % of the range.
+        ``bf16`` runs the convolutions in bfloat16 (autocast): ~1.6× faster on CPUs with
+        native bf16 (AVX512-BF16/AMX), outputs differ by up to ~1 % of the range. ``device``:
+        ``"cpu"`` (default), ``"cuda"`` or ``None``/``"auto"`` (CUDA when available).
         """
         from stackview.style.bundle import load_bundle
 
         model, card = load_bundle(path)
-        return cls(model, card, bf16=bf16)
+        return cls(model, card, bf16=bf16, device=device)
 
     # attributes -------------------------------------------------------------------------------
     def attribute(self, seed: int | None = None, code: Sequence[float] | None = None,
@@ -128,20 +134,22 @@ class StyleTranslator:
         if seed is not None:
             return np.random.default_rng(seed).standard_normal(self.attr_dim).astype(np.float32)
         if reference_image is not None:
-            x = torch.from_numpy(normalise(reference_image))[None, None] * 2 - 1
+            x = (torch.from_numpy(normalise(reference_image))[None, None] * 2 - 1).to(self.device)
             with torch.inference_mode():
                 mu, _ = self.model.attr_b(x)
-            return mu[0].numpy()
+            return mu[0].cpu().numpy()
         return self.reference.copy()
 
     # translation ------------------------------------------------------------------------------
     def _run(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Network on one [0, 1] image whose sides are multiples of the stride."""
-        t = torch.from_numpy(np.ascontiguousarray(x, np.float32))[None, None] * 2 - 1
-        zt = torch.from_numpy(np.asarray(z, np.float32))[None]
-        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=self.bf16):
+        t = (torch.from_numpy(np.ascontiguousarray(x, np.float32))[None, None] * 2 - 1).to(
+            self.device)
+        zt = torch.from_numpy(np.asarray(z, np.float32))[None].to(self.device)
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16,
+                                                    enabled=self.bf16):
             y = self.model.translate(t, zt, "a").float()
-        return ((y[0, 0].numpy() + 1) / 2).astype(np.float32)
+        return ((y[0, 0].cpu().numpy() + 1) / 2).astype(np.float32)
 
     def _run_padded(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
         h, w = x.shape
