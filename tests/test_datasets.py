@@ -221,3 +221,17 @@ def test_dataset_cli(tmp_path, capsys):
     assert "theta_deg" in capsys.readouterr().out
     assert main(["dataset", "make", str(out), "--scheduler", "sync"]) == 2  # exists
     assert main(["dataset", "make", str(tmp_path / "x.zarr"), "--scheduler", "nowhere"]) == 2
+
+
+def test_dask_distributed_scheduler_gives_the_same_dataset(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    spec = DatasetSpec(count=16, seed=11, **TINY)
+    ref = open_dataset(generate_dataset(spec, tmp_path / "ref.zarr", scheduler="sync"))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        path = generate_dataset(spec, tmp_path / "dist.zarr",
+                                scheduler=cluster.scheduler_address)
+    out = open_dataset(path)
+    np.testing.assert_array_equal(out.get(np.arange(16))[0], ref.get(np.arange(16))[0])
+    with pytest.raises(UsageError, match="scheduler"):
+        generate_dataset(spec, tmp_path / "x.zarr", scheduler="bogus")
