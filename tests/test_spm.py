@@ -97,3 +97,36 @@ def test_cancel_and_bad_input(stub_bundle):
         spm_map(two_domain_image(), 0.02, stub_bundle, window_nm=3.0)
     with pytest.raises(UsageError, match="smaller than the model"):
         spm_map(two_domain_image(), 0.0005, stub_bundle)
+
+
+def test_window_sampler_rotated_and_mirrored_frames():
+    from stackview.analysis.orient import Frame
+    from stackview.inference.spm import WindowSampler
+
+    rng = np.random.default_rng(0)
+    img = ndimage_smooth(rng.random((80, 80)).astype(np.float32))
+    plain = WindowSampler(img, 0.02, 0.2, 20).extract([[40.0, 40.0]])[0]
+    # a frame rotating by +90° (x -> y): the aligned window is the plain one turned by 90°
+    rot = WindowSampler(img, 0.02, 0.2, 20, Frame(90.0, False, (0, 1), (-1, 0), 0.0))
+    turned = rot.extract([[40.0, 40.0]])[0]
+    np.testing.assert_allclose(turned, _rotate_xy_90(plain), atol=1e-4)
+    mir = WindowSampler(img, 0.02, 0.2, 20, Frame(0.0, True, (1, 0), (0, -1), 0.0))
+    np.testing.assert_allclose(mir.extract([[40.0, 40.0]])[0], plain[::-1, :], atol=1e-4)
+
+
+def _rotate_xy_90(w):
+    # aligned(x', y') = original(R^-1 (x', y')) with R rotating +90° in the (x=col, y=row) frame:
+    # original offset (x, y) = (y', -x')
+    P = w.shape[0]
+    out = np.empty_like(w)
+    for yp in range(P):
+        for xp in range(P):
+            xo, yo = yp, P - 1 - xp
+            out[yp, xp] = w[yo, xo]
+    return out
+
+
+def ndimage_smooth(a):
+    from scipy import ndimage
+
+    return ndimage.gaussian_filter(a, 2)

@@ -88,17 +88,89 @@ def resample_to_model(image: np.ndarray, pixel_size_nm: float, sampling_A: float
     return ndimage.zoom(img, zoom, order=3, mode="reflect", grid_mode=True).astype(np.float32)
 
 
-def _grid(length_px: int, window_px: int, stride_px: int, lo: int = 0, hi: int | None = None):
-    """Top-left offsets of windows that fit inside [lo, hi) with the given stride."""
-    hi = length_px if hi is None else min(hi, length_px)
-    lo = max(lo, 0)
-    if hi - lo < window_px:
-        return np.zeros(0, dtype=int)
-    n = (hi - lo - window_px) // stride_px + 1
-    # centre the grid in the available span
-    used = (n - 1) * stride_px + window_px
-    start = lo + (hi - lo - used) // 2
-    return start + stride_px * np.arange(n)
+class WindowSampler:
+    """Cut model-ready windows (the model's sampling, optionally in a rotated/mirrored frame)
+    centred on given points of the original image.
+
+    Without a frame the image is resampled once and windows are slices; with a frame
+    (:class:`stackview.analysis.orient.Frame`) each window is interpolated (cubic spline) on
+    its rotated grid, so maps stay on the original image's regular grid.
+    """
+
+    def __init__(self, image: np.ndarray, pixel_size_nm: float, sampling_A: float,
+                 patch_px: int, frame=None) -> None:
+        self.patch_px = int(patch_px)
+        self.scale = sampling_A / (pixel_size_nm * 10.0)  # original px per model px
+        self.frame = frame
+        img = np.asarray(image, dtype=np.float32)
+        self.shape = img.shape
+        identity = frame is None or (not frame.mirror and abs(frame.rotation_deg) < 1e-9)
+        if identity:
+            self.frame = None
+            self.resampled = resample_to_model(img, pixel_size_nm, sampling_A)
+        else:
+            if self.scale > 1:
+                img = ndimage.gaussian_filter(img, sigma=0.8 * 0.5 * self.scale)
+            self.coeffs = ndimage.spline_filter(img, order=3, output=np.float32)
+            inv = np.linalg.inv(frame.matrix()) * self.scale  # aligned model px -> original px
+            u = np.arange(self.patch_px) - (self.patch_px - 1) / 2.0
+            uu, vv = np.meshgrid(u, u, indexing="xy")  # x along columns, y along rows
+            off = inv @ np.vstack([uu.ravel(), vv.ravel()])
+            self.offsets = off  # (2, P*P): x, y offsets in original px
+
+    @property
+    def half_extent_px(self) -> float:
+        """Half-size (original px) of the region a window covers, along x and y."""
+        half = self.patch_px * self.scale / 2.0
+        if self.frame is None:
+            return half
+        t = math.radians(self.frame.rotation_deg)
+        return half * (abs(math.cos(t)) + abs(math.sin(t)))
+
+    def extract(self, centers_xy_px: np.ndarray) -> np.ndarray:
+        """Windows (N, P, P) centred on ``centers_xy_px`` (N, 2) in original pixels (x, y)."""
+        c = np.asarray(centers_xy_px, dtype=float).reshape(-1, 2)
+        P = self.patch_px
+        if self.frame is None:
+            # centre in resampled px; the window's top-left pixel
+            out = np.empty((len(c), P, P), np.float32)
+            for i, (x, y) in enumerate(c / self.scale):
+                x0 = int(round(x - P / 2.0))
+                y0 = int(round(y - P / 2.0))
+                x0 = min(max(x0, 0), self.resampled.shape[1] - P)
+                y0 = min(max(y0, 0), self.resampled.shape[0] - P)
+                out[i] = self.resampled[y0:y0 + P, x0:x0 + P]
+            return out
+        # pixel (i, j) of the original image is centred at (j + 0.5, i + 0.5)
+        xs = c[:, :1] + self.offsets[0][None, :] - 0.5
+        ys = c[:, 1:] + self.offsets[1][None, :] - 0.5
+        vals = ndimage.map_coordinates(self.coeffs, [ys.ravel(), xs.ravel()], order=3,
+                                       prefilter=False, mode="mirror")
+        return vals.reshape(len(c), P, P).astype(np.float32)
+
+
+def window_centres_nm(shape_px, pixel_size_nm: float, sampler: WindowSampler,
+                      stride_nm: float, roi_nm=None) -> tuple[np.ndarray, np.ndarray]:
+    """Regular grid of window centres (nm) whose windows lie inside the image (and ROI)."""
+    ny, nx = shape_px
+    half_nm = sampler.half_extent_px * pixel_size_nm
+    x_lo, y_lo, x_hi, y_hi = 0.0, 0.0, nx * pixel_size_nm, ny * pixel_size_nm
+    if roi_nm is not None:
+        rx0, ry0, rx1, ry1 = (float(v) for v in roi_nm)
+        if not (rx1 > rx0 and ry1 > ry0):
+            raise UsageError("the region of interest must have x1 > x0 and y1 > y0 (nm)")
+        x_lo, y_lo = max(x_lo, rx0), max(y_lo, ry0)
+        x_hi, y_hi = min(x_hi, rx1), min(y_hi, ry1)
+
+    def axis(lo, hi):
+        span = (hi - lo) - 2 * half_nm
+        if span < -1e-9:
+            return np.zeros(0)
+        n = int(math.floor(max(span, 0.0) / stride_nm + 1e-9)) + 1
+        first = lo + half_nm + (span - (n - 1) * stride_nm) / 2.0
+        return first + stride_nm * np.arange(n)
+
+    return axis(x_lo, x_hi), axis(y_lo, y_hi)
 
 
 class _Runner:
@@ -159,16 +231,6 @@ def _check_inputs(image, pixel_size_nm: float, bundle, window_nm: float | None,
     return card.patch_nm
 
 
-def _roi_px(roi_nm, shape, sampling_A: float):
-    if roi_nm is None:
-        return 0, shape[1], 0, shape[0]
-    x0, y0, x1, y1 = (float(v) * 10.0 / sampling_A for v in roi_nm)
-    if not (x1 > x0 and y1 > y0):
-        raise UsageError("the region of interest must have x1 > x0 and y1 > y0 (nm)")
-    return (max(int(round(x0)), 0), min(int(round(x1)), shape[1]),
-            max(int(round(y0)), 0), min(int(round(y1)), shape[0]))
-
-
 def spm_map(
     image: np.ndarray,
     pixel_size_nm: float,
@@ -176,6 +238,7 @@ def spm_map(
     stride_nm: float = 0.5,
     window_nm: float | None = None,
     roi_nm: tuple[float, float, float, float] | None = None,
+    frame=None,
     n_views: int = 3,
     batch_size: int = 64,
     progress=null_progress,
@@ -192,11 +255,14 @@ def spm_map(
     bundle
         Loaded :class:`stackview.models.Bundle`.
     stride_nm
-        Distance between window centres (nm); rounded to whole pixels at the model's sampling.
+        Distance between window centres (nm); without a frame it is rounded to whole pixels at
+        the model's sampling.
     window_nm
         Must equal the model's window (default: the model's).
     roi_nm
         Optional region ``(x0, y0, x1, y1)`` in nm; only windows inside it are evaluated.
+    frame
+        :class:`stackview.analysis.orient.Frame` for models trained on aligned lattices.
     n_views
         Test-time views per window for the uncertainty (1: no uncertainty, fastest).
     """
@@ -204,43 +270,36 @@ def spm_map(
     _check_inputs(image, pixel_size_nm, bundle, window_nm, stride_nm)
     start = time.perf_counter()
     card = bundle.card
-    resampled = resample_to_model(image, pixel_size_nm, card.sampling_A)
-    stride_px = max(1, int(round(stride_nm * 10.0 / card.sampling_A)))
-    x0, x1, y0, y1 = _roi_px(roi_nm, resampled.shape, card.sampling_A)
-    xs = _grid(resampled.shape[1], card.patch_px, stride_px, x0, x1)
-    ys = _grid(resampled.shape[0], card.patch_px, stride_px, y0, y1)
-    if len(xs) == 0 or len(ys) == 0:
+    sampler = WindowSampler(image, pixel_size_nm, card.sampling_A, card.patch_px, frame)
+    if sampler.frame is None:  # whole model pixels keep windows on exact slices
+        stride_nm = max(1, round(stride_nm * 10.0 / card.sampling_A)) * card.sampling_A / 10.0
+    x_nm, y_nm = window_centres_nm(np.shape(image), pixel_size_nm, sampler, stride_nm, roi_nm)
+    if len(x_nm) == 0 or len(y_nm) == 0:
         raise UsageError("no analysis window fits inside the image or region of interest")
     runner = _Runner(bundle, n_views, batch_size)
-    values, unc = _evaluate(resampled, [(y, x) for y in ys for x in xs], card.patch_px, runner,
-                            progress, cancel)
-    n_out = values.shape[-1]
-    to_nm = card.sampling_A / 10.0
-    half = card.patch_px / 2
-    x_nm = (xs + half) * to_nm
-    y_nm = (ys + half) * to_nm
-    values = values.reshape(len(ys), len(xs), n_out)
-    unc = unc.reshape(len(ys), len(xs))
     yy, xx = np.meshgrid(y_nm, x_nm, indexing="ij")
-    points = np.column_stack([xx.ravel(), yy.ravel(), values.reshape(-1, n_out), unc.ravel(),
-                              np.zeros(xx.size)])
+    centres = np.column_stack([xx.ravel(), yy.ravel()])
+    values, unc = _evaluate(sampler, centres / pixel_size_nm, runner, progress, cancel)
+    n_out = values.shape[-1]
+    values = values.reshape(len(y_nm), len(x_nm), n_out)
+    unc = unc.reshape(len(y_nm), len(x_nm))
+    points = np.column_stack([centres, values.reshape(-1, n_out), unc.ravel(),
+                              np.zeros(len(centres))])
     names = tuple(card.label_convention()["names"])
-    return SpmMap(x_nm, y_nm, values, unc, names, card.patch_nm, stride_px * to_nm, "window",
+    return SpmMap(x_nm, y_nm, values, unc, names, card.patch_nm, stride_nm, "window",
                   points, time.perf_counter() - start)
 
 
-def _evaluate(resampled, corners, window_px, runner, progress, cancel, done0=0, total=None):
-    total = total or len(corners)
+def _evaluate(sampler: WindowSampler, centres_px, runner, progress, cancel):
+    total = len(centres_px)
     out_v, out_u = [], []
     chunk = max(1, runner.batch_size // max(1, len(runner.views)))
-    for s in range(0, len(corners), chunk):
+    for s in range(0, total, chunk):
         cancel.check()
-        batch = np.stack([resampled[y:y + window_px, x:x + window_px]
-                          for y, x in corners[s:s + chunk]])
-        v, u = runner(batch)
+        v, u = runner(sampler.extract(centres_px[s:s + chunk]))
         out_v.append(v)
         out_u.append(u)
-        progress(done0 + min(s + chunk, len(corners)), total, "windows")
+        progress(min(s + chunk, total), total, "windows")
     return np.concatenate(out_v), np.concatenate(out_u)
 
 
@@ -249,17 +308,16 @@ def neighbour_jumps(smap: SpmMap, space) -> np.ndarray:
     v = smap.values
     ny, nx, n = v.shape
     jump = np.zeros((ny, nx))
-    for axis in (0, 1):
-        a = v.take(range(0, v.shape[axis] - 1), axis=axis).reshape(-1, n)
-        b = v.take(range(1, v.shape[axis]), axis=axis).reshape(-1, n)
-        d = np.asarray(space.distance(a, b)).reshape(
-            (ny - 1, nx) if axis == 0 else (ny, nx - 1))
-        if axis == 0:
-            jump[:-1] = np.maximum(jump[:-1], d)
-            jump[1:] = np.maximum(jump[1:], d)
-        else:
-            jump[:, :-1] = np.maximum(jump[:, :-1], d)
-            jump[:, 1:] = np.maximum(jump[:, 1:], d)
+    if ny > 1:
+        d = np.asarray(space.distance(v[:-1].reshape(-1, n), v[1:].reshape(-1, n)))
+        d = d.reshape(ny - 1, nx)
+        jump[:-1] = np.maximum(jump[:-1], d)
+        jump[1:] = np.maximum(jump[1:], d)
+    if nx > 1:
+        d = np.asarray(space.distance(v[:, :-1].reshape(-1, n), v[:, 1:].reshape(-1, n)))
+        d = d.reshape(ny, nx - 1)
+        jump[:, :-1] = np.maximum(jump[:, :-1], d)
+        jump[:, 1:] = np.maximum(jump[:, 1:], d)
     return jump
 
 
@@ -271,6 +329,7 @@ def refine_map(
     fine_stride_nm: float = 0.1,
     threshold: float | None = None,
     roi_nm=None,
+    frame=None,
     n_views: int = 3,
     batch_size: int = 64,
     progress=null_progress,
@@ -286,50 +345,43 @@ def refine_map(
     if fine_stride_nm >= coarse_stride_nm:
         raise UsageError("the fine stride must be smaller than the coarse stride")
     start = time.perf_counter()
-    coarse = spm_map(image, pixel_size_nm, bundle, coarse_stride_nm, None, roi_nm, n_views,
-                     batch_size, progress, cancel)
+    coarse = spm_map(image, pixel_size_nm, bundle, coarse_stride_nm, None, roi_nm, frame,
+                     n_views, batch_size, progress, cancel)
     space = bundle.label_space
     if threshold is None:
         threshold = 2.0 if bundle.card.task == "twist" else 0.3
     jumps = neighbour_jumps(coarse, space)
     card = bundle.card
-    to_nm = card.sampling_A / 10.0
-    resampled = resample_to_model(image, pixel_size_nm, card.sampling_A)
-    fine_px = max(1, int(round(fine_stride_nm * 10.0 / card.sampling_A)))
-    half = card.patch_px / 2
-    # fine grid over the region the coarse grid covers
-    x0 = int(round(coarse.x_nm[0] / to_nm - half))
-    y0 = int(round(coarse.y_nm[0] / to_nm - half))
-    x1 = int(round(coarse.x_nm[-1] / to_nm + half))
-    y1 = int(round(coarse.y_nm[-1] / to_nm + half))
-    fx = x0 + fine_px * np.arange((x1 - x0 - card.patch_px) // fine_px + 1)
-    fy = y0 + fine_px * np.arange((y1 - y0 - card.patch_px) // fine_px + 1)
-    fx_nm = (fx + half) * to_nm
-    fy_nm = (fy + half) * to_nm
-    # nearest coarse cell of every fine cell
+    sampler = WindowSampler(image, pixel_size_nm, card.sampling_A, card.patch_px, frame)
+    if sampler.frame is None:
+        fine_stride_nm = (max(1, round(fine_stride_nm * 10.0 / card.sampling_A))
+                          * card.sampling_A / 10.0)
+    # fine grid spanning the coarse grid
+    fx_nm = coarse.x_nm[0] + fine_stride_nm * np.arange(
+        int(math.floor((coarse.x_nm[-1] - coarse.x_nm[0]) / fine_stride_nm + 1e-9)) + 1)
+    fy_nm = coarse.y_nm[0] + fine_stride_nm * np.arange(
+        int(math.floor((coarse.y_nm[-1] - coarse.y_nm[0]) / fine_stride_nm + 1e-9)) + 1)
     iy = np.abs(fy_nm[:, None] - coarse.y_nm[None, :]).argmin(axis=1)
     ix = np.abs(fx_nm[:, None] - coarse.x_nm[None, :]).argmin(axis=1)
     values = coarse.values[iy][:, ix].copy()
     unc = coarse.uncertainty[iy][:, ix].copy()
     flagged = jumps > threshold
-    # refine fine cells within one coarse stride of a flagged coarse cell
-    near = np.zeros((len(fy), len(fx)), dtype=bool)
+    near = np.zeros((len(fy_nm), len(fx_nm)), dtype=bool)
     cs = coarse.stride_nm
     for j, i in zip(*np.nonzero(flagged), strict=True):
-        near |= ((np.abs(fy_nm[:, None] - coarse.y_nm[j]) <= cs)
-                 & (np.abs(fx_nm[None, :] - coarse.x_nm[i]) <= cs))
+        near |= ((np.abs(fy_nm[:, None] - coarse.y_nm[j]) <= cs + 1e-9)
+                 & (np.abs(fx_nm[None, :] - coarse.x_nm[i]) <= cs + 1e-9))
     cells = list(zip(*np.nonzero(near), strict=True))
     points = [coarse.points]
     if cells:
         runner = _Runner(bundle, n_views, batch_size)
-        corners = [(fy[j], fx[i]) for j, i in cells]
-        v, u = _evaluate(resampled, corners, card.patch_px, runner, progress, cancel)
-        for (j, i), vv, uu in zip(cells, v, u, strict=True):
-            values[j, i] = vv
-            unc[j, i] = uu
         jj, ii = np.array(cells).T
-        points.append(np.column_stack([fx_nm[ii], fy_nm[jj], v, u, np.ones(len(cells))]))
-    return SpmMap(fx_nm, fy_nm, values, unc, coarse.names, coarse.window_nm, fine_px * to_nm,
+        centres = np.column_stack([fx_nm[ii], fy_nm[jj]])
+        v, u = _evaluate(sampler, centres / pixel_size_nm, runner, progress, cancel)
+        values[jj, ii] = v
+        unc[jj, ii] = u
+        points.append(np.column_stack([centres, v, u, np.ones(len(cells))]))
+    return SpmMap(fx_nm, fy_nm, values, unc, coarse.names, coarse.window_nm, fine_stride_nm,
                   "refine", np.vstack(points), time.perf_counter() - start,
                   extra={"coarse_stride_nm": coarse.stride_nm, "threshold": threshold,
                          "refined_windows": len(cells),
