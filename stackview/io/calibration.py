@@ -91,11 +91,18 @@ def _power_spectrum(image: np.ndarray, size: int) -> np.ndarray:
 
 def find_fft_peaks(image: np.ndarray, max_peaks: int = 40, size: int | None = None):
     """Bragg peaks of the power spectrum: (vectors in cycles/px (k, 2) as (gx, gy), strengths)."""
+    vecs, strength, _ = _fft_peaks(image, max_peaks, size)
+    return vecs, strength
+
+
+def _fft_peaks(image: np.ndarray, max_peaks: int = 40, size: int | None = None):
     img = np.asarray(image, dtype=np.float64)
     n = min(img.shape)
     size = size or max(1024, 1 << (n - 1).bit_length())
     ps = _power_spectrum(img, size)
-    logp = np.log1p(ps / np.median(ps))
+    # the floor keeps a noise-free simulation's window sidelobes (far below any real noise)
+    # from counting as peaks
+    logp = np.log1p(ps / (np.median(ps) + 1e-4 * ps.max()))
     bg = ndimage.median_filter(logp, size=9) if size <= 1024 else ndimage.uniform_filter(logp, 15)
     hp = logp - bg
     c = size // 2
@@ -107,7 +114,9 @@ def find_fft_peaks(image: np.ndarray, max_peaks: int = 40, size: int | None = No
     strength = hp[ys, xs]
     order = np.argsort(strength)[::-1][: max_peaks * 2]
     ys, xs, strength = ys[order], xs[order], strength[order]
-    keep = strength > max(3 * np.std(hp[r > min_r]), 0.3 * strength[0] if len(strength) else 0)
+    ring = hp[r > min_r]
+    noise = np.median(np.abs(ring - np.median(ring))) * 1.4826
+    keep = strength > max(np.median(ring) + 8 * noise, 0.3 * strength[0] if len(strength) else 0)
     ys, xs, strength = ys[keep][:max_peaks], xs[keep][:max_peaks], strength[keep][:max_peaks]
     # centroid refinement on the power spectrum
     vecs = []
@@ -116,7 +125,40 @@ def find_fft_peaks(image: np.ndarray, max_peaks: int = 40, size: int | None = No
         w = ps[y0:y1, x0:x1]
         gy, gx = np.mgrid[y0:y1, x0:x1]
         vecs.append(((gx * w).sum() / w.sum() - c, (gy * w).sum() / w.sum() - c))
-    return np.array(vecs).reshape(-1, 2) / size, strength
+    level = np.median(ring)
+    return np.array(vecs).reshape(-1, 2) / size, strength, (hp, size, level, noise)
+
+
+def _finer_lattice(g1: np.ndarray, g2: np.ndarray, spectrum) -> tuple[np.ndarray, np.ndarray]:
+    """Refine (g1, g2) to g/k when weak peaks sit at fractional positions (k = 2, 3).
+
+    Projected stacks often have weak fundamental reflections and strong higher orders; the
+    strongest peaks then index a reciprocal lattice k times too coarse (a cell k times too
+    small). A fractional point counts when the spectrum has a local maximum above the noise
+    within one pixel of it.
+    """
+    hp, size, level, noise = spectrum
+    c = size // 2
+    local_max = hp == ndimage.maximum_filter(hp, size=5)
+    r_max = 0.45 * size
+
+    def seen(g) -> bool:
+        x, y = g * size + c
+        ix, iy = int(round(x)), int(round(y))
+        if not (2 <= ix < size - 2 and 2 <= iy < size - 2) or np.hypot(x - c, y - c) > r_max:
+            return False
+        win = np.s_[iy - 1:iy + 2, ix - 1:ix + 2]
+        return bool(np.any(local_max[win] & (hp[win] > level + 8 * noise)))
+
+    for k in (2, 3):
+        pts = [(i, j) for i in range(-2 * k, 2 * k + 1) for j in range(-2 * k, 2 * k + 1)
+               if (i % k or j % k) and np.hypot(*((i * g1 + j * g2) / k)) * size < r_max]
+        if not pts:
+            continue
+        hits = sum(seen((i * g1 + j * g2) / k) for i, j in pts)
+        if hits >= max(4, 0.5 * len(pts)):
+            return g1 / k, g2 / k
+    return g1, g2
 
 
 def _fit_reciprocal_lattice(vecs: np.ndarray, strength: np.ndarray, tol: float = 0.12):
@@ -201,13 +243,14 @@ def _match_material_cell(a_px: np.ndarray, b_px: np.ndarray, material: Material)
 def calibrate_from_lattice(image, material: Material | str) -> Calibration:
     """Pixel size from the lattice peaks in the FFT and the material's lattice constants."""
     material = get_material(material)
-    vecs, strength = find_fft_peaks(image)
+    vecs, strength, spectrum = _fft_peaks(image)
     if len(vecs) < 4:
         raise UsageError(
             "automatic calibration failed: the FFT shows no clear lattice peaks; "
             "give the pixel size with --pixel-size NM"
         )
     g1, g2, explained = _fit_reciprocal_lattice(vecs, strength)
+    g1, g2 = _finer_lattice(g1, g2, spectrum)
     real = np.linalg.inv(np.stack([g1, g2])).T  # rows: real-space vectors in px
     a_px, b_px, shape_err = _match_material_cell(real[0], real[1], material)
     area_px = abs(a_px[0] * b_px[1] - a_px[1] * b_px[0])

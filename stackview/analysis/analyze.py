@@ -1,0 +1,242 @@
+"""The main job: analyse an experimental image into slip/twist maps and write the results.
+
+:func:`analyze_image` reads and calibrates the image, picks the model and (for models trained on
+aligned lattices) the lattice frame, runs SPM (one level or the two-level interface search),
+derives the slip-vector field, the interface and statistics; :func:`write_results` writes
+``map.csv``, the map TIFFs, ``figure.png`` and ``summary.json`` into ``OUT/<stem>/`` through a
+temporary folder, so an error or a cancel never leaves partial results. The CLI and the GUI's
+engine both call these. No Qt here.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stackview import __version__
+from stackview.engine.jobs import CancelToken, null_progress
+from stackview.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AnalysisResult:
+    """Everything an analysis produced (see :func:`analyze_image`)."""
+
+    path: Path | None
+    image: np.ndarray
+    calibration: object
+    bundle: object
+    smap: object
+    frame: object | None
+    field: object | None
+    interface: np.ndarray
+    statistics: dict
+    notes: list[str]
+    seconds: float
+    frame_scores: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        card = self.bundle.card
+        s = self.smap
+        out = {
+            "stackview_version": __version__,
+            "image": str(self.path) if self.path else None,
+            "image_shape_px": list(self.image.shape),
+            "material": card.material,
+            "task": card.task,
+            "layers": card.layers,
+            "model": card.name,
+            "model_style": card.style,
+            "pixel_size_nm": float(self.calibration.pixel_size_nm),
+            "calibration_source": self.calibration.source,
+            "calibration_confidence": round(float(self.calibration.confidence), 3),
+            "calibration_message": self.calibration.message,
+            "window_nm": round(float(s.window_nm), 4),
+            "stride_nm": round(float(s.stride_nm), 4),
+            "mode": s.mode,
+            "n_patches": s.n_patches,
+            "seconds": round(self.seconds, 3),
+            "spm_seconds": round(float(s.seconds), 3),
+            "patches_per_second": round(s.n_patches / s.seconds, 2) if s.seconds else None,
+            "statistics": self.statistics,
+            "notes": self.notes,
+            "label_convention": card.label_convention(),
+        }
+        for name in s.names:
+            if name in self.statistics:
+                out[f"{name}_median"] = self.statistics[name]["median"]
+                out[f"{name}_iqr"] = self.statistics[name]["iqr"]
+        if self.frame is not None:
+            out["lattice_frame"] = {"rotation_deg": self.frame.rotation_deg,
+                                    "mirror": self.frame.mirror,
+                                    "a_px": list(self.frame.a_px), "b_px": list(self.frame.b_px),
+                                    "candidate_scores_ncc": self.frame_scores}
+        if s.extra:
+            out["refinement"] = s.extra
+        if len(self.interface):
+            out["interface_nm"] = np.round(self.interface, 4).tolist()
+        if self.field is not None:
+            out["slip_field_reference"] = {"slip_A": np.round(self.field.reference, 4).tolist(),
+                                           "roi_nm": list(self.field.reference_roi_nm),
+                                           "max_deviation_A":
+                                               float(np.nanmax(self.field.magnitude_A))}
+        return out
+
+
+def resolve_bundle(model: str | None, material: str | None, task: str | None = None):
+    """Load the requested model, or the bundled/user default for the material."""
+    from stackview.models.bundle import load_bundle
+    from stackview.models.registry import list_models
+
+    if model:
+        return load_bundle(model)
+    if not material:
+        raise UsageError("give --model, or --material to use its default model")
+    from stackview.materials import get_material
+
+    name = get_material(material).name
+    entries = [e for e in list_models() if e.card.material == name
+               and (task is None or e.card.task == task)]
+    if not entries:
+        raise UsageError(f"there is no model for {name} yet; train one ('stackview train') or "
+                         "give --model PATH")
+    entries.sort(key=lambda e: (e.source != "user", e.card.task != "slip", e.card.layers))
+    return load_bundle(entries[0].path)
+
+
+def _optics_for(card):
+    from stackview.datasets.spec import DEFAULT_OPTICS, FALLBACK_OPTICS
+    from stackview.simulation import PRESETS
+
+    name = (card.training.get("data") or {}).get("optics") or DEFAULT_OPTICS.get(
+        card.material, FALLBACK_OPTICS)
+    return PRESETS[name]
+
+
+def analyze_image(
+    image_or_path,
+    model: str | None = None,
+    bundle=None,
+    material: str | None = None,
+    pixel_size_nm: float | None = None,
+    window_nm: float | None = None,
+    stride_nm: float = 0.5,
+    refine: bool = False,
+    fine_stride_nm: float = 0.1,
+    roi_nm=None,
+    n_views: int = 3,
+    progress=null_progress,
+    cancel: CancelToken | None = None,
+) -> AnalysisResult:
+    """Analyse one image (path or 2-D array) into maps (see module docstring).
+
+    Parameters
+    ----------
+    image_or_path
+        Image file or a 2-D array (then ``pixel_size_nm`` or a material for FFT calibration).
+    model, bundle
+        Model name/path, or an already loaded bundle; default: the material's model.
+    material
+        Material of the sample (default: the model's).
+    pixel_size_nm
+        Overrides the file's calibration.
+    stride_nm, refine, fine_stride_nm, roi_nm
+        SPM settings: with ``refine`` the stride is the coarse one and ``fine_stride_nm`` is used
+        around interfaces.
+    """
+    from stackview.analysis.fields import interface_polyline, label_statistics, slip_vector_field
+    from stackview.analysis.orient import candidate_frames
+    from stackview.analysis.resimulate import choose_frame
+    from stackview.inference.labels import SlipLabels, projected_symmetry
+    from stackview.inference.spm import refine_map, spm_map
+    from stackview.io.calibration import calibrate, calibrate_from_lattice
+    from stackview.io.readers import read_image
+
+    cancel = cancel or CancelToken()
+    start = time.perf_counter()
+    notes: list[str] = []
+    if isinstance(image_or_path, (str, Path)):
+        loaded = read_image(image_or_path)
+        image, path, meta_px = loaded.data, loaded.path, loaded.pixel_size_nm
+        notes += loaded.notes
+    else:
+        image = np.asarray(image_or_path, dtype=np.float32)
+        if image.ndim != 2 or not np.all(np.isfinite(image)):
+            raise UsageError("the image must be a 2-D array of finite numbers")
+        path, meta_px = None, None
+    if bundle is None:
+        bundle = resolve_bundle(model, material)
+    card = bundle.card
+    if material is not None:
+        from stackview.materials import get_material
+
+        if get_material(material).name != card.material:
+            raise UsageError(f"model {card.name} is for {card.material}, not {material}")
+    cancel.check()
+    calibration = calibrate(image, card.material, pixel_size_nm, meta_px)
+    frame, scores = None, []
+    if card.orientation == "aligned":
+        lattice = (calibration.lattice_px if calibration.lattice_px is not None
+                   else calibrate_from_lattice(image, card.material).lattice_px)
+        order, _ = projected_symmetry(card.material)
+        frames = candidate_frames(lattice, bundle.label_space.material,
+                                  two_fold=order % 2 == 0)
+        cancel.check()
+        frame, scores = choose_frame(image, calibration.pixel_size_nm, bundle, frames,
+                                     _optics_for(card))
+        notes.append(f"read the lattice with a along {frame.rotation_deg:+.1f}° from +x"
+                     + (" on the mirrored image (the other face)" if frame.mirror else "")
+                     + f" (best of {len(frames)} readings by re-simulation)")
+    if refine:
+        smap = refine_map(image, calibration.pixel_size_nm, bundle, coarse_stride_nm=stride_nm,
+                          fine_stride_nm=fine_stride_nm, roi_nm=roi_nm, frame=frame,
+                          n_views=n_views, progress=progress, cancel=cancel)
+    else:
+        smap = spm_map(image, calibration.pixel_size_nm, bundle, stride_nm, window_nm, roi_nm,
+                       frame, n_views=n_views, progress=progress, cancel=cancel)
+    space = bundle.label_space
+    stats = label_statistics(smap.values.reshape(-1, len(smap.names)), smap.names, space)
+    field_ = slip_vector_field(smap, space, frame) if isinstance(space, SlipLabels) else None
+    interface = interface_polyline(smap, space)
+    return AnalysisResult(path, image, calibration, bundle, smap, frame, field_, interface,
+                          stats, notes, time.perf_counter() - start, scores)
+
+
+def write_results(result: AnalysisResult, out_dir: str | Path, stem: str | None = None,
+                  figure_format: str = "png") -> Path:
+    """Write the result's files into ``out_dir/<stem>/`` atomically (see module docstring)."""
+    from stackview.analysis.export import (
+        write_figure,
+        write_map_csv,
+        write_map_tiffs,
+        write_summary,
+    )
+
+    out_dir = Path(out_dir)
+    stem = stem or (result.path.stem if result.path else "image")
+    final = out_dir / stem
+    tmp = out_dir / f".{stem}.partial"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        write_map_csv(tmp / "map.csv", result.smap)
+        write_map_tiffs(tmp, result.smap)
+        write_figure(tmp / f"figure.{figure_format}", result.image,
+                     result.calibration.pixel_size_nm, result.smap, result.field,
+                     result.interface, title=stem)
+        write_summary(tmp / "summary.json", result.summary())
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return final

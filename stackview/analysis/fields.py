@@ -1,0 +1,134 @@
+"""Derived maps: slip-vector fields, interfaces and statistics of SPM results (no Qt).
+
+All functions take an :class:`stackview.inference.spm.SpmMap` and its label space
+(:class:`~stackview.inference.labels.SlipLabels` or ``TwistLabels``); differences between
+labels are always the symmetry-aware ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from stackview.inference.labels import SlipLabels
+
+
+def aligned_values(values: np.ndarray, space) -> np.ndarray:
+    """Labels moved to the equivalents nearest one reference, so they can be averaged.
+
+    The reference is the label with the smallest median distance to the others (a medoid of a
+    subsample), which keeps a domain that straddles the canonical domain's edge in one piece.
+    """
+    v = np.asarray(values, dtype=float).reshape(-1, values.shape[-1])
+    ok = np.all(np.isfinite(v), axis=1)
+    if not ok.any():
+        return v
+    sub = v[ok][:: max(1, ok.sum() // 200)]
+    d = np.array([np.median(space.distance(sub, s)) for s in sub])
+    ref = sub[np.argmin(d)]
+    out = v.copy()
+    if isinstance(space, SlipLabels):
+        _, best = space.residual(ref, v[ok])
+        out[ok] = best
+    else:
+        period = space.period_deg
+        cands = [v[ok, 0] + k * period for k in (-1, 0, 1)]
+        if space.mirror:
+            cands += [-v[ok, 0] + k * period for k in (-1, 0, 1, 2)]
+        cands = np.stack(cands)
+        pick = np.abs(cands - ref[0]).argmin(axis=0)
+        out[ok, 0] = cands[pick, np.arange(cands.shape[1])]
+    return out
+
+
+def label_statistics(values: np.ndarray, names, space) -> dict:
+    """Median and interquartile range of each label (symmetry-aware), plus the count."""
+    v = aligned_values(np.asarray(values), space)
+    v = v[np.all(np.isfinite(v), axis=1)]
+    stats = {"n": int(len(v))}
+    if not len(v):
+        return stats
+    med = np.median(v, axis=0)
+    canon = np.atleast_1d(space.canonical(med))
+    shift = canon - med
+    for k, name in enumerate(names):
+        q1, q3 = np.percentile(v[:, k], [25, 75])
+        stats[name] = {"median": float(canon[k]), "iqr": float(q3 - q1),
+                       "q1": float(q1 + shift[k]), "q3": float(q3 + shift[k])}
+    return stats
+
+
+@dataclass
+class SlipField:
+    """Slip-vector deviations Δd from a reference region, in the image frame.
+
+    ``dx_A``, ``dy_A``: components along the image's x (columns) and y (rows), Å, shape of the
+    map grid; ``magnitude_A``: |Δd|; ``reference``: the reference slip (labels).
+    """
+
+    dx_A: np.ndarray
+    dy_A: np.ndarray
+    magnitude_A: np.ndarray
+    reference: np.ndarray
+    reference_roi_nm: tuple[float, float, float, float]
+
+
+def slip_vector_field(smap, space: SlipLabels, frame=None,
+                      reference_roi_nm: tuple[float, float, float, float] | None = None
+                      ) -> SlipField:
+    """Δd = D − D_ref per window (nearest equivalents), as vectors in the image frame.
+
+    The reference is the symmetry-aware median slip of the windows inside ``reference_roi_nm``
+    (default: the lower-right quarter of the mapped area, as in the paper's Fig. 3c). Only the
+    first interface is used for trilayers.
+    """
+    v = smap.values[..., :2]
+    ny, nx, _ = v.shape
+    if reference_roi_nm is None:
+        x0 = smap.x_nm[0] + 0.5 * (smap.x_nm[-1] - smap.x_nm[0])
+        y0 = smap.y_nm[0] + 0.5 * (smap.y_nm[-1] - smap.y_nm[0])
+        reference_roi_nm = (float(x0), float(y0), float(smap.x_nm[-1]), float(smap.y_nm[-1]))
+    rx0, ry0, rx1, ry1 = reference_roi_nm
+    sel = ((smap.x_nm[None, :] >= rx0) & (smap.x_nm[None, :] <= rx1)
+           & (smap.y_nm[:, None] >= ry0) & (smap.y_nm[:, None] <= ry1))
+    bilayer = SlipLabels(space.material, layers=2, layer_swap=space.layer_swap)
+    ref_vals = v[sel]
+    if not len(ref_vals):
+        ref_vals = v.reshape(-1, 2)
+    ref = np.median(aligned_values(ref_vals, bilayer), axis=0)
+    err, _ = bilayer.residual(v.reshape(-1, 2), ref)  # cartesian in the lattice frame
+    d = err[:, 0, :]
+    if frame is not None:
+        d = d @ np.linalg.inv(frame.matrix()).T  # aligned frame -> image frame
+    return SlipField(d[:, 0].reshape(ny, nx), d[:, 1].reshape(ny, nx),
+                     np.linalg.norm(d, axis=1).reshape(ny, nx), ref, tuple(reference_roi_nm))
+
+
+def interface_polyline(smap, space, threshold: float | None = None,
+                       n_segments: int | None = None) -> np.ndarray:
+    """Polyline (k, 2) in nm along cells where neighbouring windows differ by > threshold.
+
+    The flagged points are ordered along their principal axis and averaged in bins, which
+    follows a smooth interface; an empty array when there is none.
+    """
+    from stackview.inference.spm import neighbour_jumps
+
+    if threshold is None:
+        threshold = 2.0 if not isinstance(space, SlipLabels) else 0.3
+    jumps = neighbour_jumps(smap, space)
+    jj, ii = np.nonzero(jumps > threshold)
+    if len(jj) < 2:
+        return np.zeros((0, 2))
+    pts = np.column_stack([smap.x_nm[ii], smap.y_nm[jj]])
+    centre = pts.mean(axis=0)
+    _, _, vt = np.linalg.svd(pts - centre, full_matrices=False)
+    t = (pts - centre) @ vt[0]
+    n_segments = n_segments or max(2, min(20, len(pts) // 3))
+    edges = np.linspace(t.min(), t.max() + 1e-9, n_segments + 1)
+    line = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        m = (t >= lo) & (t < hi)
+        if m.any():
+            line.append(pts[m].mean(axis=0))
+    return np.array(line)
