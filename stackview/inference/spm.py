@@ -386,3 +386,119 @@ def refine_map(
                   extra={"coarse_stride_nm": coarse.stride_nm, "threshold": threshold,
                          "refined_windows": len(cells),
                          "interface_cells": int(flagged.sum())})
+
+
+# --- dense (fully convolutional) mode --------------------------------------------------------
+def split_backbone(backbone):
+    """(trunk, tail, stride): the convolutional trunk, the layer after global pooling, and the
+    trunk's total stride in pixels. Supports torchvision ResNets and the test backbone."""
+    import torch.nn as nn
+
+    from stackview.inference.regressor import TinyBackbone
+
+    if isinstance(backbone, TinyBackbone):
+        layers = list(backbone.children())
+        return nn.Sequential(*layers[:-3]), layers[-1], 8
+    if all(hasattr(backbone, k) for k in ("conv1", "layer4", "fc")):
+        trunk = nn.Sequential(backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool,
+                              backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4)
+        return trunk, backbone.fc, 32
+    raise UsageError("the dense mode supports ResNet backbones; use the window mode")
+
+
+def _local_standardise(img: np.ndarray, size: int) -> np.ndarray:
+    """Each pixel standardised by the mean and std of the window-sized box around it — the
+    dense counterpart of the per-window standardisation the model applies."""
+    img = img.astype(np.float64)
+    mean = ndimage.uniform_filter(img, size, mode="reflect")
+    sq = ndimage.uniform_filter(img * img, size, mode="reflect")
+    std = np.sqrt(np.maximum(sq - mean * mean, 0.0) * size * size / max(size * size - 1, 1))
+    return ((img - mean) / (std + 1e-6)).astype(np.float32)
+
+
+def dense_map(
+    image: np.ndarray,
+    pixel_size_nm: float,
+    bundle,
+    stride_nm: float = 0.1,
+    roi_nm=None,
+    progress=null_progress,
+    cancel: CancelToken | None = None,
+) -> SpmMap:
+    """Fully convolutional SPM (see module docstring): one trunk pass per sub-stride offset.
+
+    The stride is rounded to a divisor of the trunk's stride (ResNet: 32 px at the model's
+    sampling, e.g. 32, 16, 8 or 4 px); windows lie on the image's regular grid, so the map is
+    directly comparable with :func:`spm_map` at the same stride. Aligned-lattice models whose
+    image needs a rotated frame are not supported here (use the window mode).
+    """
+    import torch
+
+    cancel = cancel or CancelToken()
+    _check_inputs(image, pixel_size_nm, bundle, None, stride_nm)
+    start = time.perf_counter()
+    card = bundle.card
+    model = bundle.model
+    trunk, tail, total = split_backbone(model.backbone)
+    P = card.patch_px
+    if P % total:
+        raise UsageError(f"the dense mode needs a window that is a multiple of {total} px")
+    cells = P // total
+    resampled = resample_to_model(image, pixel_size_nm, card.sampling_A)
+    step = max(1, round(stride_nm * 10.0 / card.sampling_A))
+    divisors = [d for d in range(1, total + 1) if total % d == 0]
+    step = min(divisors, key=lambda d: (abs(d - step), -d))
+    norm = _local_standardise(resampled, P)
+    ny, nx = norm.shape
+    if roi_nm is not None:
+        x0, y0, x1, y1 = (int(round(float(v) * 10.0 / card.sampling_A)) for v in roi_nm)
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, nx), min(y1, ny)
+    else:
+        x0, y0, x1, y1 = 0, 0, nx, ny
+    offsets = [(dy, dx) for dy in range(0, total, step) for dx in range(0, total, step)]
+    results: dict[tuple[int, int], np.ndarray] = {}
+    with torch.inference_mode():
+        for k, (dy, dx) in enumerate(offsets):
+            cancel.check()
+            sub = norm[y0 + dy:y1, x0 + dx:x1]
+            hh = (sub.shape[0] // total) * total
+            ww = (sub.shape[1] // total) * total
+            if hh < P or ww < P:
+                continue
+            x = torch.from_numpy(np.ascontiguousarray(sub[:hh, :ww]))[None, None]
+            feats = trunk(x)[0]  # (C, hh/total, ww/total)
+            pooled = torch.nn.functional.avg_pool2d(feats[None], cells, stride=1)[0]
+            c, gh, gw = pooled.shape
+            flat = pooled.permute(1, 2, 0).reshape(-1, c)
+            raw = model.head(tail(flat))
+            out = (model.label_offset + model.label_scale * raw.float()).numpy()
+            for i in range(gh):
+                for j in range(gw):
+                    results[(y0 + dy + i * total, x0 + dx + j * total)] = out[i * gw + j]
+            progress(k + 1, len(offsets), "offsets")
+    if not results:
+        raise UsageError("no analysis window fits inside the image or region of interest")
+    ys = np.array(sorted({key[0] for key in results}))
+    xs = np.array(sorted({key[1] for key in results}))
+    # keep the full rectangular grid present for every offset
+    n_out = len(next(iter(results.values())))
+    values = np.full((len(ys), len(xs), n_out), np.nan)
+    for (y, x), v in results.items():
+        values[np.searchsorted(ys, y), np.searchsorted(xs, x)] = v
+    good_r = ~np.isnan(values[..., 0]).any(axis=1)
+    good_c = ~np.isnan(values[..., 0]).any(axis=0)
+    ys, xs, values = ys[good_r], xs[good_c], values[good_r][:, good_c]
+    space = bundle.label_space
+    values = np.atleast_3d(np.asarray(space.canonical(values.reshape(-1, n_out)))).reshape(
+        len(ys), len(xs), n_out)
+    to_nm = card.sampling_A / 10.0
+    x_nm = (xs + P / 2) * to_nm
+    y_nm = (ys + P / 2) * to_nm
+    unc = np.zeros((len(ys), len(xs)))
+    yy, xx = np.meshgrid(y_nm, x_nm, indexing="ij")
+    points = np.column_stack([xx.ravel(), yy.ravel(), values.reshape(-1, n_out), unc.ravel(),
+                              np.zeros(xx.size)])
+    names = tuple(card.label_convention()["names"])
+    return SpmMap(x_nm, y_nm, values, unc, names, card.patch_nm, step * to_nm, "dense", points,
+                  time.perf_counter() - start,
+                  extra={"trunk_passes": len(offsets), "stride_px": step})
