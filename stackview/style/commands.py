@@ -284,8 +284,8 @@ def run_train(args: argparse.Namespace) -> int:
         "microscope": {"description": args.microscope} if args.microscope else None,
         "selection": selection_info,
         "training": {
-            "command": "stackview " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["style"]
-            else "stackview style train ...",
+            "command": ("stackview " + shlex.join(sys.argv[1:]) if "style" in sys.argv[1:3]
+                        else "stackview style train (called from Python)"),
             "config": args.config,
             "simulations": [Path(n).name for n in sim_names],
             "experimental": [Path(n).name for n in exp_names],
