@@ -87,7 +87,7 @@ class Evaluation:
         panels = [("experimental", self.experimental_sample), *self.samples.items()]
         panels = [(k, v) for k, v in panels if v is not None]
         n = len(panels)
-        fig = Figure(figsize=(2.6 * n, 7.2), dpi=110)
+        fig = Figure(figsize=(2.6 * n, 7.2), dpi=80)
         axes = [fig.add_subplot(3, n, i + 1) for i in range(n)]
         hist_ax = fig.add_subplot(3, 1, 2)
         prof_ax = fig.add_subplot(3, 1, 3)
