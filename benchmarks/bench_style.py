@@ -50,17 +50,27 @@ def machine() -> dict:
         mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError):
         pass
-    return {"cpu": cpu, "logical_cores": os.cpu_count(), "memory_GiB": mem_gib,
-            "python": platform.python_version(), "torch": torch.__version__,
-            "platform": platform.platform(), "load_average": list(os.getloadavg()),
-            "stackview": __version__}
+    return {
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "memory_GiB": mem_gib,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "load_average": list(os.getloadavg()),
+        "stackview": __version__,
+    }
 
 
 def _stats(times: list[float], cpu: list[float]) -> dict:
     """Wall-clock min/median, and the process CPU time (all threads) of the median repeat —
     with one thread the CPU time is what the work costs even when the machine is shared."""
-    return {"min_s": round(min(times), 4), "median_s": round(statistics.median(times), 4),
-            "cpu_median_s": round(statistics.median(cpu), 4), "repeats": len(times)}
+    return {
+        "min_s": round(min(times), 4),
+        "median_s": round(statistics.median(times), 4),
+        "cpu_median_s": round(statistics.median(cpu), 4),
+        "repeats": len(times),
+    }
 
 
 def bench_translate(cfg, size: int, repeats: int, bf16: bool = False) -> dict:
@@ -101,20 +111,27 @@ def main() -> None:
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
     all_threads = torch.get_num_threads()
-    result = {"benchmark": "bench_style", "machine": machine(),
-              "date": time.strftime("%Y-%m-%d %H:%M:%S"), "results": {}}
+    result = {
+        "benchmark": "bench_style",
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "results": {},
+    }
     configs = ["cpu"] if args.quick else ["cpu", "paper"]
     for name in configs:
         cfg = PRESETS[name]
-        entry = {"config": cfg.to_dict(),
-                 "translator_parameters": sum(v.numel() for v in
-                                              DRIT(cfg, False).state_dict().values())}
+        entry = {
+            "config": cfg.to_dict(),
+            "translator_parameters": sum(v.numel() for v in DRIT(cfg, False).state_dict().values()),
+        }
         for threads in sorted({1, all_threads}):
             torch.set_num_threads(threads)
             key = f"threads_{threads}"
             n = repeats if name == "cpu" else 2
-            entry[key] = {"translate_1024_s": bench_translate(cfg, 1024, n),
-                          "translate_1024_bf16_s": bench_translate(cfg, 1024, n, bf16=True)}
+            entry[key] = {
+                "translate_1024_s": bench_translate(cfg, 1024, n),
+                "translate_1024_bf16_s": bench_translate(cfg, 1024, n, bf16=True),
+            }
             if name == "cpu":
                 entry[key]["train_iteration_s"] = bench_train(cfg, repeats * 3)
             print(name, key, json.dumps(entry[key]), flush=True)

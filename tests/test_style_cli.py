@@ -18,8 +18,10 @@ from stackview.style.images import save_png
 
 
 def test_cli_does_not_import_torch_at_start_up():
-    code = ("import sys, stackview.cli as c; c.build_parser(); "
-            "sys.exit('torch' in sys.modules or 'sklearn' in sys.modules)")
+    code = (
+        "import sys, stackview.cli as c; c.build_parser(); "
+        "sys.exit('torch' in sys.modules or 'sklearn' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
@@ -32,13 +34,34 @@ def test_help(action, capsys):
 
 
 def test_bad_input_is_one_sentence(tmp_path, capsys):
-    rc = main(["style", "translate", str(tmp_path / "nope.png"), "--bundle", str(tmp_path),
-               "--out", str(tmp_path / "o")])
+    rc = main(
+        [
+            "style",
+            "translate",
+            str(tmp_path / "nope.png"),
+            "--bundle",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and err.startswith("stackview: error:")
     with pytest.raises(SystemExit) as exc:
-        main(["style", "train", "--simulations", "x", "--experimental", "y", "--out", "o",
-              "--sim-sampling-nm", "-1"])
+        main(
+            [
+                "style",
+                "train",
+                "--simulations",
+                "x",
+                "--experimental",
+                "y",
+                "--out",
+                "o",
+                "--sim-sampling-nm",
+                "-1",
+            ]
+        )
     assert exc.value.code == 2
 
 
@@ -52,38 +75,110 @@ def test_cli_end_to_end(tmp_path, capsys):
         save_png(exps / f"exp{i}.png", experimental(72, seed=i))
     common = ["--sim-sampling-nm", "0.02", "--exp-sampling-nm", "0.02"]
 
-    assert main(["style", "select", "--simulations", str(sims), "--experimental", str(exps),
-                 *common, "--out", str(tmp_path / "sel")]) == 0
+    assert (
+        main(
+            [
+                "style",
+                "select",
+                "--simulations",
+                str(sims),
+                "--experimental",
+                str(exps),
+                *common,
+                "--out",
+                str(tmp_path / "sel"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "features: spectral" in out
     chosen = json.loads((tmp_path / "sel" / "selection.json").read_text())["chosen"]
     assert chosen and all("lat" in c for c in chosen)
 
     model = tmp_path / "model"
-    args = ["style", "train", "--selection", str(tmp_path / "sel" / "selection.json"),
-            "--experimental", str(exps), *common, "--config", "tiny", "--iterations", "3",
-            "--checkpoint-every", "2", "--preview-every", "2", "--material", "test",
-            "--microscope", "300 kV", "--out", str(model)]
+    args = [
+        "style",
+        "train",
+        "--selection",
+        str(tmp_path / "sel" / "selection.json"),
+        "--experimental",
+        str(exps),
+        *common,
+        "--config",
+        "tiny",
+        "--iterations",
+        "3",
+        "--checkpoint-every",
+        "2",
+        "--preview-every",
+        "2",
+        "--material",
+        "test",
+        "--microscope",
+        "300 kV",
+        "--out",
+        str(model),
+    ]
     assert main(args) == 0
     card = json.loads((model / "style.json").read_text())
     assert card["training"]["iterations"] == 3 and card["selection"]["feature_kind"] == "spectral"
     assert card["microscope"] == {"description": "300 kV"} and card["sampling_A"] == 0.2
     assert (model / "previews" / "iter_000002.png").is_file()
     # resume with more iterations continues from the checkpoint
-    assert main(args[:args.index("--iterations") + 1] + ["4"]
-                + args[args.index("--iterations") + 2:] + ["--resume"]) == 0
+    assert (
+        main(
+            args[: args.index("--iterations") + 1]
+            + ["4"]
+            + args[args.index("--iterations") + 2 :]
+            + ["--resume"]
+        )
+        == 0
+    )
     assert json.loads((model / "style.json").read_text())["training"]["iterations"] == 4
 
-    assert main(["style", "translate", str(sims / "lat0.png"), str(sims / "lat1.png"),
-                 "--bundle", str(model), "--out", str(tmp_path / "tr"), "--seed", "1",
-                 "--format", "npy"]) == 0
+    assert (
+        main(
+            [
+                "style",
+                "translate",
+                str(sims / "lat0.png"),
+                str(sims / "lat1.png"),
+                "--bundle",
+                str(model),
+                "--out",
+                str(tmp_path / "tr"),
+                "--seed",
+                "1",
+                "--format",
+                "npy",
+            ]
+        )
+        == 0
+    )
     out = np.load(tmp_path / "tr" / "lat0.npy")
     assert out.shape == (72, 72) and 0 <= out.min() <= out.max() <= 1
 
     capsys.readouterr()
-    assert main(["style", "evaluate", "--bundle", str(model / "style.json"),
-                 "--simulations", str(sims / "lat0.png"), "--experimental", str(exps),
-                 *common, "--out", str(tmp_path / "ev"), "--update-card"]) == 0
+    assert (
+        main(
+            [
+                "style",
+                "evaluate",
+                "--bundle",
+                str(model / "style.json"),
+                "--simulations",
+                str(sims / "lat0.png"),
+                "--experimental",
+                str(exps),
+                *common,
+                "--out",
+                str(tmp_path / "ev"),
+                "--update-card",
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     for row in ("noise-free", "gaussian", "physics", "DRIT style"):
         assert row in table

@@ -71,7 +71,8 @@ def test_physics_noise():
     assert 0 <= a.min() and a.max() == 1.0
     # lower dose, noisier: lower PSNR against the clean image
     assert psnr(sim, PhysicsNoise(dose_per_px=5).apply(sim, 0)) < psnr(
-        sim, PhysicsNoise(dose_per_px=500).apply(sim, 0))
+        sim, PhysicsNoise(dose_per_px=500).apply(sim, 0)
+    )
     exp = PhysicsNoise(dose_per_px=12, source_blur_px=2.0).apply(lattice(96, shift=(2, 3)), 9)
     fitted = fit_physics_noise(sim, [exp], doses=(3, 12, 100), blurs_px=(0.0, 2.0))
     assert fitted.dose_per_px == 12 and fitted.source_blur_px == 2.0

@@ -70,7 +70,9 @@ def test_presets_and_validation():
         assert StyleConfig.from_dict(cfg.to_dict()) == cfg
     assert PRESETS["paper"].width == 64 and PRESETS["paper"].attr_dim == 8
     assert PRESETS["paper"].lr == 1e-4 and (PRESETS["paper"].beta1, PRESETS["paper"].beta2) == (
-        0.5, 0.999)
+        0.5,
+        0.999,
+    )
     with pytest.raises(UsageError):
         StyleConfig(image_px=30)
     with pytest.raises(UsageError):
@@ -97,8 +99,15 @@ def test_all_loss_terms_present_and_ablation(model):
     torch.manual_seed(1)
     x, y = torch.rand(2, 1, 32, 32) * 2 - 1, torch.rand(2, 1, 32, 32) * 2 - 1
     r = generator_step_losses(model, x, y)
-    assert set(r.joint) == {"adv", "content_adv", "cycle", "self_recon", "kl", "content_l2",
-                            "consistency"}
+    assert set(r.joint) == {
+        "adv",
+        "content_adv",
+        "cycle",
+        "self_recon",
+        "kl",
+        "content_l2",
+        "consistency",
+    }
     assert set(r.alone) == {"latent", "adv_random"}
     # consistency is literally Eq. (1) on the generated images, times its weight
     im = r.images

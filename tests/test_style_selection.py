@@ -62,9 +62,11 @@ def test_vgg16_is_used_when_weights_are_cached(images, monkeypatch, tmp_path):
     fake = tmp_path / "vgg16-397923af.pth"
     fake.write_bytes(b"")
     monkeypatch.setattr(selection, "vgg16_weights_path", lambda: fake)
-    monkeypatch.setattr(selection, "vgg16_features",
-                        lambda imgs, path: np.stack([selection.spectral_blocks(a)["radial"]
-                                                     for a in imgs]))
+    monkeypatch.setattr(
+        selection,
+        "vgg16_features",
+        lambda imgs, path: np.stack([selection.spectral_blocks(a)["radial"] for a in imgs]),
+    )
     feats, kind, note = image_features([*sims, *exps], "auto")
     assert kind == "vgg16" and "vgg16-397923af.pth" in note and feats.shape[0] == 15
 

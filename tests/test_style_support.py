@@ -12,8 +12,9 @@ from stackview.style.images import normalise
 from stackview.style.physics_noise import PhysicsNoise
 
 
-def lattice(n: int = 64, a_px: float = 8.0, shift=(0.0, 0.0), theta: float = 0.0,
-            m: int | None = None) -> np.ndarray:
+def lattice(
+    n: int = 64, a_px: float = 8.0, shift=(0.0, 0.0), theta: float = 0.0, m: int | None = None
+) -> np.ndarray:
     """Hexagonal lattice of bright blobs (three plane waves, exponentiated), [0, 1]."""
     m = m or n
     yy, xx = np.mgrid[:n, :m].astype(float)

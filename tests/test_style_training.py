@@ -66,14 +66,16 @@ def test_checkpoint_resume_is_identical(data, tmp_path):
     resumed = StyleTrainer(TINY, sims, exps, seed=99)  # seed is restored from the checkpoint
     resumed.load_checkpoint(tmp_path)
     assert resumed.iteration == 2 and resumed.seed == 3
-    for (k, a), b in zip(first.model.state_dict().items(), resumed.model.state_dict().values(),
-                         strict=True):
+    for (k, a), b in zip(
+        first.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), k
     resumed.step()
     resumed.step()
     assert resumed.iteration == 4
-    for (k, a), b in zip(straight.model.state_dict().items(),
-                         resumed.model.state_dict().values(), strict=True):
+    for (k, a), b in zip(
+        straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), k
     meta = json.loads((tmp_path / "checkpoint.json").read_text())
     assert meta["iteration"] == 2 and meta["config"]["name"] == "tiny"
@@ -101,16 +103,25 @@ def test_train_job_cancel_then_resume(data, tmp_path):
             token.cancel()
 
     with pytest.raises(Cancelled):
-        train_style(cfg, sims, exps, tmp_path, progress=progress, cancel=token,
-                    preview_every=1, log_every=1)
+        train_style(
+            cfg, sims, exps, tmp_path, progress=progress, cancel=token, preview_every=1, log_every=1
+        )
     meta = json.loads((tmp_path / "checkpoint.json").read_text())
     assert meta["iteration"] == 2
     assert (tmp_path / "previews" / "iter_000002.png").is_file()
     assert not (tmp_path / "style.json").exists()
     with pytest.raises(UsageError):  # a checkpoint is there: refuse to start over silently
         train_style(cfg, sims, exps, tmp_path)
-    bundle = train_style(cfg, sims, exps, tmp_path, resume=True, preview_every=0,
-                         log_every=1, card={"material": "test"})
+    bundle = train_style(
+        cfg,
+        sims,
+        exps,
+        tmp_path,
+        resume=True,
+        preview_every=0,
+        log_every=1,
+        card={"material": "test"},
+    )
     card = json.loads(bundle.with_suffix(".json").read_text())
     assert card["training"]["iterations"] == 4
     assert card["material"] == "test" and card["sampling_A"] == 0.2
@@ -158,8 +169,7 @@ def test_augmentation():
     assert np.allclose(np.diff(q, axis=1), -1.0, atol=1e-4)
     # rotation by up to 45°: a ramp along x gets a y component
     rot = AffineAugment(32, rotation_deg=45, crop_fraction=(0.5, 0.5), flip_probability=0)
-    slopes = [np.diff(rot.sample(ramp, np.random.default_rng(s)), axis=0).mean()
-              for s in range(20)]
+    slopes = [np.diff(rot.sample(ramp, np.random.default_rng(s)), axis=0).mean() for s in range(20)]
     assert max(np.abs(slopes)) > 0.3 and max(np.abs(slopes)) <= np.sin(np.pi / 4) + 1e-3
     rng = np.random.default_rng(4)
     batch = aug.batch([img, img], 5, rng)

@@ -35,9 +35,10 @@ def trained():
 
 @pytest.fixture(scope="module")
 def translator(trained):
-    return StyleTranslator(trained.model, {"reference_attribute":
-                                           trained.reference_attribute().tolist(),
-                                           "sampling_A": 0.2})
+    return StyleTranslator(
+        trained.model,
+        {"reference_attribute": trained.reference_attribute().tolist(), "sampling_A": 0.2},
+    )
 
 
 def test_translation_is_deterministic(translator):
@@ -77,7 +78,7 @@ def test_tiled_translation_has_no_seams(translator):
     record_statistics(model)
     try:
         top, left = (256 - 160) // 2 // 4 * 4, (280 - 160) // 2 // 4 * 4
-        translator._run_padded(img[top:top + 160, left:left + 160], z)
+        translator._run_padded(img[top : top + 160, left : left + 160], z)
         freeze_statistics(model)
         reference = np.clip(translator._run_padded(img, z), 0, 1)
     finally:
@@ -109,8 +110,12 @@ def test_input_sampling_is_respected(translator):
 
 def test_bundle_round_trip(trained, tmp_path):
     ref = trained.reference_attribute()
-    weights = save_bundle(tmp_path / "style_test", trained.model, ref,
-                          {"material": "ReS2", "microscope": {"voltage_kV": 300}})
+    weights = save_bundle(
+        tmp_path / "style_test",
+        trained.model,
+        ref,
+        {"material": "ReS2", "microscope": {"voltage_kV": 300}},
+    )
     assert weights.name == "style_test.safetensors"
     card = read_card(tmp_path / "style_test.json")
     assert card["material"] == "ReS2" and card["sampling_A"] == 0.2
@@ -150,8 +155,12 @@ def test_bundle_refuses_pickles(trained, tmp_path):
 def test_translate_files_and_stacks(translator, tmp_path):
     save_png(tmp_path / "in" / "a.png", lattice(40))
     np.save(tmp_path / "in" / "stack.npy", np.stack([lattice(40), lattice(40, shift=(1, 1))]))
-    out = translate_files(translator, [tmp_path / "in" / "a.png", tmp_path / "in" / "stack.npy"],
-                          tmp_path / "out", seed=2)
+    out = translate_files(
+        translator,
+        [tmp_path / "in" / "a.png", tmp_path / "in" / "stack.npy"],
+        tmp_path / "out",
+        seed=2,
+    )
     assert [p.name for p in out] == ["a.png", "stack.npy"]
     stack = np.load(tmp_path / "out" / "stack.npy")
     assert stack.shape == (2, 40, 40) and stack.dtype == np.float32

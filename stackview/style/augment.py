@@ -88,8 +88,12 @@ class AffineAugment:
         out_centre = np.full(2, 0.5 * (self.patch_px - 1))
         offset = np.asarray(centre) - matrix @ out_centre
         return ndimage.affine_transform(
-            image, matrix, offset=offset, output_shape=(self.patch_px, self.patch_px),
-            order=1, mode="mirror",
+            image,
+            matrix,
+            offset=offset,
+            output_shape=(self.patch_px, self.patch_px),
+            order=1,
+            mode="mirror",
         ).astype(np.float32)
 
     def batch(

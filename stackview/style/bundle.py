@@ -81,18 +81,24 @@ def bundle_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     or a folder holding exactly one ``*.json`` card."""
     path = Path(path)
     if path.is_dir():
-        cards = sorted(p for p in path.glob("*.json")
-                       if p.with_suffix(".safetensors").is_file() and _is_card(p))
+        cards = sorted(
+            p
+            for p in path.glob("*.json")
+            if p.with_suffix(".safetensors").is_file() and _is_card(p)
+        )
         if len(cards) != 1:
-            raise UsageError(f"{path} must hold exactly one style bundle (NAME.json + "
-                             f"NAME.safetensors); found {len(cards)}")
+            raise UsageError(
+                f"{path} must hold exactly one style bundle (NAME.json + "
+                f"NAME.safetensors); found {len(cards)}"
+            )
         path = cards[0]
     stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
 
 
-def save_bundle(stem: str | os.PathLike, model, reference_attribute: np.ndarray,
-                info: dict | None = None) -> Path:
+def save_bundle(
+    stem: str | os.PathLike, model, reference_attribute: np.ndarray, info: dict | None = None
+) -> Path:
     """Write ``stem.safetensors`` and ``stem.json`` (atomically) for a trained DRIT model.
 
     Parameters
@@ -184,8 +190,10 @@ def load_bundle(path: str | os.PathLike, verify: bool = True):
     state = load_file(str(weights))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise UsageError(f"{weights.name} does not fit its card's network "
-                         f"({len(missing)} missing, {len(unexpected)} unexpected tensors)")
+        raise UsageError(
+            f"{weights.name} does not fit its card's network "
+            f"({len(missing)} missing, {len(unexpected)} unexpected tensors)"
+        )
     model.eval()
     return model, card
 

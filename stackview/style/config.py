@@ -111,21 +111,31 @@ class StyleConfig:
             if not ok:
                 raise UsageError(message)
 
-        need(self.image_px >= 16 and self.image_px % 8 == 0,
-             f"image_px must be a multiple of 8 and at least 16, not {self.image_px}")
-        need(self.width >= 1 and self.attr_width >= 1 and self.dis_width >= 1,
-             "network widths must be positive")
-        need(self.content_res_blocks >= 0 and self.gen_res_blocks >= 0,
-             "residual block counts must not be negative")
+        need(
+            self.image_px >= 16 and self.image_px % 8 == 0,
+            f"image_px must be a multiple of 8 and at least 16, not {self.image_px}",
+        )
+        need(
+            self.width >= 1 and self.attr_width >= 1 and self.dis_width >= 1,
+            "network widths must be positive",
+        )
+        need(
+            self.content_res_blocks >= 0 and self.gen_res_blocks >= 0,
+            "residual block counts must not be negative",
+        )
         need(self.attr_dim >= 1, "attr_dim must be at least 1")
         need(self.attr_blocks >= 1, "attr_blocks must be at least 1")
         need(1 <= self.dis_layers <= 8, "dis_layers must lie between 1 and 8")
         need(1 <= self.dis_scales <= 5, "dis_scales must lie between 1 and 5")
-        need(self.image_px // 2 ** (self.dis_scales + self.dis_layers - 2) >= 2,
-             f"image_px {self.image_px} is too small for {self.dis_scales} discriminator scales "
-             f"of {self.dis_layers} layers")
-        need(self.lr > 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1,
-             "lr must be positive and the Adam betas in [0, 1)")
+        need(
+            self.image_px // 2 ** (self.dis_scales + self.dis_layers - 2) >= 2,
+            f"image_px {self.image_px} is too small for {self.dis_scales} discriminator scales "
+            f"of {self.dis_layers} layers",
+        )
+        need(
+            self.lr > 0 and 0 <= self.beta1 < 1 and 0 <= self.beta2 < 1,
+            "lr must be positive and the Adam betas in [0, 1)",
+        )
         need(self.batch_size >= 1, "batch_size must be at least 1")
         need(self.iterations >= 1, "iterations must be at least 1")
         need(0 <= self.decay_start <= 1, "decay_start must lie between 0 and 1")
@@ -169,15 +179,35 @@ class StyleConfig:
 #: translate a 1024² image in well under 2 s; ``tiny`` exists for tests.
 PRESETS: dict[str, StyleConfig] = {
     "paper": StyleConfig(
-        name="paper", image_px=1024, width=64, content_res_blocks=3, gen_res_blocks=3,
-        attr_width=64, attr_blocks=4, dis_width=64, dis_layers=4, dis_scales=3,
-        spectral_norm=False, iterations=60000, content_dis_steps=2,
+        name="paper",
+        image_px=1024,
+        width=64,
+        content_res_blocks=3,
+        gen_res_blocks=3,
+        attr_width=64,
+        attr_blocks=4,
+        dis_width=64,
+        dis_layers=4,
+        dis_scales=3,
+        spectral_norm=False,
+        iterations=60000,
+        content_dis_steps=2,
     ),
     "cpu": StyleConfig(name="cpu"),
     "tiny": StyleConfig(
-        name="tiny", image_px=32, width=4, content_res_blocks=1, gen_res_blocks=1,
-        attr_dim=4, attr_width=4, attr_blocks=2, dis_width=4, dis_layers=2, dis_scales=2,
-        iterations=5, content_dis_steps=1,
+        name="tiny",
+        image_px=32,
+        width=4,
+        content_res_blocks=1,
+        gen_res_blocks=1,
+        attr_dim=4,
+        attr_width=4,
+        attr_blocks=2,
+        dis_width=4,
+        dis_layers=2,
+        dis_scales=2,
+        iterations=5,
+        content_dis_steps=1,
     ),
 }
 

@@ -49,21 +49,30 @@ class Evaluation:
     experimental_sample: np.ndarray | None = None
 
     def to_dict(self) -> dict:
-        return {"experimental_ra": self.experimental_ra, "sampling_A": self.sampling_A,
-                "rows": self.rows, "per_image": self.per_image,
-                "parameters": self.parameters}
+        return {
+            "experimental_ra": self.experimental_ra,
+            "sampling_A": self.sampling_A,
+            "rows": self.rows,
+            "per_image": self.per_image,
+            "parameters": self.parameters,
+        }
 
     def save_json(self, path: str | os.PathLike) -> None:
         write_text_atomic(path, json.dumps(self.to_dict(), indent=1, default=float))
 
     def table(self) -> str:
         """The comparison as a plain-text table (one row per candidate kind)."""
-        head = (f"{'image':<28}{'KL':>8}{'R_a':>8}{'|dR_a|':>8}{'PSD':>8}"
-                f"{'PSNR dB':>9}{'shift':>9}{'found':>7}")
+        head = (
+            f"{'image':<28}{'KL':>8}{'R_a':>8}{'|dR_a|':>8}{'PSD':>8}"
+            f"{'PSNR dB':>9}{'shift':>9}{'found':>7}"
+        )
         unit = "Å" if self.sampling_A else "px"
-        lines = [head, "-" * len(head),
-                 f"{'experimental':<28}{'0':>8}{self.experimental_ra:8.3f}{'0':>8}{'0':>8}"
-                 f"{'':>9}{'':>9}{'':>7}"]
+        lines = [
+            head,
+            "-" * len(head),
+            f"{'experimental':<28}{'0':>8}{self.experimental_ra:8.3f}{'0':>8}{'0':>8}"
+            f"{'':>9}{'':>9}{'':>7}",
+        ]
         for name, r in self.rows.items():
             shift = r.get("mean_A", r.get("mean_px", float("nan")))
             lines.append(
@@ -71,10 +80,12 @@ class Evaluation:
                 f"{r.get('psnr_vs_source', float('nan')):9.2f}{shift:8.3f}{unit[0]}"
                 f"{100 * r.get('matched', float('nan')):6.0f}%"
             )
-        lines.append(f"KL: grey-level D_KL(exp || image), 64 bins; R_a: mean line-profile "
-                     f"roughness; PSD: log power-spectrum RMS distance; PSNR vs the noise-free "
-                     f"source; shift: mean atom-column displacement ({unit}); found: source "
-                     f"columns found again.")
+        lines.append(
+            f"KL: grey-level D_KL(exp || image), 64 bins; R_a: mean line-profile "
+            f"roughness; PSD: log power-spectrum RMS distance; PSNR vs the noise-free "
+            f"source; shift: mean atom-column displacement ({unit}); found: source "
+            f"columns found again."
+        )
         return "\n".join(lines)
 
     def figure(self, path: str | os.PathLike, crop_px: int = 256) -> None:
@@ -151,10 +162,16 @@ def evaluate_style(
     ev = Evaluation(
         experimental_ra=float(np.mean([mean_profile_ra(e) for e in experimental])),
         sampling_A=sampling_A,
-        parameters={"gaussian_sigma": sigma, "physics_noise": {
-            k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(physics).items()},
-            "min_distance_px": min_distance_px, "seed": seed,
-            "n_simulations": len(simulations), "n_experimental": len(experimental)},
+        parameters={
+            "gaussian_sigma": sigma,
+            "physics_noise": {
+                k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(physics).items()
+            },
+            "min_distance_px": min_distance_px,
+            "seed": seed,
+            "n_simulations": len(simulations),
+            "n_experimental": len(experimental),
+        },
         experimental_sample=np.asarray(experimental[0], np.float32),
     )
     kinds = ["noise-free", "gaussian", "physics", *translators]
@@ -180,8 +197,11 @@ def evaluate_style(
             done += 1
             progress(done, total, kind)
     for kind, entries in ev.per_image.items():
-        ev.rows[kind] = {k: float(np.nanmean([e[k] for e in entries if k in e]))
-                         for k in entries[0] if k in METRIC_KEYS or k.endswith("_A")}
+        ev.rows[kind] = {
+            k: float(np.nanmean([e[k] for e in entries if k in e]))
+            for k in entries[0]
+            if k in METRIC_KEYS or k.endswith("_A")
+        }
         finite = [e["psnr_vs_source"] for e in entries if math.isfinite(e["psnr_vs_source"])]
         ev.rows[kind]["psnr_vs_source"] = float(np.mean(finite)) if finite else float("inf")
     return ev

@@ -21,8 +21,20 @@ from stackview.io.atomic import atomic_path
 log = logging.getLogger(__name__)
 
 #: file suffixes :func:`read_grey` understands (those of :mod:`stackview.io.readers`)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".npy", ".dm3", ".dm4",
-                  ".emd", ".ser", ".mrc")
+IMAGE_SUFFIXES = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".npy",
+    ".dm3",
+    ".dm4",
+    ".emd",
+    ".ser",
+    ".mrc",
+)
 
 
 def read_grey(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:

@@ -56,8 +56,9 @@ def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
 
-def content_consistency(x: torch.Tensor, y: torch.Tensor, u: torch.Tensor,
-                        v: torch.Tensor) -> torch.Tensor:
+def content_consistency(
+    x: torch.Tensor, y: torch.Tensor, u: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
     """The paper's Eq. (1): ``L1(u, y) + L1(v, x)``.
 
     ``x`` original simulation, ``y`` original experimental image, ``u`` the simulation generated
@@ -114,17 +115,39 @@ def forward(model: DRIT, x: torch.Tensor, y: torch.Tensor) -> ForwardResult:
     rec_a = model.gen.decode(c_a_rec, z_a_rec, "a")
     rec_b = model.gen.decode(c_b_rec, z_b_rec, "b")
     return ForwardResult(
-        images=dict(real_a=x, real_b=y, fake_a=fake_a, fake_b=fake_b, self_a=self_a,
-                    self_b=self_b, rand_a=rand_a, rand_b=rand_b, rec_a=rec_a, rec_b=rec_b),
-        codes=dict(c_a=c_a, c_b=c_b, mu_a=mu_a, logvar_a=logvar_a, mu_b=mu_b,
-                   logvar_b=logvar_b, z_rand=z_rand, mu_rand_a=mu_a_all[n:],
-                   mu_rand_b=mu_b_all[n:]),
+        images=dict(
+            real_a=x,
+            real_b=y,
+            fake_a=fake_a,
+            fake_b=fake_b,
+            self_a=self_a,
+            self_b=self_b,
+            rand_a=rand_a,
+            rand_b=rand_b,
+            rec_a=rec_a,
+            rec_b=rec_b,
+        ),
+        codes=dict(
+            c_a=c_a,
+            c_b=c_b,
+            mu_a=mu_a,
+            logvar_a=logvar_a,
+            mu_b=mu_b,
+            logvar_b=logvar_b,
+            z_rand=z_rand,
+            mu_rand_a=mu_a_all[n:],
+            mu_rand_b=mu_b_all[n:],
+        ),
     )
 
 
-def generator_step_losses(model: DRIT, x: torch.Tensor, y: torch.Tensor,
-                          cfg: StyleConfig | None = None,
-                          result: ForwardResult | None = None) -> ForwardResult:
+def generator_step_losses(
+    model: DRIT,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: StyleConfig | None = None,
+    result: ForwardResult | None = None,
+) -> ForwardResult:
     """Forward pass plus all encoder/generator losses, weighted by ``cfg`` (default: model's).
 
     ``joint`` terms train encoders and generators; ``alone`` terms (latent regression and the
@@ -144,14 +167,17 @@ def generator_step_losses(model: DRIT, x: torch.Tensor, y: torch.Tensor,
     )
     r.joint["cycle"] = cfg.lambda_cycle * (l1(im["rec_a"], x) + l1(im["rec_b"], y))
     r.joint["self_recon"] = cfg.lambda_self_recon * (l1(im["self_a"], x) + l1(im["self_b"], y))
-    r.joint["kl"] = cfg.lambda_kl * (kl_loss(cd["mu_a"], cd["logvar_a"])
-                                     + kl_loss(cd["mu_b"], cd["logvar_b"]))
+    r.joint["kl"] = cfg.lambda_kl * (
+        kl_loss(cd["mu_a"], cd["logvar_a"]) + kl_loss(cd["mu_b"], cd["logvar_b"])
+    )
     r.joint["content_l2"] = cfg.lambda_content_l2 * (l2_reg(cd["c_a"]) + l2_reg(cd["c_b"]))
     if cfg.content_consistency:
         r.joint["consistency"] = cfg.lambda_consistency * content_consistency(
-            x, y, im["fake_a"], im["fake_b"])
-    r.alone["latent"] = cfg.lambda_latent * (l1(cd["mu_rand_a"], cd["z_rand"])
-                                             + l1(cd["mu_rand_b"], cd["z_rand"]))
+            x, y, im["fake_a"], im["fake_b"]
+        )
+    r.alone["latent"] = cfg.lambda_latent * (
+        l1(cd["mu_rand_a"], cd["z_rand"]) + l1(cd["mu_rand_b"], cd["z_rand"])
+    )
     r.alone["adv_random"] = cfg.lambda_adv * (
         adversarial(model.random_discriminator("a")(im["rand_a"]), 1.0)
         + adversarial(model.random_discriminator("b")(im["rand_b"]), 1.0)
@@ -174,5 +200,6 @@ def discriminator_losses(model: DRIT, r: ForwardResult) -> torch.Tensor:
 
 def content_discriminator_loss(model: DRIT, c_a: torch.Tensor, c_b: torch.Tensor) -> torch.Tensor:
     """Content discriminator: codes of A → 1, of B → 0 (codes are detached here)."""
-    return (bce_logits(model.dis_content(c_a.detach()), 1.0)
-            + bce_logits(model.dis_content(c_b.detach()), 0.0))
+    return bce_logits(model.dis_content(c_a.detach()), 1.0) + bce_logits(
+        model.dis_content(c_b.detach()), 0.0
+    )

@@ -31,8 +31,9 @@ def _as_list(images) -> list[np.ndarray]:
     return [np.asarray(a) for a in images]
 
 
-def grey_histogram(images: np.ndarray | Sequence[np.ndarray], bins: int = 64,
-                   eps: float = 1e-6) -> np.ndarray:
+def grey_histogram(
+    images: np.ndarray | Sequence[np.ndarray], bins: int = 64, eps: float = 1e-6
+) -> np.ndarray:
     """Probability of each grey level (``bins`` bins on [0, 1]) over min–max normalised images,
     with ``eps`` added to every bin before normalising."""
     counts = np.zeros(bins, np.float64)
@@ -42,8 +43,12 @@ def grey_histogram(images: np.ndarray | Sequence[np.ndarray], bins: int = 64,
     return p / p.sum()
 
 
-def kl_divergence(reference: np.ndarray | Sequence[np.ndarray], candidate: np.ndarray,
-                  bins: int = 64, eps: float = 1e-6) -> float:
+def kl_divergence(
+    reference: np.ndarray | Sequence[np.ndarray],
+    candidate: np.ndarray,
+    bins: int = 64,
+    eps: float = 1e-6,
+) -> float:
     """D_KL(P‖Q) in nats of the grey-level histograms of ``reference`` (P, the experimental
     image or images pooled) and ``candidate`` (Q). 0 for identical histograms."""
     p = grey_histogram(reference, bins, eps)
@@ -51,8 +56,9 @@ def kl_divergence(reference: np.ndarray | Sequence[np.ndarray], candidate: np.nd
     return float(np.sum(p * np.log(p / q)))
 
 
-def line_profile(image: np.ndarray, start_px: tuple[float, float], end_px: tuple[float, float],
-                 width_px: int = 1) -> np.ndarray:
+def line_profile(
+    image: np.ndarray, start_px: tuple[float, float], end_px: tuple[float, float], width_px: int = 1
+) -> np.ndarray:
     """Intensity along the segment ``start_px`` → ``end_px`` ((row, col), one sample per
     pixel of length, bilinear), averaged over ``width_px`` parallel lines."""
     (r0, c0), (r1, c1) = start_px, end_px
@@ -67,8 +73,9 @@ def line_profile(image: np.ndarray, start_px: tuple[float, float], end_px: tuple
         cols = cols[None] + offsets[:, None] * nc
     else:
         rows, cols = rows[None], cols[None]
-    values = ndimage.map_coordinates(np.asarray(image, np.float64), [rows, cols], order=1,
-                                     mode="nearest")
+    values = ndimage.map_coordinates(
+        np.asarray(image, np.float64), [rows, cols], order=1, mode="nearest"
+    )
     return values.mean(0)
 
 
@@ -83,9 +90,11 @@ def mean_profile_ra(image: np.ndarray, n_lines: int = 16, width_px: int = 1) -> 
     normalised image."""
     a = normalise(image)
     rows = np.linspace(0, a.shape[0] - 1, n_lines + 2)[1:-1]
-    return float(np.mean([
-        roughness_ra(line_profile(a, (r, 0), (r, a.shape[1] - 1), width_px)) for r in rows
-    ]))
+    return float(
+        np.mean(
+            [roughness_ra(line_profile(a, (r, 0), (r, a.shape[1] - 1), width_px)) for r in rows]
+        )
+    )
 
 
 def psnr(reference: np.ndarray, test: np.ndarray, data_range: float = 1.0) -> float:
@@ -119,8 +128,9 @@ def radial_power_spectrum(image: np.ndarray, n_bins: int = 64) -> tuple[np.ndarr
     return 0.5 * (edges[1:] + edges[:-1]), radial
 
 
-def spectrum_distance(reference: np.ndarray | Sequence[np.ndarray], candidate: np.ndarray,
-                      n_bins: int = 64) -> float:
+def spectrum_distance(
+    reference: np.ndarray | Sequence[np.ndarray], candidate: np.ndarray, n_bins: int = 64
+) -> float:
     """RMS difference (decades) of log10 radial power spectra of ``candidate`` and the mean
     spectrum of ``reference``, over all bins but the lowest (DC). 0 for identical spectra."""
     ref = np.mean([radial_power_spectrum(a, n_bins)[1] for a in _as_list(reference)], axis=0)
@@ -130,8 +140,12 @@ def spectrum_distance(reference: np.ndarray | Sequence[np.ndarray], candidate: n
     return float(np.sqrt(np.mean(d**2)))
 
 
-def style_scores(candidate: np.ndarray, experimental: np.ndarray | Sequence[np.ndarray],
-                 source: np.ndarray | None = None, bins: int = 64) -> dict[str, float]:
+def style_scores(
+    candidate: np.ndarray,
+    experimental: np.ndarray | Sequence[np.ndarray],
+    source: np.ndarray | None = None,
+    bins: int = 64,
+) -> dict[str, float]:
     """All metrics of ``candidate`` against the experimental image(s).
 
     Returns a dict with ``kl`` (histogram KL, lower is closer), ``ra`` (mean profile R_a of the

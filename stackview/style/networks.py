@@ -28,8 +28,9 @@ from stackview.style.config import StyleConfig
 CONTENT_STRIDE = 4
 
 
-def _conv(n_in: int, n_out: int, kernel: int, stride: int = 1, pad: int = 0,
-          spectral: bool = False) -> list[nn.Module]:
+def _conv(
+    n_in: int, n_out: int, kernel: int, stride: int = 1, pad: int = 0, spectral: bool = False
+) -> list[nn.Module]:
     conv = nn.Conv2d(n_in, n_out, kernel, stride, padding=0, bias=True)
     if spectral:
         conv = nn.utils.parametrizations.spectral_norm(conv)
@@ -124,8 +125,11 @@ class ResBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            *_conv(channels, channels, 3, 1, 1), InstanceNorm(channels), nn.ReLU(True),
-            *_conv(channels, channels, 3, 1, 1), InstanceNorm(channels),
+            *_conv(channels, channels, 3, 1, 1),
+            InstanceNorm(channels),
+            nn.ReLU(True),
+            *_conv(channels, channels, 3, 1, 1),
+            InstanceNorm(channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -148,9 +152,14 @@ class ContentEncoders(nn.Module):
 
         def branch() -> nn.Sequential:
             return nn.Sequential(
-                *_conv(1, w, 7, 1, 3), nn.LeakyReLU(0.2, True),
-                *_conv(w, 2 * w, 3, 2, 1), InstanceNorm(2 * w), nn.ReLU(True),
-                *_conv(2 * w, 4 * w, 3, 2, 1), InstanceNorm(4 * w), nn.ReLU(True),
+                *_conv(1, w, 7, 1, 3),
+                nn.LeakyReLU(0.2, True),
+                *_conv(w, 2 * w, 3, 2, 1),
+                InstanceNorm(2 * w),
+                nn.ReLU(True),
+                *_conv(2 * w, 4 * w, 3, 2, 1),
+                InstanceNorm(4 * w),
+                nn.ReLU(True),
                 *[ResBlock(4 * w) for _ in range(cfg.content_res_blocks)],
             )
 
@@ -175,8 +184,11 @@ class _DownBlock(nn.Module):
     def __init__(self, n_in: int, n_out: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.LeakyReLU(0.2), *_conv(n_in, n_in, 3, 1, 1), nn.LeakyReLU(0.2),
-            *_conv(n_in, n_out, 3, 1, 1), nn.AvgPool2d(2),
+            nn.LeakyReLU(0.2),
+            *_conv(n_in, n_in, 3, 1, 1),
+            nn.LeakyReLU(0.2),
+            *_conv(n_in, n_out, 3, 1, 1),
+            nn.AvgPool2d(2),
         )
         self.shortcut = nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(n_in, n_out, 1))
 
@@ -208,7 +220,8 @@ class AttributeEncoder(nn.Module):
 
 def _up(n_in: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.ConvTranspose2d(n_in, n_out, 3, 2, 1, output_padding=1), LayerNorm(n_out),
+        nn.ConvTranspose2d(n_in, n_out, 3, 2, 1, output_padding=1),
+        LayerNorm(n_out),
         nn.ReLU(True),
     )
 
@@ -345,8 +358,9 @@ class DRIT(nn.Module):
     # parameter groups -----------------------------------------------------------------------
     def generator_parameters(self) -> list[nn.Parameter]:
         """Encoders and generators (updated by the generator optimiser)."""
-        return [p for m in (self.content, self.attr_a, self.attr_b, self.gen)
-                for p in m.parameters()]
+        return [
+            p for m in (self.content, self.attr_a, self.attr_b, self.gen) for p in m.parameters()
+        ]
 
     def discriminator_parameters(self) -> list[nn.Parameter]:
         """Domain discriminators (incl. the random-attribute ones)."""
@@ -373,5 +387,8 @@ class DRIT(nn.Module):
 
     def translator_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights of :attr:`translator_modules` only (no discriminators)."""
-        return {k: v for k, v in self.state_dict().items()
-                if k.split(".", 1)[0] in self.translator_modules}
+        return {
+            k: v
+            for k, v in self.state_dict().items()
+            if k.split(".", 1)[0] in self.translator_modules
+        }

@@ -87,8 +87,9 @@ class PhysicsNoise:
         return normalise(noisy)
 
 
-def gaussian_noise(image: np.ndarray, sigma: float, rng: np.random.Generator | int | None = None
-                   ) -> np.ndarray:
+def gaussian_noise(
+    image: np.ndarray, sigma: float, rng: np.random.Generator | int | None = None
+) -> np.ndarray:
     """The paper's "Gaussian noise" baseline: normalised image + N(0, sigma²), renormalised."""
     rng = np.random.default_rng(rng)
     a = normalise(image)
@@ -101,20 +102,26 @@ def _score(candidate: np.ndarray, experimental: Sequence[np.ndarray]) -> float:
     return kl_divergence(experimental, candidate) + spectrum_distance(experimental, candidate)
 
 
-def fit_gaussian_sigma(simulation: np.ndarray, experimental: Sequence[np.ndarray],
-                       sigmas: Sequence[float] = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6),
-                       seed: int = 0) -> float:
+def fit_gaussian_sigma(
+    simulation: np.ndarray,
+    experimental: Sequence[np.ndarray],
+    sigmas: Sequence[float] = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6),
+    seed: int = 0,
+) -> float:
     """The Gaussian-noise sigma (from ``sigmas``) whose result is closest to the experimental
     images in histogram KL + spectrum distance."""
     scores = [_score(gaussian_noise(simulation, s, seed), experimental) for s in sigmas]
     return float(sigmas[int(np.argmin(scores))])
 
 
-def fit_physics_noise(simulation: np.ndarray, experimental: Sequence[np.ndarray],
-                      base: PhysicsNoise | None = None,
-                      doses: Sequence[float] = (3, 6, 12, 25, 50, 100, 200, 400),
-                      blurs_px: Sequence[float] = (0.0, 1.0, 2.0, 3.0),
-                      seed: int = 0) -> PhysicsNoise:
+def fit_physics_noise(
+    simulation: np.ndarray,
+    experimental: Sequence[np.ndarray],
+    base: PhysicsNoise | None = None,
+    doses: Sequence[float] = (3, 6, 12, 25, 50, 100, 200, 400),
+    blurs_px: Sequence[float] = (0.0, 1.0, 2.0, 3.0),
+    seed: int = 0,
+) -> PhysicsNoise:
     """Grid search of dose and source blur minimising histogram KL + spectrum distance to the
     experimental images (same sampling as ``simulation``). Other parameters from ``base``."""
     base = base or PhysicsNoise()

@@ -18,8 +18,13 @@ from stackview.errors import UsageError
 from stackview.style.images import normalise
 
 
-def find_columns(image: np.ndarray, min_distance_px: float = 3.0, threshold: float = 0.3,
-                 smooth_px: float = 1.0, refine_iterations: int = 3) -> np.ndarray:
+def find_columns(
+    image: np.ndarray,
+    min_distance_px: float = 3.0,
+    threshold: float = 0.3,
+    smooth_px: float = 1.0,
+    refine_iterations: int = 3,
+) -> np.ndarray:
     """Sub-pixel positions (row, col) of bright atom columns.
 
     Parameters
@@ -36,10 +41,13 @@ def find_columns(image: np.ndarray, min_distance_px: float = 3.0, threshold: flo
     """
     if min_distance_px <= 0:
         raise UsageError(f"min_distance_px must be positive, not {min_distance_px}")
-    g = ndimage.gaussian_filter(normalise(image).astype(np.float64), smooth_px) if smooth_px > 0 \
+    g = (
+        ndimage.gaussian_filter(normalise(image).astype(np.float64), smooth_px)
+        if smooth_px > 0
         else normalise(image).astype(np.float64)
+    )
     size = 2 * int(np.ceil(min_distance_px)) + 1
-    peaks = (g == ndimage.maximum_filter(g, size=size, mode="nearest"))
+    peaks = g == ndimage.maximum_filter(g, size=size, mode="nearest")
     lo, hi = np.percentile(g, [1.0, 99.9])
     peaks &= g > lo + threshold * (hi - lo)
     border = int(np.ceil(min_distance_px))
@@ -49,7 +57,7 @@ def find_columns(image: np.ndarray, min_distance_px: float = 3.0, threshold: flo
     if not len(pos):
         return pos.reshape(0, 2)
     r = max(1, int(round(min_distance_px / 2)))
-    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
     disk = (dy**2 + dx**2) <= r * r
     h, w = g.shape
     for _ in range(refine_iterations):
@@ -67,8 +75,9 @@ def find_columns(image: np.ndarray, min_distance_px: float = 3.0, threshold: flo
     return pos
 
 
-def match_columns(a: np.ndarray, b: np.ndarray, max_distance_px: float
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def match_columns(
+    a: np.ndarray, b: np.ndarray, max_distance_px: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Mutual nearest-neighbour pairs between position sets ``a`` and ``b`` closer than
     ``max_distance_px``; returns index arrays (ia, ib)."""
     if not len(a) or not len(b):
@@ -80,9 +89,14 @@ def match_columns(a: np.ndarray, b: np.ndarray, max_distance_px: float
     return ia[ok], i_ab[ok]
 
 
-def column_displacement(source: np.ndarray, translated: np.ndarray, min_distance_px: float = 3.0,
-                        sampling_A: float | None = None, max_distance_px: float | None = None,
-                        **find_kwargs) -> dict[str, float]:
+def column_displacement(
+    source: np.ndarray,
+    translated: np.ndarray,
+    min_distance_px: float = 3.0,
+    sampling_A: float | None = None,
+    max_distance_px: float | None = None,
+    **find_kwargs,
+) -> dict[str, float]:
     """Displacement of atom columns between a simulation and its translation.
 
     Returns

@@ -67,8 +67,9 @@ def _load_vgg16(path: Path):
     return model.eval()
 
 
-def vgg16_features(images: Sequence[np.ndarray], weights: Path | None = None,
-                   model=None) -> np.ndarray:
+def vgg16_features(
+    images: Sequence[np.ndarray], weights: Path | None = None, model=None
+) -> np.ndarray:
     """4096-d fc7 activations of ImageNet VGG16 for grey images (224² resize, 3 channels)."""
     import torch
     import torch.nn.functional as F
@@ -76,8 +77,10 @@ def vgg16_features(images: Sequence[np.ndarray], weights: Path | None = None,
     if model is None:
         weights = weights or vgg16_weights_path()
         if weights is None:
-            raise UsageError("VGG16 ImageNet weights are not in the torch hub cache "
-                             f"({torch.hub.get_dir()}/checkpoints); use --features spectral")
+            raise UsageError(
+                "VGG16 ImageNet weights are not in the torch hub cache "
+                f"({torch.hub.get_dir()}/checkpoints); use --features spectral"
+            )
         model = _load_vgg16(weights)
     mean = torch.tensor([0.485, 0.456, 0.406])[None, :, None, None]
     std = torch.tensor([0.229, 0.224, 0.225])[None, :, None, None]
@@ -85,8 +88,9 @@ def vgg16_features(images: Sequence[np.ndarray], weights: Path | None = None,
     with torch.inference_mode():
         for a in images:
             x = torch.from_numpy(normalise(a))[None, None]
-            x = F.interpolate(x, size=(224, 224), mode="bilinear", antialias=True,
-                              align_corners=False).expand(-1, 3, -1, -1)
+            x = F.interpolate(
+                x, size=(224, 224), mode="bilinear", antialias=True, align_corners=False
+            ).expand(-1, 3, -1, -1)
             x = (x - mean) / std
             h = torch.flatten(model.avgpool(model.features(x)), 1)
             out.append(model.classifier[:-1](h)[0].numpy())  # fc7 after ReLU/dropout (eval)
@@ -97,11 +101,12 @@ def _central_crop(a: np.ndarray, crop_px: int) -> np.ndarray:
     h, w = a.shape
     s = min(h, w, crop_px)
     top, left = (h - s) // 2, (w - s) // 2
-    return a[top:top + s, left:left + s]
+    return a[top : top + s, left : left + s]
 
 
-def spectral_blocks(image: np.ndarray, crop_px: int = 512, n_radial: int = 48,
-                    n_angular: int = 36, n_hist: int = 32) -> dict[str, np.ndarray]:
+def spectral_blocks(
+    image: np.ndarray, crop_px: int = 512, n_radial: int = 48, n_angular: int = 36, n_hist: int = 32
+) -> dict[str, np.ndarray]:
     """The offline feature blocks of one image (see the module docstring)."""
     raw = normalise(_central_crop(np.asarray(image, np.float64), crop_px)).astype(np.float64)
     # a light blur removes most shot noise (white, all frequencies) and keeps the lattice
@@ -117,7 +122,8 @@ def spectral_blocks(image: np.ndarray, crop_px: int = 512, n_radial: int = 48,
     edges = np.linspace(0.0, 0.5, n_radial + 1)
     ridx = np.clip(np.digitize(radius.ravel(), edges) - 1, 0, n_radial - 1)
     radial = np.bincount(ridx, power.ravel(), n_radial) / np.maximum(
-        np.bincount(ridx, minlength=n_radial), 1)
+        np.bincount(ridx, minlength=n_radial), 1
+    )
     radial = np.log10(radial / radial.sum() + 1e-12)
     # lattice reflections: strongest local maxima of the smoothed spectrum beyond the DC region
     ps = ndimage.gaussian_filter(power, 1.0)
@@ -136,7 +142,8 @@ def spectral_blocks(image: np.ndarray, crop_px: int = 512, n_radial: int = 48,
     ring = (np.abs(radius - r0) < max(1.5 / n, 0.1 * r0)) & valid
     aidx = np.clip((angle[ring] / 180.0 * n_angular).astype(int), 0, n_angular - 1)
     angular = np.bincount(aidx, power[ring], n_angular) / np.maximum(
-        np.bincount(aidx, minlength=n_angular), 1)
+        np.bincount(aidx, minlength=n_angular), 1
+    )
     angular = np.clip(angular - np.median(angular), 0, None)  # drop the isotropic floor
     angular = angular / max(angular.sum(), 1e-300)
     angular = np.roll(angular, -int(np.argmax(angular)))
@@ -144,14 +151,27 @@ def spectral_blocks(image: np.ndarray, crop_px: int = 512, n_radial: int = 48,
     sm = normalise(ndimage.gaussian_filter(raw, 2.0)).astype(np.float64)
     hist = np.histogram(sm, bins=n_hist, range=(0, 1))[0] / sm.size
     z = (sm - sm.mean()) / (sm.std() + 1e-12)
-    stats = np.array([sm.mean(), sm.std(), np.mean(z**3), np.mean(z**4),
-                      np.mean(sm > 0.5), np.std(a - sm) / (np.std(a) + 1e-12)])
-    return {"radial": radial, "angular": angular, "peaks": peak_block,
-            "histogram": np.concatenate([hist, stats])}
+    stats = np.array(
+        [
+            sm.mean(),
+            sm.std(),
+            np.mean(z**3),
+            np.mean(z**4),
+            np.mean(sm > 0.5),
+            np.std(a - sm) / (np.std(a) + 1e-12),
+        ]
+    )
+    return {
+        "radial": radial,
+        "angular": angular,
+        "peaks": peak_block,
+        "histogram": np.concatenate([hist, stats]),
+    }
 
 
-def spectral_features(images: Sequence[np.ndarray], crop_px: int = 512,
-                      cancel: CancelToken | None = None) -> np.ndarray:
+def spectral_features(
+    images: Sequence[np.ndarray], crop_px: int = 512, cancel: CancelToken | None = None
+) -> np.ndarray:
     """Offline features of a set of images: blocks standardised over the set, equal weights."""
     blocks: dict[str, list[np.ndarray]] = {}
     for a in images:
@@ -169,8 +189,9 @@ def spectral_features(images: Sequence[np.ndarray], crop_px: int = 512,
     return np.concatenate(parts, axis=1)
 
 
-def image_features(images: Sequence[np.ndarray], kind: str = "auto",
-                   cancel: CancelToken | None = None) -> tuple[np.ndarray, str, str]:
+def image_features(
+    images: Sequence[np.ndarray], kind: str = "auto", cancel: CancelToken | None = None
+) -> tuple[np.ndarray, str, str]:
     """Features of ``images``; returns (features, kind used, a note saying why)."""
     if kind not in FEATURE_KINDS:
         raise UsageError(f"unknown feature kind '{kind}'; choose one of {', '.join(FEATURE_KINDS)}")
@@ -180,11 +201,15 @@ def image_features(images: Sequence[np.ndarray], kind: str = "auto",
     if path is not None:
         note = f"ImageNet VGG16 fc7 features (torchvision weights {path.name} from the hub cache)"
         return vgg16_features(images, path), "vgg16", note
-    note = ("offline spectral features (radial + angular power spectrum, lattice reflections, "
-            "smoothed grey-level statistics): VGG16 ImageNet weights are not on this machine")
+    note = (
+        "offline spectral features (radial + angular power spectrum, lattice reflections, "
+        "smoothed grey-level statistics): VGG16 ImageNet weights are not on this machine"
+    )
     if kind == "spectral":
-        note = ("offline spectral features (radial + angular power spectrum, lattice "
-                "reflections, smoothed grey-level statistics), as requested")
+        note = (
+            "offline spectral features (radial + angular power spectrum, lattice "
+            "reflections, smoothed grey-level statistics), as requested"
+        )
     return spectral_features(images, cancel=cancel), "spectral", note
 
 
@@ -225,14 +250,23 @@ class SelectionResult:
             "notes": self.notes,
             "chosen": self.chosen_names,
             "simulations": [
-                {"name": name, "x": float(self.embedding[i, 0]), "y": float(self.embedding[i, 1]),
-                 "cluster": int(self.labels[i]), "distance": float(self.distances[i]),
-                 "chosen": i in self.chosen}
+                {
+                    "name": name,
+                    "x": float(self.embedding[i, 0]),
+                    "y": float(self.embedding[i, 1]),
+                    "cluster": int(self.labels[i]),
+                    "distance": float(self.distances[i]),
+                    "chosen": i in self.chosen,
+                }
                 for i, name in enumerate(self.simulation_names)
             ],
             "experimental": [
-                {"name": name, "x": float(self.embedding[n + j, 0]),
-                 "y": float(self.embedding[n + j, 1]), "cluster": int(self.labels[n + j])}
+                {
+                    "name": name,
+                    "x": float(self.embedding[n + j, 0]),
+                    "y": float(self.embedding[n + j, 1]),
+                    "cluster": int(self.labels[n + j]),
+                }
                 for j, name in enumerate(self.experimental_names)
             ],
         }
@@ -254,15 +288,37 @@ class SelectionResult:
         for k, colour in ((0, "tab:blue"), (1, "tab:orange")):
             mine = self.labels[:n] == k
             tag = " (experimental)" if k == self.experimental_cluster else ""
-            ax.scatter(sims[mine, 0], sims[mine, 1], c=colour, s=22, alpha=0.7,
-                       label=f"simulations, cluster {k}{tag}")
+            ax.scatter(
+                sims[mine, 0],
+                sims[mine, 1],
+                c=colour,
+                s=22,
+                alpha=0.7,
+                label=f"simulations, cluster {k}{tag}",
+            )
         if self.chosen:
-            ax.scatter(sims[self.chosen, 0], sims[self.chosen, 1], s=70, facecolors="none",
-                       edgecolors="k", linewidths=1.0, label="chosen")
-        ax.scatter(exps[:, 0], exps[:, 1], marker="*", s=220, c="tab:red",
-                   edgecolors="k", label="experimental")
-        ax.set_title(f"t-SNE ({self.feature_kind} features, perplexity {self.perplexity:g}), "
-                     f"k-means K = 2", fontsize=9)
+            ax.scatter(
+                sims[self.chosen, 0],
+                sims[self.chosen, 1],
+                s=70,
+                facecolors="none",
+                edgecolors="k",
+                linewidths=1.0,
+                label="chosen",
+            )
+        ax.scatter(
+            exps[:, 0],
+            exps[:, 1],
+            marker="*",
+            s=220,
+            c="tab:red",
+            edgecolors="k",
+            label="experimental",
+        )
+        ax.set_title(
+            f"t-SNE ({self.feature_kind} features, perplexity {self.perplexity:g}), k-means K = 2",
+            fontsize=9,
+        )
         ax.set_xlabel("t-SNE 1")
         ax.set_ylabel("t-SNE 2")
         ax.legend(fontsize=8, loc="best")
@@ -331,8 +387,14 @@ def select_simulations(
     # exact gradients for the few hundred images a selection sees: deterministic, and fast
     # (Barnes-Hut's OpenMP loop crawls once torch's OpenMP runtime is loaded in the process)
     method = "exact" if ns + ne <= 1500 else "barnes_hut"
-    embedding = TSNE(n_components=2, perplexity=perp, init="pca", learning_rate="auto",
-                     method=method, random_state=seed).fit_transform(feats)
+    embedding = TSNE(
+        n_components=2,
+        perplexity=perp,
+        init="pca",
+        learning_rate="auto",
+        method=method,
+        random_state=seed,
+    ).fit_transform(feats)
     labels = KMeans(n_clusters=2, n_init=10, random_state=seed).fit_predict(embedding)
     exp_labels = labels[ns:]
     counts = np.bincount(exp_labels, minlength=2)
@@ -340,8 +402,9 @@ def select_simulations(
         centre = embedding[ns:].mean(0)
         d0 = np.linalg.norm(embedding[:ns][labels[:ns] == 0] - centre, axis=1)
         d1 = np.linalg.norm(embedding[:ns][labels[:ns] == 1] - centre, axis=1)
-        exp_cluster = 0 if (d0.min() if len(d0) else np.inf) <= (d1.min() if len(d1) else np.inf) \
-            else 1
+        exp_cluster = (
+            0 if (d0.min() if len(d0) else np.inf) <= (d1.min() if len(d1) else np.inf) else 1
+        )
     else:
         exp_cluster = int(np.argmax(counts))
     dist = np.linalg.norm(embedding[:ns, None, :] - embedding[None, ns:, :], axis=2).min(1)
@@ -351,20 +414,35 @@ def select_simulations(
     fallback = len(in_cluster) < min_keep
     if fallback:
         in_cluster = [int(i) for i in order[:min_keep]]
-        notes.append(f"the experimental cluster held fewer than {min_keep} simulations; "
-                     f"kept the {min_keep} nearest instead")
+        notes.append(
+            f"the experimental cluster held fewer than {min_keep} simulations; "
+            f"kept the {min_keep} nearest instead"
+        )
         log.warning(notes[-1])
     chosen = in_cluster
     if keep is not None:
         if keep <= 0:
             raise UsageError(f"keep must be positive, not {keep}")
         limit = int(round(keep * ns)) if keep < 1 else int(keep)
-        chosen = chosen[:max(1, limit)]
+        chosen = chosen[: max(1, limit)]
     sim_names = list(simulation_names or [f"sim{i}" for i in range(ns)])
     exp_names = list(experimental_names or [f"exp{j}" for j in range(ne)])
     log.info("selection (%s features): %d of %d simulations chosen", kind, len(chosen), ns)
-    return SelectionResult(kind, note, perp, seed, sim_names, exp_names, embedding, labels,
-                           exp_cluster, dist, chosen, fallback, notes)
+    return SelectionResult(
+        kind,
+        note,
+        perp,
+        seed,
+        sim_names,
+        exp_names,
+        embedding,
+        labels,
+        exp_cluster,
+        dist,
+        chosen,
+        fallback,
+        notes,
+    )
 
 
 def select_files(
@@ -404,8 +482,13 @@ def select_files(
         exps.append(load_normalised(p, sampling_A=own, target_A=target)[0])
         progress(len(sims) + j + 1, total, Path(p).name)
     result = select_simulations(
-        sims, exps, simulation_names=[str(p) for p in simulation_paths],
-        experimental_names=[str(p) for p in experimental_paths], cancel=cancel, **kwargs)
+        sims,
+        exps,
+        simulation_names=[str(p) for p in simulation_paths],
+        experimental_names=[str(p) for p in experimental_paths],
+        cancel=cancel,
+        **kwargs,
+    )
     out_dir = Path(out_dir)
     result.save_json(out_dir / "selection.json")
     result.plot(out_dir / "selection.png")

@@ -70,22 +70,35 @@ class StyleTrainer:
         ``"cpu"``, ``"cuda"`` (``"cuda:N"``) or ``None``/``"auto"``: CUDA when available.
     """
 
-    def __init__(self, cfg: StyleConfig, simulations: Sequence[np.ndarray],
-                 experimental: Sequence[np.ndarray], seed: int = 0,
-                 device: str | None = None) -> None:
+    def __init__(
+        self,
+        cfg: StyleConfig,
+        simulations: Sequence[np.ndarray],
+        experimental: Sequence[np.ndarray],
+        seed: int = 0,
+        device: str | None = None,
+    ) -> None:
         if not simulations or not experimental:
             raise UsageError("training needs at least one simulated and one experimental image")
         self.cfg = cfg
         self.seed = int(seed)
         self.simulations = [np.asarray(a, np.float32) for a in simulations]
         self.experimental = [np.asarray(a, np.float32) for a in experimental]
-        self.augment = AffineAugment(cfg.image_px, cfg.rotation_deg, cfg.crop_fraction,
-                                     cfg.flip_probability)
-        small = [a.shape for a in (*self.simulations, *self.experimental)
-                 if min(a.shape) < self.augment.footprint_px()]
+        self.augment = AffineAugment(
+            cfg.image_px, cfg.rotation_deg, cfg.crop_fraction, cfg.flip_probability
+        )
+        small = [
+            a.shape
+            for a in (*self.simulations, *self.experimental)
+            if min(a.shape) < self.augment.footprint_px()
+        ]
         if small:
-            log.warning("%d training image(s) are smaller than a patch's %.0f px footprint; "
-                        "edges will be mirrored", len(small), self.augment.footprint_px())
+            log.warning(
+                "%d training image(s) are smaller than a patch's %.0f px footprint; "
+                "edges will be mirrored",
+                len(small),
+                self.augment.footprint_px(),
+            )
         torch.manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
         self.device = resolve_device(device)
@@ -97,8 +110,9 @@ class StyleTrainer:
             "dis": torch.optim.Adam(self.model.discriminator_parameters(), cfg.lr, betas),
             "content": torch.optim.Adam(self.model.dis_content.parameters(), cfg.lr, betas),
         }
-        self._alone_params = [p for m in (self.model.content, self.model.gen)
-                              for p in m.parameters()]
+        self._alone_params = [
+            p for m in (self.model.content, self.model.gen) for p in m.parameters()
+        ]
         self.iteration = 0
         self.seconds = 0.0
         self.history: list[dict[str, float]] = []
@@ -162,8 +176,9 @@ class StyleTrainer:
             opt["gen"].zero_grad(set_to_none=True)
             # latent regression + random-attribute adversarial: content encoders and
             # generators only (routed explicitly so that the gradient really lands there)
-            alone = torch.autograd.grad(r.alone_total(), self._alone_params,
-                                        retain_graph=True, allow_unused=True)
+            alone = torch.autograd.grad(
+                r.alone_total(), self._alone_params, retain_graph=True, allow_unused=True
+            )
             r.joint_total().backward()
             for p, g in zip(self._alone_params, alone, strict=True):
                 if g is not None:
@@ -176,8 +191,9 @@ class StyleTrainer:
         seconds = time.perf_counter() - t0
         self.seconds += seconds
         scalars = r.scalars()
-        scalars.update(dis=float(loss_dis.detach()), content_dis=float(loss_dc.detach()),
-                       seconds=seconds)
+        scalars.update(
+            dis=float(loss_dis.detach()), content_dis=float(loss_dc.detach()), seconds=seconds
+        )
         for k, v in scalars.items():
             self._running[k] = self._running.get(k, 0.0) + v
         self._running_n += 1
@@ -221,15 +237,19 @@ class StyleTrainer:
                 a = images[i % len(images)]
                 h, w = a.shape
                 top, left = max(0, (h - p) // 2), max(0, (w - p) // 2)
-                c = a[top:top + p, left:left + p]
+                c = a[top : top + p, left : left + p]
                 out.append(np.pad(c, ((0, p - c.shape[0]), (0, p - c.shape[1])), mode="reflect"))
             return np.stack(out)[:, None]
 
         x = self._tensor(crops(self.simulations))
         z_ref = torch.from_numpy(self.reference_attribute()).to(self.device).expand(n, -1)
-        z_rand = torch.from_numpy(
-            np.random.default_rng(self.seed + 1).standard_normal((n, self.cfg.attr_dim))
-        ).float().to(self.device)
+        z_rand = (
+            torch.from_numpy(
+                np.random.default_rng(self.seed + 1).standard_normal((n, self.cfg.attr_dim))
+            )
+            .float()
+            .to(self.device)
+        )
         self.model.eval()
         try:
             with torch.no_grad():
@@ -247,8 +267,10 @@ class StyleTrainer:
         from safetensors.torch import save_file
 
         folder = Path(folder)
-        tensors = {f"model.{k}": v.detach().cpu().clone().contiguous()
-                   for k, v in self.model.state_dict().items()}
+        tensors = {
+            f"model.{k}": v.detach().cpu().clone().contiguous()
+            for k, v in self.model.state_dict().items()
+        }
         groups = {}
         for name, opt in self.optimizers.items():
             sd = opt.state_dict()
@@ -304,7 +326,7 @@ class StyleTrainer:
             prefix = f"optim.{name}."
             for key, val in tensors.items():
                 if key.startswith(prefix):
-                    idx, field = key[len(prefix):].split(".", 1)
+                    idx, field = key[len(prefix) :].split(".", 1)
                     state.setdefault(int(idx), {})[field] = val
             opt.load_state_dict({"state": state, "param_groups": meta["param_groups"][name]})
         torch.set_rng_state(tensors["rng.torch"])
@@ -402,14 +424,14 @@ def train_style(
             cancel.check()
             scalars = trainer.step()
             it = trainer.iteration
-            loss = sum(v for k, v in scalars.items()
-                       if k not in ("seconds", "dis", "content_dis"))
+            loss = sum(v for k, v in scalars.items() if k not in ("seconds", "dis", "content_dis"))
             progress(it, total, f"loss {loss:.3f} {scalars['seconds']:.2f}s/it")
             if it % log_every == 0 or it == total:
                 entry = trainer.flush_history()
                 if entry:
-                    log.info("iteration %d: %s", it,
-                             ", ".join(f"{k} {v:.4g}" for k, v in entry.items()))
+                    log.info(
+                        "iteration %d: %s", it, ", ".join(f"{k} {v:.4g}" for k, v in entry.items())
+                    )
                 write_text_atomic(out_dir / "history.json", json.dumps(trainer.history, indent=1))
             if preview_every and (it % preview_every == 0 or it == total):
                 save_png(out_dir / "previews" / f"iter_{it:06d}.png", trainer.preview())
@@ -426,12 +448,18 @@ def train_style(
     info = dict(card or {})
     training = dict(info.pop("training", {}))
     training.update(
-        iterations=trainer.iteration, seconds=round(trainer.seconds, 1),
+        iterations=trainer.iteration,
+        seconds=round(trainer.seconds, 1),
         seconds_per_iteration=round(trainer.seconds / max(1, trainer.iteration), 4),
-        seed=trainer.seed, device=str(trainer.device), n_simulations=len(simulations),
+        seed=trainer.seed,
+        device=str(trainer.device),
+        n_simulations=len(simulations),
         n_experimental=len(experimental),
-        final_losses={k: round(v, 5) for k, v in (trainer.history[-1] if trainer.history
-                                                  else {}).items() if k != "iteration"},
+        final_losses={
+            k: round(v, 5)
+            for k, v in (trainer.history[-1] if trainer.history else {}).items()
+            if k != "iteration"
+        },
     )
     info["training"] = training
     return save_bundle(out_dir / "style", trainer.model, trainer.reference_attribute(), info)

@@ -79,8 +79,9 @@ class StyleTranslator:
         The bundle card (``sampling_A``, ``reference_attribute``, …); ``{}`` for a bare model.
     """
 
-    def __init__(self, model: DRIT, card: dict | None = None, bf16: bool = False,
-                 device: str | None = "cpu") -> None:
+    def __init__(
+        self, model: DRIT, card: dict | None = None, bf16: bool = False, device: str | None = "cpu"
+    ) -> None:
         from stackview.style.trainer import resolve_device
 
         self.device = resolve_device(device)
@@ -89,13 +90,15 @@ class StyleTranslator:
         self.card = dict(card or {})
         self.attr_dim = model.cfg.attr_dim
         ref = self.card.get("reference_attribute")
-        self.reference = (np.asarray(ref, np.float32) if ref is not None
-                          else np.zeros(self.attr_dim, np.float32))
+        self.reference = (
+            np.asarray(ref, np.float32) if ref is not None else np.zeros(self.attr_dim, np.float32)
+        )
         self.sampling_A: float | None = self.card.get("sampling_A", model.cfg.sampling_A)
 
     @classmethod
-    def from_bundle(cls, path: str | os.PathLike, bf16: bool = False,
-                    device: str | None = "cpu") -> StyleTranslator:
+    def from_bundle(
+        cls, path: str | os.PathLike, bf16: bool = False, device: str | None = "cpu"
+    ) -> StyleTranslator:
         """Load a style bundle (see :mod:`stackview.style.bundle`).
 
         ``bf16`` runs the convolutions in bfloat16 (autocast): ~1.6× faster on CPUs with
@@ -108,8 +111,12 @@ class StyleTranslator:
         return cls(model, card, bf16=bf16, device=device)
 
     # attributes -------------------------------------------------------------------------------
-    def attribute(self, seed: int | None = None, code: Sequence[float] | None = None,
-                  reference_image: np.ndarray | None = None) -> np.ndarray:
+    def attribute(
+        self,
+        seed: int | None = None,
+        code: Sequence[float] | None = None,
+        reference_image: np.ndarray | None = None,
+    ) -> np.ndarray:
         """The attribute code to render with.
 
         Parameters
@@ -144,10 +151,13 @@ class StyleTranslator:
     def _run(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Network on one [0, 1] image whose sides are multiples of the stride."""
         t = (torch.from_numpy(np.ascontiguousarray(x, np.float32))[None, None] * 2 - 1).to(
-            self.device)
+            self.device
+        )
         zt = torch.from_numpy(np.asarray(z, np.float32))[None].to(self.device)
-        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16,
-                                                    enabled=self.bf16):
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16),
+        ):
             y = self.model.translate(t, zt, "a").float()
         return ((y[0, 0].cpu().numpy() + 1) / 2).astype(np.float32)
 
@@ -199,21 +209,29 @@ class StyleTranslator:
         if image.ndim != 2:
             raise UsageError(f"translate needs a 2-D image, not shape {image.shape}")
         if min(image.shape) < 4 * CONTENT_STRIDE:
-            raise UsageError(f"the image is too small to translate ({image.shape[0]}×"
-                             f"{image.shape[1]} px; at least {4 * CONTENT_STRIDE} px a side)")
+            raise UsageError(
+                f"the image is too small to translate ({image.shape[0]}×"
+                f"{image.shape[1]} px; at least {4 * CONTENT_STRIDE} px a side)"
+            )
         if tile_px < 8 * CONTENT_STRIDE or tile_px % CONTENT_STRIDE:
-            raise UsageError(f"tile_px must be a multiple of {CONTENT_STRIDE} and at least "
-                             f"{8 * CONTENT_STRIDE}, not {tile_px}")
+            raise UsageError(
+                f"tile_px must be a multiple of {CONTENT_STRIDE} and at least "
+                f"{8 * CONTENT_STRIDE}, not {tile_px}"
+            )
         if overlap_px is None:
             overlap_px = min(default_overlap_px(self.model), tile_px - 2 * CONTENT_STRIDE)
         if not 0 <= overlap_px <= tile_px - 2 * CONTENT_STRIDE:
-            raise UsageError(f"overlap_px must lie in [0, {tile_px - 2 * CONTENT_STRIDE}], "
-                             f"not {overlap_px}")
+            raise UsageError(
+                f"overlap_px must lie in [0, {tile_px - 2 * CONTENT_STRIDE}], not {overlap_px}"
+            )
         z = self.attribute(seed=seed, code=code)
         x = normalise(image) if normalise_input else image
         shape = x.shape
-        rescale = (input_sampling_A is not None and self.sampling_A is not None
-                   and abs(input_sampling_A / self.sampling_A - 1) > 1e-3)
+        rescale = (
+            input_sampling_A is not None
+            and self.sampling_A is not None
+            and abs(input_sampling_A / self.sampling_A - 1) > 1e-3
+        )
         if rescale:
             x = resample(x, input_sampling_A / self.sampling_A)
         y = self._tiled(x, z, tile_px, overlap_px, stats_px)
@@ -221,11 +239,14 @@ class StyleTranslator:
             from scipy import ndimage
 
             zoom = (shape[0] / y.shape[0], shape[1] / y.shape[1])
-            y = ndimage.zoom(y, zoom, order=1, mode="reflect", grid_mode=True)[:shape[0], :shape[1]]
+            y = ndimage.zoom(y, zoom, order=1, mode="reflect", grid_mode=True)[
+                : shape[0], : shape[1]
+            ]
         return np.clip(y, 0, 1).astype(np.float32)
 
-    def _tiled(self, x: np.ndarray, z: np.ndarray, tile: int, overlap: int,
-               stats_px: int | None = None) -> np.ndarray:
+    def _tiled(
+        self, x: np.ndarray, z: np.ndarray, tile: int, overlap: int, stats_px: int | None = None
+    ) -> np.ndarray:
         h, w = x.shape
         if h <= tile and w <= tile:
             return self._run_padded(x, z)
@@ -237,7 +258,7 @@ class StyleTranslator:
         left = (w - sw) // 2 // CONTENT_STRIDE * CONTENT_STRIDE
         record_statistics(self.model)
         try:
-            self._run_padded(x[top:top + sh, left:left + sw], z)
+            self._run_padded(x[top : top + sh, left : left + sw], z)
             freeze_statistics(self.model)
             return self._blend_tiles(x, z, tile, overlap)
         finally:
@@ -253,15 +274,21 @@ class StyleTranslator:
         out = np.zeros(xp.shape, np.float64)
         norm = np.zeros(xp.shape, np.float64)
         for i, r in enumerate(rows):
-            wr = _ramp(th, rows[i - 1] + th - r if i else 0,
-                       r + th - rows[i + 1] if i + 1 < len(rows) else 0)
+            wr = _ramp(
+                th,
+                rows[i - 1] + th - r if i else 0,
+                r + th - rows[i + 1] if i + 1 < len(rows) else 0,
+            )
             for j, c in enumerate(cols):
-                wc = _ramp(tw, cols[j - 1] + tw - c if j else 0,
-                           c + tw - cols[j + 1] if j + 1 < len(cols) else 0)
-                y = self._run_padded(xp[r:r + th, c:c + tw], z)
+                wc = _ramp(
+                    tw,
+                    cols[j - 1] + tw - c if j else 0,
+                    c + tw - cols[j + 1] if j + 1 < len(cols) else 0,
+                )
+                y = self._run_padded(xp[r : r + th, c : c + tw], z)
                 wt = wr[:, None] * wc[None, :]
-                out[r:r + th, c:c + tw] += wt * y
-                norm[r:r + th, c:c + tw] += wt
+                out[r : r + th, c : c + tw] += wt * y
+                norm[r : r + th, c : c + tw] += wt
         return (out / np.maximum(norm, 1e-12))[:h, :w].astype(np.float32)
 
     def translate_many(
@@ -330,8 +357,11 @@ def translate_files(
         path = Path(path)
         stack = None
         if path.suffix.lower() in (".npy", ".tif", ".tiff"):
-            data = (np.load(path, allow_pickle=False) if path.suffix.lower() == ".npy"
-                    else __import__("tifffile").imread(path))
+            data = (
+                np.load(path, allow_pickle=False)
+                if path.suffix.lower() == ".npy"
+                else __import__("tifffile").imread(path)
+            )
             if data.ndim == 3 and data.shape[-1] not in (3, 4):
                 stack = data.astype(np.float32)
         sampling = input_sampling_A
@@ -344,8 +374,11 @@ def translate_files(
         results = []
         for image in stack_in:
             z = rng.standard_normal(translator.attr_dim).astype(np.float32) if rng else None
-            results.append(translator.translate(image, code=z, seed=None if rng else seed,
-                                                input_sampling_A=sampling, **kwargs))
+            results.append(
+                translator.translate(
+                    image, code=z, seed=None if rng else seed, input_sampling_A=sampling, **kwargs
+                )
+            )
         if stack is None:
             target = out_dir / (path.stem + suffix)
             save_image(target, results[0])
