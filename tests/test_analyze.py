@@ -53,7 +53,8 @@ def test_analyze_writes_all_outputs(tiny_bundle, res2_image, tmp_path):
         assert key in summary
     assert summary["window_nm"] == pytest.approx(0.8)
     rows = list(csv.DictReader(open(folder / "map.csv")))
-    assert len(rows) == summary["n_patches"] == result.smap.values.shape[0] * result.smap.values.shape[1]
+    n_grid = result.smap.values.shape[0] * result.smap.values.shape[1]
+    assert len(rows) == summary["n_patches"] == n_grid
     xs = sorted({float(r["x_nm"]) for r in rows})
     assert np.allclose(np.diff(xs), 0.5, atol=1e-3)
     assert min(xs) >= 0.4 - 1e-3 and max(xs) <= 6.0 - 0.4 + 1e-3

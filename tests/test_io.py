@@ -85,7 +85,8 @@ def test_nan_blank_and_tiny_images_rejected(tmp_path):
 
 
 def test_calibration_priority_and_validation(lattice_image):
-    assert calibrate(lattice_image, pixel_size_nm=0.01, metadata_pixel_size_nm=0.02).source == "user"
+    user = calibrate(lattice_image, pixel_size_nm=0.01, metadata_pixel_size_nm=0.02)
+    assert user.source == "user"
     assert calibrate(lattice_image, metadata_pixel_size_nm=0.02).pixel_size_nm == 0.02
     with pytest.raises(UsageError, match="out of range"):
         calibrate(lattice_image, pixel_size_nm=-1)

@@ -43,7 +43,8 @@ def test_lattice_constants_close_to_literature():
 
 
 def test_builtins_rederive_from_paper_structures(shared_dir):
-    for name, fname in [("ReS2", "ReS2_one_layer_tedgen.xyz"), ("MoS2", "MoS2_one_layer_tedgen.xyz")]:
+    for name in ("ReS2", "MoS2"):
+        fname = f"{name}_one_layer_tedgen.xyz"
         atoms = ase.io.read(shared_dir / "data" / "structures" / fname)
         derived = material_from_atoms(atoms, name)
         builtin = get_material(name)

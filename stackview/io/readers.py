@@ -31,7 +31,7 @@ SUFFIXES = {
 #: length units -> nm
 _UNITS_NM = {
     "nm": 1.0, "nanometer": 1.0, "nanometers": 1.0,
-    "µm": 1e3, "um": 1e3, "\u00b5m": 1e3, "micron": 1e3, "micrometer": 1e3,
+    "µm": 1e3, "um": 1e3, "\u03bcm": 1e3, "micron": 1e3, "micrometer": 1e3,
     "å": 0.1, "a": 0.1, "angstrom": 0.1, "ångström": 0.1, "\u00c5": 0.1,
     "pm": 1e-3, "m": 1e9, "mm": 1e6,
 }

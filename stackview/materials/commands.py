@@ -59,8 +59,8 @@ def run_show(args: argparse.Namespace) -> int:
     print(f"  slip label domain: Da in [{a0:.3f}, {a1:.3f}) Å, Db in [{b0:.3f}, {b1:.3f}] Å "
           "(D ≡ D + lattice, D ≡ −D)")
     lo, hi = twist.domain_deg
-    print(f"  twist label domain: theta in [{lo:g}°, {hi:g}°] (projected {twist.rotation_order}-fold"
-          f"{', mirror' if twist.mirror else ''})")
+    sym = f"projected {twist.rotation_order}-fold" + (", mirror" if twist.mirror else "")
+    print(f"  twist label domain: theta in [{lo:g}°, {hi:g}°] ({sym})")
     return 0
 
 
