@@ -224,7 +224,8 @@ def check_safetensors(path: str | os.PathLike) -> dict[str, str]:
     return {str(k): str(v) for k, v in meta.items()}
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 hex digest of a file (read in 1 MiB blocks)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -303,7 +304,7 @@ def save_bundle(
     )
     data = card.to_dict()
     data["weights"] = weights.name
-    data["weights_sha256"] = _sha256(weights)
+    data["weights_sha256"] = file_sha256(weights)
     write_text_atomic(card_path, json.dumps(data, indent=1))
     return weights
 
@@ -341,7 +342,7 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
         raise UsageError(f"model bundle weights not found: {weights}")
     check_safetensors(weights)
     data = json.loads(card_path.read_text(encoding="utf-8"))
-    if verify and data.get("weights_sha256") and _sha256(weights) != data["weights_sha256"]:
+    if verify and data.get("weights_sha256") and file_sha256(weights) != data["weights_sha256"]:
         raise UsageError(f"'{weights.name}' does not match its card (SHA-256 differs)")
     model = StackingRegressor(card.regressor_spec())
     try:

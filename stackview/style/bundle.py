@@ -12,10 +12,8 @@ untrusted source cannot run code. Torch is imported inside functions; no Qt.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -23,50 +21,11 @@ import numpy as np
 from stackview import __version__
 from stackview.errors import UsageError
 from stackview.io.atomic import atomic_path, write_text_atomic
+from stackview.models.bundle import check_safetensors as check_safetensors_header
+from stackview.models.bundle import file_sha256
 from stackview.style.config import StyleConfig
 
 BUNDLE_FORMAT = "stackview-style-bundle/1"
-_MAX_HEADER_BYTES = 100 * 1024 * 1024
-
-
-def check_safetensors_header(path: str | os.PathLike) -> dict[str, str]:
-    """Validate that ``path`` is a safetensors file and return its string metadata.
-
-    Raises
-    ------
-    UsageError
-        For anything else (a pickle, a torch ``.pt``/``.pth`` zip, a truncated file); the
-        message says that stackview never unpickles model files.
-    """
-    path = Path(path)
-    refuse = UsageError(
-        f"'{path.name}' is not a safetensors file; stackview loads weights only from "
-        "safetensors and never unpickles model files"
-    )
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            if len(head) != 8:
-                raise refuse
-            (n,) = struct.unpack("<Q", head)
-            if n < 2 or n > min(_MAX_HEADER_BYTES, size - 8):
-                raise refuse
-            header = json.loads(fh.read(n).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise refuse from None
-    if not isinstance(header, dict):
-        raise refuse
-    meta = header.get("__metadata__", {}) or {}
-    return {str(k): str(v) for k, v in meta.items()}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _is_card(path: Path) -> bool:
@@ -147,7 +106,7 @@ def save_bundle(
     }
     card.update(info or {})
     card["weights"] = weights.name
-    card["weights_sha256"] = _sha256(weights)
+    card["weights_sha256"] = file_sha256(weights)
     write_text_atomic(card_path, json.dumps(card, indent=1))
     return weights
 
@@ -183,7 +142,7 @@ def load_bundle(path: str | os.PathLike, verify: bool = True):
     if not weights.is_file():
         raise UsageError(f"style bundle weights not found: {weights}")
     check_safetensors_header(weights)
-    if verify and card.get("weights_sha256") and _sha256(weights) != card["weights_sha256"]:
+    if verify and card.get("weights_sha256") and file_sha256(weights) != card["weights_sha256"]:
         raise UsageError(f"{weights.name} does not match its card (SHA-256 differs)")
     cfg = StyleConfig.from_dict(card["config"])
     model = DRIT(cfg, discriminators=False)
