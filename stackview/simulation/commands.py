@@ -9,8 +9,6 @@ from pathlib import Path
 
 from stackview.errors import UsageError
 
-DEFAULT_PRESET = {"MoS2": "MoS2-60kV"}
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -122,9 +120,10 @@ def register(subparsers) -> None:
 def _optics_from_args(args, material_name: str):
     import dataclasses
 
+    from stackview.datasets.spec import DEFAULT_OPTICS, FALLBACK_OPTICS
     from stackview.simulation import PRESETS
 
-    preset = args.preset or DEFAULT_PRESET.get(material_name, "ReS2-300kV")
+    preset = args.preset or DEFAULT_OPTICS.get(material_name, FALLBACK_OPTICS)
     if preset not in PRESETS:
         raise UsageError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     changes = {}
