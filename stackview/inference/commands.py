@@ -55,6 +55,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--backbone", default="resnet50",
                    help="torchvision backbone (paper: resnet50; resnet18 for CPUs)")
+    g.add_argument("--head", choices=("auto", "direct", "invariant"), default="auto",
+                   help="output head: 'direct' regresses the labels (paper); 'invariant' "
+                        "predicts slip-invariant features (bilayer slip only, learns much "
+                        "faster); 'auto' picks invariant for bilayer slip, direct otherwise")
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=10000, help="optimiser steps")
     g.add_argument("--batch-size", type=int, default=32)
@@ -67,6 +71,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="keep the default memory format")
     g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     g.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS")
+    g.add_argument("--validate-every", type=int, default=0, metavar="STEPS",
+                   help="log the validation error this often (0: at checkpoints)")
     g = p.add_argument_group("online augmentation")
     g.add_argument("--augment-psnr", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="Gaussian noise with PSNR (dB) in this range on half of the patches")
@@ -183,7 +189,14 @@ def _train_config(args):
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
         checkpoint_every=args.checkpoint_every, seed=args.seed, precision=args.precision,
         channels_last=not args.no_channels_last, threads=args.threads, augment=augment,
+        validate_every=args.validate_every,
     )
+
+
+def _head(args, task: str, layers: int) -> str:
+    if args.head != "auto":
+        return args.head
+    return "invariant" if task == "slip" and layers == 2 else "direct"
 
 
 def _open_source(ds, limit_bytes: int = 4 << 30):
@@ -207,7 +220,7 @@ def run_train(args: argparse.Namespace) -> int:
     ds = open_dataset(args.dataset)
     dspec = ds.spec
     spec = RegressorSpec(backbone=args.backbone, task=dspec.task, material=dspec.material,
-                         layers=dspec.layers)
+                         layers=dspec.layers, head=_head(args, dspec.task, dspec.layers))
     config = _train_config(args)
     ckpt = Path(args.checkpoint_dir) if args.checkpoint_dir else Path(args.out + ".checkpoints")
     validation = open_dataset(args.validation) if args.validation else None
@@ -318,7 +331,8 @@ def run_study(args: argparse.Namespace) -> int:
                                    patch_px=args.patch_px, style=args.style,
                                    style_bundle=args.style_bundle, seed=args.data_seed)
                 rspec = RegressorSpec(backbone=args.backbone, task="slip",
-                                      material=base.material, layers=args.layers)
+                                      material=base.material, layers=args.layers,
+                                      head=_head(args, "slip", args.layers))
                 summary = ev.study_train_step(
                     args.out, base, rspec, _train_config(args), steps_A=tuple(args.grid_steps),
                     test_step_A=args.test_step, scheduler=args.scheduler, workers=args.workers,

@@ -164,6 +164,36 @@ def make_loss(label_space: SlipLabels | TwistLabels, l1_weight: float = L1_WEIGH
     raise TypeError(f"no loss for label space {type(label_space).__name__}")
 
 
+class RawOutputLoss(torch.nn.Module):
+    """The training loss on a regressor's raw outputs (what :func:`train` optimises).
+
+    Direct heads: the symmetric label loss (:func:`make_loss`) on the de-normalised outputs.
+    Invariant heads: MSE + 0.5·L1 between the predicted and the true slip-invariant features,
+    which is symmetric by construction (the features do not change under the label symmetries).
+    """
+
+    def __init__(self, spec, l1_weight: float = L1_WEIGHT) -> None:
+        super().__init__()
+        space = spec.label_space()
+        self.invariant = spec.head == "invariant"
+        self.l1_weight = float(l1_weight)
+        self.layer_swap = bool(getattr(space, "layer_swap", True))
+        self.register_buffer("lengths_A", torch.tensor(getattr(space, "lengths_A", (1.0, 1.0)),
+                                                       dtype=torch.float32))
+        self.register_buffer("offset", torch.tensor(spec.label_offset, dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor(spec.label_scale, dtype=torch.float32))
+        self.label_loss = make_loss(space, l1_weight)
+
+    def forward(self, raw: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+        raw = raw.float()
+        if self.invariant:
+            from stackview.inference.invariant import slip_features
+
+            target = slip_features(true.float(), self.lengths_A, self.layer_swap)
+            return mse_l1(raw - target, self.l1_weight).mean()
+        return self.label_loss(self.offset + self.scale * raw, true)
+
+
 def plain_loss(predicted: torch.Tensor, true: torch.Tensor, l1_weight: float = L1_WEIGHT):
     """The paper's non-symmetric MSE + 0.5·L1 on raw values (for comparison and tests)."""
     return mse_l1(predicted - true, l1_weight).mean()
@@ -171,6 +201,7 @@ def plain_loss(predicted: torch.Tensor, true: torch.Tensor, l1_weight: float = L
 
 __all__ = [
     "L1_WEIGHT",
+    "RawOutputLoss",
     "SymmetricSlipLoss",
     "SymmetricTwistLoss",
     "make_loss",

@@ -28,6 +28,9 @@ from stackview.inference.labels import SlipLabels, TwistLabels
 #: first layer is a 3-channel Conv2d works; these are the ones tested and benchmarked)
 RECOMMENDED_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d")
 TASKS = ("slip", "twist")
+#: ``direct``: the paper's head, regressing the labels; ``invariant``: bilayer slip through
+#: slip-invariant features (:mod:`stackview.inference.invariant`)
+HEADS = ("direct", "invariant")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,10 @@ class RegressorSpec:
         Per-output de-normalisation: ``label = offset + scale · raw``.
     hidden
         Width of the head's hidden layer (paper: 512).
+    head
+        ``"direct"`` (the paper: outputs are the normalised labels) or ``"invariant"`` (bilayer
+        slip only: outputs are slip-invariant features, decoded to a slip by table search and
+        Gauss–Newton; see :mod:`stackview.inference.invariant`).
     """
 
     backbone: str = "resnet50"
@@ -57,10 +64,15 @@ class RegressorSpec:
     label_offset: tuple[float, ...] = ()
     label_scale: tuple[float, ...] = ()
     hidden: int = 512
+    head: str = "direct"
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise UsageError(f"the task must be 'slip' or 'twist', not {self.task!r}")
+        if self.head not in HEADS:
+            raise UsageError(f"the head must be 'direct' or 'invariant', not {self.head!r}")
+        if self.head == "invariant" and (self.task != "slip" or self.layers != 2):
+            raise UsageError("the invariant head is for bilayer slip models; use the direct head")
         if self.task == "twist" and self.layers != 2:
             raise UsageError("twist models are for bilayers (layers = 2)")
         if self.task == "slip" and self.layers not in (2, 3):
@@ -79,6 +91,15 @@ class RegressorSpec:
     @property
     def n_outputs(self) -> int:
         return 1 if self.task == "twist" else 2 * (self.layers - 1)
+
+    @property
+    def n_raw(self) -> int:
+        """Width of the network's last layer (labels, or invariant features)."""
+        if self.head == "invariant":
+            from stackview.inference.invariant import n_features
+
+            return n_features(self.label_space().layer_swap)
+        return self.n_outputs
 
     def label_space(self) -> SlipLabels | TwistLabels:
         """The label class (canonical domain, symmetric distance) of this model."""
@@ -185,20 +206,35 @@ class StackingRegressor(nn.Module):
         self.backbone = build_backbone(spec.backbone)
         self.head = nn.Sequential(
             nn.Linear(1000, spec.hidden), nn.ReLU(inplace=True),
-            nn.Linear(spec.hidden, spec.n_outputs),
+            nn.Linear(spec.hidden, spec.n_raw),
         )
         self.register_buffer("label_offset", torch.tensor(spec.label_offset, dtype=torch.float32))
         self.register_buffer("label_scale", torch.tensor(spec.label_scale, dtype=torch.float32))
+        self.decoder = None
+        if spec.head == "invariant":
+            from stackview.inference.invariant import InvariantDecoder
+
+            space = spec.label_space()
+            # not saved with the weights: rebuilt from the spec
+            self.decoder = InvariantDecoder(space.lengths_A, space.layer_swap)
 
     def forward_normalised(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw network outputs (normalised labels)."""
+        """Raw network outputs (normalised labels, or invariant features)."""
         if x.ndim == 3:
             x = x.unsqueeze(1)
         return self.head(self.backbone(standardise(x)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        raw = self.forward_normalised(x).float()
-        return self.label_offset + self.label_scale * raw
+    def decode(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Raw outputs → (labels in Å or degrees, feature residual or None for direct heads)."""
+        raw = raw.float()
+        if self.decoder is not None:
+            return self.decoder(raw)
+        return self.label_offset + self.label_scale * raw, None
+
+    def forward(self, x: torch.Tensor, raw: bool = False) -> torch.Tensor:
+        """Labels (B, n) in physical units; with ``raw=True`` the undecoded outputs (training)."""
+        out = self.forward_normalised(x)
+        return out if raw else self.decode(out)[0]
 
 
 def build_regressor(spec: RegressorSpec, seed: int | None = None) -> StackingRegressor:

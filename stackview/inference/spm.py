@@ -470,8 +470,7 @@ def dense_map(
             pooled = torch.nn.functional.avg_pool2d(feats[None], cells, stride=1)[0]
             c, gh, gw = pooled.shape
             flat = pooled.permute(1, 2, 0).reshape(-1, c)
-            raw = model.head(tail(flat))
-            out = (model.label_offset + model.label_scale * raw.float()).numpy()
+            out = model.decode(model.head(tail(flat)))[0].numpy()
             for i in range(gh):
                 for j in range(gw):
                     results[(y0 + dy + i * total, x0 + dx + j * total)] = out[i * gw + j]

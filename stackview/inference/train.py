@@ -35,7 +35,7 @@ import torch
 
 from stackview.engine.jobs import CancelToken, null_progress
 from stackview.errors import Cancelled, UsageError
-from stackview.inference.loss import make_loss
+from stackview.inference.loss import RawOutputLoss
 from stackview.inference.regressor import RegressorSpec, StackingRegressor, build_regressor
 from stackview.io.atomic import atomic_path, write_text_atomic
 
@@ -343,7 +343,7 @@ def train(
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
                                  weight_decay=config.weight_decay)
-    loss_fn = make_loss(spec.label_space()).to(dev)
+    loss_fn = RawOutputLoss(spec).to(dev)
     history: list[dict] = []
     start_step = 0
     if resume:
@@ -414,8 +414,8 @@ def train(
                 group["lr"] = config.lr_at(step)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(dev.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                pred = train_model(x)
-            loss = loss_fn(pred.float(), y)
+                raw = train_model(x, raw=True)
+            loss = loss_fn(raw.float(), y)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the training loss became {loss.item()} at step {step}")
             loss.backward()

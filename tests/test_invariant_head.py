@@ -1,0 +1,113 @@
+"""The invariant-feature head: features, decoding, loss, training and bundles."""
+
+import numpy as np
+import pytest
+import torch
+
+from stackview.errors import UsageError
+from stackview.inference.invariant import InvariantDecoder, slip_features
+from stackview.inference.labels import SlipLabels
+from stackview.inference.loss import RawOutputLoss
+from stackview.inference.regressor import RegressorSpec, build_regressor
+from stackview.inference.train import ArraySource, TrainConfig, predict_batches, train
+from stackview.models import ModelCard, load_bundle, save_bundle
+
+
+@pytest.mark.parametrize("material", ["ReS2", "MoS2"])
+@pytest.mark.parametrize("swap", [True, False])
+def test_features_are_invariant_and_decode_exactly(material, swap):
+    space = SlipLabels(material, layer_swap=swap)
+    rng = np.random.default_rng(1)
+    labels = rng.uniform(-9, 9, (300, 2))
+    f = slip_features(labels, space.lengths_A, swap)
+    shifted = labels + space.lengths_A * rng.integers(-3, 4, (300, 2))
+    np.testing.assert_allclose(slip_features(shifted, space.lengths_A, swap), f, atol=1e-9)
+    mirrored = slip_features(-labels, space.lengths_A, swap)
+    if swap:
+        np.testing.assert_allclose(mirrored, f, atol=1e-12)
+    else:  # the sines tell D from -D
+        assert np.abs(mirrored - f).max() > 0.5
+    decoded, residual = InvariantDecoder(space.lengths_A, swap)(torch.from_numpy(f).float())
+    assert space.distance(decoded.numpy(), labels).max() < 1e-4
+    assert residual.max() < 1e-4
+    # decoded values lie in the canonical domain
+    for k, (lo, hi) in enumerate(space.domain_bounds_A()):
+        assert decoded[:, k].min() >= lo - 1e-4 and decoded[:, k].max() <= hi + 1e-4
+
+
+def test_decoder_is_robust_to_feature_noise_and_flags_nonsense():
+    space = SlipLabels("ReS2")
+    rng = np.random.default_rng(2)
+    labels = rng.uniform(0, 6, (400, 2))
+    f = slip_features(labels, space.lengths_A) + rng.normal(0, 0.03, (400, 10))
+    decoded, residual = InvariantDecoder(space.lengths_A)(torch.from_numpy(f).float())
+    assert np.median(space.distance(decoded.numpy(), labels)) < 0.05
+    # features that no slip produces leave a large residual
+    _, bad = InvariantDecoder(space.lengths_A)(torch.full((1, 10), -1.0))
+    assert bad.item() > 5 * residual.mean().item()
+
+
+def test_spec_rejects_invariant_head_where_it_does_not_apply():
+    assert RegressorSpec(backbone="tiny", head="invariant").n_raw == 10
+    with pytest.raises(UsageError, match="bilayer slip"):
+        RegressorSpec(backbone="tiny", task="twist", material="MoS2", head="invariant")
+    with pytest.raises(UsageError, match="bilayer slip"):
+        RegressorSpec(backbone="tiny", layers=3, head="invariant")
+    with pytest.raises(UsageError, match="head"):
+        RegressorSpec(backbone="tiny", head="sideways")
+
+
+def test_raw_loss_is_zero_on_true_features_and_symmetric():
+    spec = RegressorSpec(backbone="tiny", head="invariant")
+    space = spec.label_space()
+    loss = RawOutputLoss(spec)
+    labels = torch.tensor([[1.0, 2.0], [3.5, 0.3]])
+    raw = slip_features(labels.double(), torch.tensor(space.lengths_A)).float()
+    assert loss(raw, labels).item() < 1e-6
+    equivalent = -labels + torch.tensor(space.lengths_A, dtype=torch.float32)
+    assert loss(raw, equivalent).item() < 1e-6
+    assert loss(raw, labels + 1.0).item() > 0.01
+
+
+def _slip_images(labels, px=32):
+    """Images that depend on the slip only through its invariant features (no simulator)."""
+    space = SlipLabels("ReS2")
+    yy, xx = np.mgrid[0:px, 0:px] / px
+    f = slip_features(labels, space.lengths_A)
+    basis = [np.cos(2 * np.pi * (k + 1) * (xx + 0.3 * k * yy)) for k in range(f.shape[1])]
+    return np.einsum("nk,kyx->nyx", f, np.array(basis)).astype(np.float32)
+
+
+def test_tiny_invariant_model_learns_and_round_trips_through_a_bundle(tmp_path):
+    torch.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    labels = rng.uniform(0, 6, (16, 2))
+    images = _slip_images(labels)
+    spec = RegressorSpec(backbone="tiny", material="ReS2", head="invariant")
+    cfg = TrainConfig(steps=150, batch_size=16, lr=3e-3, warmup_steps=3, checkpoint_every=0,
+                      threads=1, precision="fp32", channels_last=False, seed=0)
+    res = train(spec, ArraySource(images, labels), cfg)
+    space = spec.label_space()
+    pred = predict_batches(res.model, images)
+    err = space.distance(pred, labels)
+    baseline = space.distance(np.full_like(labels, labels.mean(0)), labels)
+    assert err.mean() < 0.5 * baseline.mean(), (err.mean(), baseline.mean())
+    assert res.history[-1]["loss"] < 0.05
+    card = ModelCard(name="inv", spec=spec.to_dict(), sampling_A=0.2, patch_px=32)
+    save_bundle(tmp_path / "inv", res.model, card, half=False)
+    loaded = load_bundle(tmp_path / "inv")
+    assert loaded.model.spec.head == "invariant"
+    np.testing.assert_allclose(predict_batches(loaded.model, images), pred, atol=1e-4)
+    # the decoding table is rebuilt from the spec, not stored with the weights
+    assert not any("decoder" in k for k in res.model.state_dict())
+
+
+def test_direct_head_is_unchanged_by_raw_mode():
+    spec = RegressorSpec(backbone="tiny")
+    model = build_regressor(spec, seed=0).eval()
+    x = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        raw = model(x, raw=True)
+        np.testing.assert_allclose(model(x).numpy(),
+                                   (model.label_offset + model.label_scale * raw).numpy(),
+                                   rtol=1e-6)
