@@ -76,7 +76,8 @@ class InvariantDecoder(nn.Module):
         gb = torch.linspace(0.0, fb_hi, nb, dtype=torch.float64) if layer_swap else \
             torch.arange(nb, dtype=torch.float64) / nb
         grid = torch.stack(torch.meshgrid(ga, gb, indexing="ij"), -1).reshape(-1, 2)
-        self.register_buffer("lengths", torch.tensor(np.asarray(lengths_A, float)), persistent=False)
+        lengths = torch.tensor(np.asarray(lengths_A, float))
+        self.register_buffer("lengths", lengths, persistent=False)
         self.register_buffer("orders", torch.tensor(ORDERS, dtype=torch.float64), persistent=False)
         self.register_buffer("grid", grid, persistent=False)
         self.register_buffer("table", self._features(grid).float(), persistent=False)
