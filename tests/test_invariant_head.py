@@ -5,8 +5,13 @@ import pytest
 import torch
 
 from stackview.errors import UsageError
-from stackview.inference.invariant import InvariantDecoder, slip_features
-from stackview.inference.labels import SlipLabels
+from stackview.inference.invariant import (
+    InvariantDecoder,
+    label_features,
+    make_decoder,
+    slip_features,
+)
+from stackview.inference.labels import SlipLabels, TwistLabels
 from stackview.inference.loss import RawOutputLoss
 from stackview.inference.regressor import RegressorSpec, build_regressor
 from stackview.inference.train import ArraySource, TrainConfig, predict_batches, train
@@ -35,6 +40,23 @@ def test_features_are_invariant_and_decode_exactly(material, swap):
         assert decoded[:, k].min() >= lo - 1e-4 and decoded[:, k].max() <= hi + 1e-4
 
 
+@pytest.mark.parametrize("material, mirror", [("MoS2", None), ("MoS2", False), ("ReS2", None)])
+def test_twist_features_decode_into_the_domain(material, mirror):
+    space = TwistLabels(material, mirror=mirror)
+    rng = np.random.default_rng(3)
+    theta = rng.uniform(-300, 300, 400)
+    f = label_features(space, theta)
+    equivalent = -theta if space.mirror else theta + space.period_deg
+    np.testing.assert_allclose(label_features(space, equivalent), f, atol=1e-9)
+    decoded, _ = make_decoder(space)(torch.from_numpy(f).float())
+    assert space.distance(decoded[:, 0].numpy(), theta).max() < 1e-3
+    lo, hi = space.domain_deg
+    assert decoded.min() >= lo and decoded.max() <= hi
+    if material == "MoS2" and space.mirror:  # θ and 60° − θ stay distinct
+        other = label_features(space, 60.0 - np.array([20.0]))
+        assert np.abs(other - label_features(space, np.array([20.0]))).max() > 0.5
+
+
 def test_decoder_is_robust_to_feature_noise_and_flags_nonsense():
     space = SlipLabels("ReS2")
     rng = np.random.default_rng(2)
@@ -49,9 +71,9 @@ def test_decoder_is_robust_to_feature_noise_and_flags_nonsense():
 
 def test_spec_rejects_invariant_head_where_it_does_not_apply():
     assert RegressorSpec(backbone="tiny", head="invariant").n_raw == 10
-    with pytest.raises(UsageError, match="bilayer slip"):
-        RegressorSpec(backbone="tiny", task="twist", material="MoS2", head="invariant")
-    with pytest.raises(UsageError, match="bilayer slip"):
+    assert RegressorSpec(backbone="tiny", task="twist", material="MoS2", head="invariant").n_raw \
+        == 3
+    with pytest.raises(UsageError, match="bilayers"):
         RegressorSpec(backbone="tiny", layers=3, head="invariant")
     with pytest.raises(UsageError, match="head"):
         RegressorSpec(backbone="tiny", head="sideways")

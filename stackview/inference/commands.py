@@ -57,8 +57,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="torchvision backbone (paper: resnet50; resnet18 for CPUs)")
     g.add_argument("--head", choices=("auto", "direct", "invariant"), default="auto",
                    help="output head: 'direct' regresses the labels (paper); 'invariant' "
-                        "predicts slip-invariant features (bilayer slip only, learns much "
-                        "faster); 'auto' picks invariant for bilayer slip, direct otherwise")
+                        "predicts symmetry-invariant features of the slip or twist (bilayers "
+                        "only; learns much faster); 'auto' picks invariant for bilayers")
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=10000, help="optimiser steps")
     g.add_argument("--batch-size", type=int, default=32)
@@ -196,7 +196,7 @@ def _train_config(args):
 def _head(args, task: str, layers: int) -> str:
     if args.head != "auto":
         return args.head
-    return "invariant" if task == "slip" and layers == 2 else "direct"
+    return "invariant" if layers == 2 else "direct"
 
 
 def _open_source(ds, limit_bytes: int = 4 << 30):

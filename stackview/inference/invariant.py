@@ -13,6 +13,12 @@ to exactly those symmetries. The same network with these targets reached held-ou
 2100 CPU steps (``benchmarks/pilot_invariant_head.py``). When a material has no D ≡ −D symmetry
 the sines ``s_hk`` are added so that D and −D stay distinguishable.
 
+Twist uses the same idea on the circle: with φ = 2π·θ/period, the features are cos kφ (k = 1…3)
+when the projected monolayer has a mirror (θ ≡ −θ), else cos kφ and sin kφ (k = 1, 2); they remove
+the jump of a direct θ regression at the ends of the domain (θ near 0° and near the period are
+close stackings). :func:`label_features` and :func:`make_decoder` pick the right form for a label
+space.
+
 Decoding (:class:`InvariantDecoder`): nearest table entry over the canonical domain, then a few
 Gauss–Newton steps on the feature residual; the residual that remains is returned too — a large
 one means the features are inconsistent with any slip (the window is not the material the model
@@ -132,4 +138,87 @@ class InvariantDecoder(nn.Module):
         return frac
 
 
-__all__ = ["ORDERS", "InvariantDecoder", "n_features", "slip_features"]
+class TwistDecoder(nn.Module):
+    """Twist features (B, F) → θ (B, 1) in degrees in the canonical domain, and the residual."""
+
+    def __init__(self, period_deg: float, mirror: bool) -> None:
+        super().__init__()
+        self.period = float(period_deg)
+        self.mirror = bool(mirror)
+        hi = self.period / 2 if mirror else self.period
+        grid = torch.linspace(0.0, hi, 1201, dtype=torch.float64)
+        self.register_buffer("grid", grid, persistent=False)
+        self.register_buffer("table", self._features(grid).float(), persistent=False)
+
+    def _features(self, theta: torch.Tensor) -> torch.Tensor:
+        return twist_features(theta, self.period, self.mirror)
+
+    def _derivative(self, theta: torch.Tensor) -> torch.Tensor:
+        phi = 2 * math.pi * theta[:, None] / self.period
+        w = 2 * math.pi / self.period
+        ks = _twist_orders(self.mirror, theta.dtype, theta.device)
+        d = -torch.sin(ks * phi) * ks * w
+        if self.mirror:
+            return d
+        return torch.cat([d, torch.cos(ks * phi) * ks * w], -1)
+
+    @torch.no_grad()
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = features.float()
+        score = (self.table**2).sum(-1)[None, :] - 2.0 * f @ self.table.T
+        theta = self.grid[score.argmin(dim=1)].double()
+        target = f.double()
+        cell = float(self.grid[1] - self.grid[0])
+        for _ in range(_GN_STEPS):
+            r = self._features(theta) - target
+            d = self._derivative(theta)
+            step = (d * r).sum(-1) / ((d * d).sum(-1) + 1e-12)
+            theta = theta - step.clamp(-cell, cell)
+        residual = torch.sqrt(((self._features(theta) - target) ** 2).mean(-1))
+        theta = theta % self.period
+        if self.mirror:
+            theta = torch.where(theta > self.period / 2, self.period - theta, theta)
+        return theta[:, None].float(), residual.float()
+
+
+def _twist_orders(mirror: bool, dtype, device) -> torch.Tensor:
+    return torch.arange(1, 4 if mirror else 3, dtype=dtype, device=device)
+
+
+def twist_features(theta_deg, period_deg: float, mirror: bool):
+    """Feature vectors (B, F) of twist angles (B,) or (B, 1) in degrees (numpy or torch)."""
+    as_numpy = not isinstance(theta_deg, torch.Tensor)
+    theta = torch.as_tensor(np.asarray(theta_deg, dtype=np.float64)) if as_numpy else theta_deg
+    phi = 2 * math.pi * theta.reshape(-1, 1) / float(period_deg)
+    ks = _twist_orders(mirror, theta.dtype, theta.device)
+    feats = torch.cos(ks * phi) if mirror else torch.cat([torch.cos(ks * phi),
+                                                          torch.sin(ks * phi)], -1)
+    return feats.numpy() if as_numpy else feats
+
+
+def label_features(space, labels):
+    """Invariant features of labels in a :class:`SlipLabels` (bilayer) or :class:`TwistLabels`
+    space."""
+    if hasattr(space, "period_deg"):
+        return twist_features(labels, space.period_deg, space.mirror)
+    lengths = space.lengths_A
+    if isinstance(labels, torch.Tensor):
+        lengths = torch.as_tensor(np.asarray(lengths), dtype=labels.dtype, device=labels.device)
+    return slip_features(labels, lengths, space.layer_swap)
+
+
+def n_label_features(space) -> int:
+    if hasattr(space, "period_deg"):
+        return 3 if space.mirror else 4
+    return n_features(space.layer_swap)
+
+
+def make_decoder(space) -> nn.Module:
+    """The decoder (features → labels, residual) of a label space."""
+    if hasattr(space, "period_deg"):
+        return TwistDecoder(space.period_deg, space.mirror)
+    return InvariantDecoder(space.lengths_A, space.layer_swap)
+
+
+__all__ = ["ORDERS", "InvariantDecoder", "TwistDecoder", "label_features", "make_decoder",
+           "n_features", "n_label_features", "slip_features", "twist_features"]

@@ -168,18 +168,16 @@ class RawOutputLoss(torch.nn.Module):
     """The training loss on a regressor's raw outputs (what :func:`train` optimises).
 
     Direct heads: the symmetric label loss (:func:`make_loss`) on the de-normalised outputs.
-    Invariant heads: MSE + 0.5·L1 between the predicted and the true slip-invariant features,
-    which is symmetric by construction (the features do not change under the label symmetries).
+    Invariant heads: MSE + 0.5·L1 between the predicted and the true invariant features, which
+    is symmetric by construction (the features do not change under the label symmetries).
     """
 
     def __init__(self, spec, l1_weight: float = L1_WEIGHT) -> None:
         super().__init__()
         space = spec.label_space()
+        self.space = space
         self.invariant = spec.head == "invariant"
         self.l1_weight = float(l1_weight)
-        self.layer_swap = bool(getattr(space, "layer_swap", True))
-        self.register_buffer("lengths_A", torch.tensor(getattr(space, "lengths_A", (1.0, 1.0)),
-                                                       dtype=torch.float32))
         self.register_buffer("offset", torch.tensor(spec.label_offset, dtype=torch.float32))
         self.register_buffer("scale", torch.tensor(spec.label_scale, dtype=torch.float32))
         self.label_loss = make_loss(space, l1_weight)
@@ -187,9 +185,9 @@ class RawOutputLoss(torch.nn.Module):
     def forward(self, raw: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
         raw = raw.float()
         if self.invariant:
-            from stackview.inference.invariant import slip_features
+            from stackview.inference.invariant import label_features
 
-            target = slip_features(true.float(), self.lengths_A, self.layer_swap)
+            target = label_features(self.space, true.float())
             return mse_l1(raw - target, self.l1_weight).mean()
         return self.label_loss(self.offset + self.scale * raw, true)
 

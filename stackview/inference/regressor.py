@@ -28,8 +28,8 @@ from stackview.inference.labels import SlipLabels, TwistLabels
 #: first layer is a 3-channel Conv2d works; these are the ones tested and benchmarked)
 RECOMMENDED_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d")
 TASKS = ("slip", "twist")
-#: ``direct``: the paper's head, regressing the labels; ``invariant``: bilayer slip through
-#: slip-invariant features (:mod:`stackview.inference.invariant`)
+#: ``direct``: the paper's head, regressing the labels; ``invariant``: bilayer slip or twist
+#: through symmetry-invariant features (:mod:`stackview.inference.invariant`)
 HEADS = ("direct", "invariant")
 
 
@@ -52,8 +52,8 @@ class RegressorSpec:
     hidden
         Width of the head's hidden layer (paper: 512).
     head
-        ``"direct"`` (the paper: outputs are the normalised labels) or ``"invariant"`` (bilayer
-        slip only: outputs are slip-invariant features, decoded to a slip by table search and
+        ``"direct"`` (the paper: outputs are the normalised labels) or ``"invariant"`` (bilayers:
+        outputs are symmetry-invariant features of the slip or twist, decoded by table search and
         Gauss–Newton; see :mod:`stackview.inference.invariant`).
     """
 
@@ -71,8 +71,8 @@ class RegressorSpec:
             raise UsageError(f"the task must be 'slip' or 'twist', not {self.task!r}")
         if self.head not in HEADS:
             raise UsageError(f"the head must be 'direct' or 'invariant', not {self.head!r}")
-        if self.head == "invariant" and (self.task != "slip" or self.layers != 2):
-            raise UsageError("the invariant head is for bilayer slip models; use the direct head")
+        if self.head == "invariant" and self.layers != 2:
+            raise UsageError("the invariant head is for bilayers; use the direct head")
         if self.task == "twist" and self.layers != 2:
             raise UsageError("twist models are for bilayers (layers = 2)")
         if self.task == "slip" and self.layers not in (2, 3):
@@ -96,9 +96,9 @@ class RegressorSpec:
     def n_raw(self) -> int:
         """Width of the network's last layer (labels, or invariant features)."""
         if self.head == "invariant":
-            from stackview.inference.invariant import n_features
+            from stackview.inference.invariant import n_label_features
 
-            return n_features(self.label_space().layer_swap)
+            return n_label_features(self.label_space())
         return self.n_outputs
 
     def label_space(self) -> SlipLabels | TwistLabels:
@@ -212,11 +212,10 @@ class StackingRegressor(nn.Module):
         self.register_buffer("label_scale", torch.tensor(spec.label_scale, dtype=torch.float32))
         self.decoder = None
         if spec.head == "invariant":
-            from stackview.inference.invariant import InvariantDecoder
+            from stackview.inference.invariant import make_decoder
 
-            space = spec.label_space()
             # not saved with the weights: rebuilt from the spec
-            self.decoder = InvariantDecoder(space.lengths_A, space.layer_swap)
+            self.decoder = make_decoder(spec.label_space())
 
     def forward_normalised(self, x: torch.Tensor) -> torch.Tensor:
         """Raw network outputs (normalised labels, or invariant features)."""
