@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "stackview.inference.commands",
     "stackview.models.commands",
     "stackview.analysis.commands",
+    "stackview.analysis.pel_commands",
     "stackview.gui.commands",
 )
 

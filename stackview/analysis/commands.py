@@ -39,6 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--views", type=int, default=3,
                    help="test-time views per window for the uncertainty (1 = fastest)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--pel", nargs="?", const="auto", metavar="CSV",
+                   help="add the slips scattered on the material's PEL to the figure (your "
+                        "cached or the shipped landscape, or this CSV; see 'stackview pel')")
     p.set_defaults(func=run_analyze)
 
 
@@ -71,6 +74,11 @@ def run_analyze(args: argparse.Namespace) -> int:
         raise UsageError(f"the stride {args.stride:g} nm must be between 0 and 50 nm")
     files = expand_inputs(args.inputs)
     bundle = resolve_bundle(args.model, args.material)
+    landscape = None
+    if args.pel:
+        from stackview.analysis.pel import landscape_for_bundle
+
+        landscape = landscape_for_bundle(args.pel, bundle)
     out = Path(args.out)
     rows, failures = [], 0
     for path in files:
@@ -88,6 +96,10 @@ def run_analyze(args: argparse.Namespace) -> int:
             print(f"stackview: skipped {path.name}: {exc}", file=sys.stderr)
             continue
         folder = write_results(result, out)
+        if landscape is not None:
+            from stackview.analysis.pel import add_pel_to_figure
+
+            add_pel_to_figure(result, folder, landscape)
         s = result.summary()
         print(f"{path.name}: {s['n_patches']} windows in {s['seconds']:.1f} s "
               f"({s['patches_per_second']} windows/s), pixel {s['pixel_size_nm']:.5g} nm "
