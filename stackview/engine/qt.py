@@ -1,0 +1,85 @@
+"""QThread adapter for the plain-Python jobs of :mod:`stackview.engine.jobs`.
+
+A job is any callable ``fn(progress, cancel)`` (the same functions the CLI runs). :class:`Job`
+runs it in its own ``QThread`` and turns its progress calls, its return value and its
+exceptions into Qt signals, which Qt delivers in the GUI thread (queued connections), so
+widgets are only ever touched from the GUI thread. Cancellation is cooperative: ``cancel()``
+sets the job's :class:`~stackview.engine.jobs.CancelToken`, and the job stops at its next
+``cancel.check()`` (the SPM loop checks between batches, i.e. well within a second).
+
+Only this module and ``stackview.gui`` import Qt.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+
+from PySide6.QtCore import QThread, Signal
+
+from stackview.engine import qt_compat
+from stackview.engine.jobs import CancelToken
+from stackview.errors import Cancelled, UsageError
+
+log = logging.getLogger(__name__)
+qt_compat.apply()  # before any signal is emitted from Python
+
+
+def describe_error(exc: BaseException, what: str) -> str:
+    """One sentence for a message box: the library's own sentence for expected errors
+    (bad input), a generic one naming the job for anything else (a bug)."""
+    from stackview.cli import one_sentence
+
+    if isinstance(exc, (UsageError, ValueError, OSError)):
+        return one_sentence(exc)
+    return f"{what} failed unexpectedly ({type(exc).__name__}); the details say where."
+
+
+class Job(QThread):
+    """Run ``fn(progress=..., cancel=...)`` in a worker thread.
+
+    Signals
+    -------
+    progressed(done, total, message)
+        Forwarded from the job's progress callback.
+    succeeded(result)
+        The job's return value.
+    failed(sentence, details)
+        One sentence for the user and the traceback for "Show details".
+    cancelled()
+        The job stopped because :meth:`cancel` was called.
+    """
+
+    progressed = Signal(int, int, str)
+    succeeded = Signal(object)
+    failed = Signal(str, str)
+    cancelled = Signal()
+
+    def __init__(self, fn: Callable, name: str = "job", parent=None) -> None:
+        super().__init__(parent)
+        self.fn = fn
+        self.name = name
+        self.token = CancelToken()
+        self.setObjectName(name)
+
+    def cancel(self) -> None:
+        """Ask the job to stop at its next cancellation check (thread-safe)."""
+        self.token.cancel()
+
+    def _progress(self, done: int, total: int, message: str = "") -> None:
+        self.progressed.emit(int(done), int(total), str(message))
+
+    def run(self) -> None:  # runs in the worker thread
+        try:
+            result = self.fn(progress=self._progress, cancel=self.token)
+        except Cancelled:
+            self.cancelled.emit()
+        except Exception as exc:  # every error becomes a message, never a crash
+            log.debug("%s failed", self.name, exc_info=True)
+            self.failed.emit(describe_error(exc, self.name), traceback.format_exc())
+        else:
+            if self.token.cancelled:
+                self.cancelled.emit()
+            else:
+                self.succeeded.emit(result)

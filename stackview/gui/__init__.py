@@ -1,0 +1,7 @@
+"""The desktop application: a PySide6 + pyqtgraph main window on the background engine.
+
+Widgets only: every number comes from the science library (``stackview.io``,
+``stackview.analysis``, ``stackview.inference``), run through :class:`stackview.engine.qt.Job`
+so the window never blocks. Heavy modules (torch, abTEM, matplotlib) are imported inside the
+jobs, never at start-up. Only this package and ``stackview.engine.qt*`` import Qt.
+"""

@@ -1,0 +1,85 @@
+"""The PEL panel: each window's slip (Da, Db) as a point on the monolayer cell.
+
+The slips are drawn in Cartesian coordinates of the slip plane (Å, a along +x), inside the
+cell spanned by a and b, with the canonical label domain shaded. The energy landscape itself
+comes from another part of the library (the PEL issue); until it exists the panel says so in
+its title, and :meth:`PelPlot.set_landscape` already draws a landscape grid under the points
+(an (n_b, n_a) array over fractional coordinates of the cell) for when it lands.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF
+from PySide6.QtGui import QPolygonF, QTransform
+from PySide6.QtWidgets import QGraphicsPolygonItem, QVBoxLayout, QWidget
+
+NO_LANDSCAPE = "Slips on the unit cell — no energy landscape yet"
+
+
+class PelPlot(QWidget):
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.widget = pg.PlotWidget(title=NO_LANDSCAPE)
+        self.widget.setAspectLocked(True)
+        self.widget.setLabel("bottom", "D along x (a)", units="Å")
+        self.widget.setLabel("left", "D along y", units="Å")
+        self.landscape = pg.ImageItem()
+        self.landscape.setZValue(-10)
+        self.widget.addItem(self.landscape)
+        self.cell = self.widget.plot(pen=pg.mkPen("w", width=1.5))
+        self.domain = QGraphicsPolygonItem()
+        self.domain.setBrush(pg.mkBrush(80, 160, 255, 50))
+        self.domain.setPen(pg.mkPen(None))
+        self.widget.addItem(self.domain)
+        self.points = pg.ScatterPlotItem(size=6, pen=pg.mkPen(None),
+                                         brush=pg.mkBrush(255, 200, 0, 160))
+        self.widget.addItem(self.points)
+        self.has_landscape = False
+        self.a_vec = np.array([1.0, 0.0])
+        self.b_vec = np.array([0.0, 1.0])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.widget)
+
+    def set_cell(self, a_vec_A, b_vec_A) -> None:
+        """Draw the cell (a, b in Å, Cartesian) and the canonical domain Da ∈ [0, |a|),
+        Db ∈ [0, |b|/2]."""
+        self.a_vec = np.asarray(a_vec_A, dtype=float)[:2]
+        self.b_vec = np.asarray(b_vec_A, dtype=float)[:2]
+        a, b = self.a_vec, self.b_vec
+        corners = np.array([[0, 0], a, a + b, b, [0, 0]])
+        self.cell.setData(corners[:, 0], corners[:, 1])
+        dom = np.array([[0, 0], a, a + b / 2, b / 2])
+        self.domain.setPolygon(QPolygonF([QPointF(float(x), float(y)) for x, y in dom]))
+
+    def slips_to_xy(self, da_A, db_A) -> np.ndarray:
+        """(Da, Db) along the unit vectors â, b̂ (Å) -> Cartesian (x, y) in Å."""
+        ua = self.a_vec / np.linalg.norm(self.a_vec)
+        ub = self.b_vec / np.linalg.norm(self.b_vec)
+        return np.outer(np.asarray(da_A, float), ua) + np.outer(np.asarray(db_A, float), ub)
+
+    def set_slips(self, da_A, db_A) -> None:
+        xy = self.slips_to_xy(da_A, db_A)
+        ok = np.all(np.isfinite(xy), axis=1)
+        self.points.setData(xy[ok, 0], xy[ok, 1])
+        self.widget.autoRange()
+
+    def set_landscape(self, energy: np.ndarray | None, label: str = "E (meV/cell)") -> None:
+        """Draw an energy grid over the cell (rows along b, columns along a; fractional
+        coordinates 0..1) under the points, or remove it with ``None``."""
+        if energy is None:
+            self.landscape.clear()
+            self.has_landscape = False
+            self.widget.setTitle(NO_LANDSCAPE)
+            return
+        energy = np.asarray(energy, dtype=float)
+        n_b, n_a = energy.shape
+        a, b = self.a_vec, self.b_vec
+        # pixel (col, row) -> col/n_a · a + row/n_b · b : an affine map onto the cell
+        self.landscape.setImage(energy)
+        self.landscape.setTransform(QTransform(a[0] / n_a, a[1] / n_a, b[0] / n_b, b[1] / n_b,
+                                               0, 0))
+        self.has_landscape = True
+        self.widget.setTitle(f"Slips on the energy landscape ({label})")

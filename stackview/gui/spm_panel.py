@@ -1,0 +1,202 @@
+"""The analysis panel: calibration, material and model, SPM window/stride/refine, ROI, Run/Cancel.
+
+The panel only collects settings (:meth:`SpmPanel.settings` returns
+:class:`stackview.gui.tasks.AnalysisSettings`); the main window runs the jobs.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from stackview.gui.tasks import AnalysisSettings
+
+DEFAULT_MODEL = "(material default)"
+
+
+def _spin(lo: float, hi: float, value: float, step: float, decimals: int = 3,
+          suffix: str = " nm") -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(lo, hi)
+    box.setDecimals(decimals)
+    box.setSingleStep(step)
+    box.setValue(value)
+    box.setSuffix(suffix)
+    box.setKeyboardTracking(False)
+    return box
+
+
+class SpmPanel(QWidget):
+    """Signals: ``runRequested``, ``cancelRequested``, ``autoCalibrationRequested``,
+    ``pixelSizeEdited(float)``, ``windowChanged(float)``, ``roiToggled(bool)``,
+    ``modelChanged()``."""
+
+    runRequested = Signal()
+    cancelRequested = Signal()
+    autoCalibrationRequested = Signal()
+    pixelSizeEdited = Signal(float)
+    windowChanged = Signal(float)
+    roiToggled = Signal(bool)
+    modelChanged = Signal()
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._user_pixel_size = False
+
+        cal = QGroupBox("Calibration")
+        self.pixel_size = _spin(0.0001, 10.0, 0.01, 0.001, decimals=5, suffix=" nm/px")
+        self.pixel_size.setToolTip("Pixel size; type a value to override the file's")
+        self.pixel_size.valueChanged.connect(self._pixel_edited)
+        self.auto_button = QPushButton("Auto")
+        self.auto_button.setToolTip("Measure the pixel size from the FFT lattice peaks and "
+                                    "the material's cell")
+        self.auto_button.clicked.connect(self.autoCalibrationRequested)
+        self.cal_source = QLabel("no image")
+        self.cal_source.setWordWrap(True)
+        row = QHBoxLayout()
+        row.addWidget(self.pixel_size, 1)
+        row.addWidget(self.auto_button)
+        form = QFormLayout(cal)
+        form.addRow("Pixel size", row)
+        form.addRow(self.cal_source)
+
+        spm = QGroupBox("Strided pattern matching")
+        self.material = QComboBox()
+        self.model = QComboBox()
+        self.model_info = QLabel("")
+        self.model_info.setWordWrap(True)
+        self.window_nm = _spin(0.1, 50.0, 2.0, 0.1)
+        self.window_nm.setToolTip("Window side; a model analyses windows of its own size "
+                                  "(the yellow square on the image)")
+        self.window_nm.valueChanged.connect(self.windowChanged)
+        self.stride_nm = _spin(0.01, 50.0, 0.5, 0.1)
+        self.refine = QCheckBox("Two-level: refine around interfaces")
+        self.fine_stride_nm = _spin(0.01, 10.0, 0.1, 0.05)
+        self.fine_stride_nm.setEnabled(False)
+        self.refine.toggled.connect(self.fine_stride_nm.setEnabled)
+        self.views = QSpinBox()
+        self.views.setRange(1, 8)
+        self.views.setValue(3)
+        self.views.setToolTip("Test-time views per window for the uncertainty (1 = fastest)")
+        self.use_roi = QCheckBox("Only inside the rectangular ROI")
+        self.use_roi.toggled.connect(self.roiToggled)
+        self.model.currentIndexChanged.connect(lambda *_: self.modelChanged.emit())
+        self.material.currentIndexChanged.connect(lambda *_: self.modelChanged.emit())
+        form2 = QFormLayout(spm)
+        form2.addRow("Material", self.material)
+        form2.addRow("Model", self.model)
+        form2.addRow(self.model_info)
+        form2.addRow("Window", self.window_nm)
+        form2.addRow("Stride", self.stride_nm)
+        form2.addRow(self.refine)
+        form2.addRow("Fine stride", self.fine_stride_nm)
+        form2.addRow("Views", self.views)
+        form2.addRow(self.use_roi)
+
+        self.run_button = QPushButton("Run")
+        self.run_button.setObjectName("runButton")
+        self.run_button.clicked.connect(self.runRequested)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancelRequested)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(cal)
+        layout.addWidget(spm)
+        layout.addLayout(buttons)
+        layout.addStretch(1)
+
+    # --- calibration -------------------------------------------------------------------------
+    def _pixel_edited(self, value: float) -> None:
+        if self.pixel_size.signalsBlocked():
+            return
+        self._user_pixel_size = True
+        self.cal_source.setText(f"pixel size {value:g} nm/px given by the user")
+        self.pixel_size.setStyleSheet("")
+        self.pixel_size.setEnabled(True)
+        self.pixelSizeEdited.emit(value)
+
+    def show_calibration(self, pixel_size_nm: float | None, message: str,
+                         user: bool = False) -> None:
+        """Display a calibration without marking it as the user's (unless ``user``)."""
+        self.pixel_size.blockSignals(True)
+        if pixel_size_nm is not None:
+            self.pixel_size.setValue(pixel_size_nm)
+        self.pixel_size.blockSignals(False)
+        self._user_pixel_size = user
+        self.cal_source.setText(message)
+        # an unknown calibration is shown in red until the user types one
+        self.pixel_size.setStyleSheet("" if pixel_size_nm is not None else "color: red")
+
+    def pixel_size_override(self) -> float | None:
+        """The pixel size to pass to the analysis: only a value the user gave (or confirmed
+        with Auto), so by default the analysis calibrates exactly as the CLI does."""
+        return self.pixel_size.value() if self._user_pixel_size else None
+
+    # --- models ------------------------------------------------------------------------------
+    def set_materials(self, names: list[str], current: str | None = None) -> None:
+        self.material.blockSignals(True)
+        self.material.clear()
+        self.material.addItems(names)
+        if current in names:
+            self.material.setCurrentText(current)
+        self.material.blockSignals(False)
+
+    def set_models(self, entries, current: str | None = None) -> None:
+        """Fill the model list from registry entries (bundled and user library)."""
+        self.model.blockSignals(True)
+        self.model.clear()
+        self.model.addItem(DEFAULT_MODEL, None)
+        for e in entries:
+            card = e.card
+            self.model.addItem(f"{e.name} ({card.material}, {card.task}, {e.source})",
+                               str(e.path))
+        if current:
+            idx = self.model.findData(current)
+            if idx < 0:
+                self.model.addItem(current, current)
+                idx = self.model.count() - 1
+            self.model.setCurrentIndex(idx)
+        self.model.blockSignals(False)
+
+    def add_model_path(self, path: str) -> None:
+        idx = self.model.findData(path)
+        if idx < 0:
+            self.model.addItem(path, path)
+            idx = self.model.count() - 1
+        self.model.setCurrentIndex(idx)
+
+    def model_choice(self) -> str | None:
+        return self.model.currentData()
+
+    def set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+
+    def settings(self, roi_nm=None) -> AnalysisSettings:
+        return AnalysisSettings(
+            model=self.model_choice(),
+            material=self.material.currentText() or None,
+            pixel_size_nm=self.pixel_size_override(),
+            window_nm=self.window_nm.value(),
+            stride_nm=self.stride_nm.value(),
+            refine=self.refine.isChecked(),
+            fine_stride_nm=self.fine_stride_nm.value(),
+            roi_nm=tuple(roi_nm) if (roi_nm is not None and self.use_roi.isChecked()) else None,
+            n_views=self.views.value(),
+        )

@@ -1,0 +1,207 @@
+"""The jobs the window runs, as plain functions ``fn(..., progress, cancel)`` (no Qt here).
+
+Each one only composes the science library (the same calls ``stackview analyze`` makes), so the
+window shows exactly the numbers the CLI writes; :class:`stackview.engine.qt.Job` runs them in
+a worker thread. Heavy modules are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stackview.engine.jobs import CancelToken, null_progress
+from stackview.errors import UsageError
+
+
+@dataclass
+class OpenedImage:
+    """An image read from disk with the calibration the window starts from."""
+
+    loaded: object  # stackview.io.readers.LoadedImage
+    calibration: object | None  # stackview.io.calibration.Calibration, None if unknown
+    message: str
+
+
+def open_image(path: str | Path, material: str | None, progress=null_progress,
+               cancel: CancelToken | None = None) -> OpenedImage:
+    """Read an image; calibrate it from metadata, else (given a material) from its lattice.
+
+    A failed automatic calibration is not an error here: the user can type the pixel size.
+    """
+    from stackview.io.calibration import calibrate
+    from stackview.io.readers import read_image
+
+    progress(0, 2, "reading")
+    loaded = read_image(path)
+    (cancel or CancelToken()).check()
+    progress(1, 2, "calibrating")
+    try:
+        cal = calibrate(loaded.data, material, None, loaded.pixel_size_nm)
+        message = cal.message
+    except UsageError as exc:
+        cal, message = None, f"not calibrated: {exc}"
+    progress(2, 2, "")
+    return OpenedImage(loaded, cal, message)
+
+
+def auto_calibrate(image: np.ndarray, material: str, progress=null_progress, cancel=None):
+    """Pixel size from the FFT lattice peaks and the material's cell (the library's)."""
+    from stackview.io.calibration import calibrate_from_lattice
+
+    progress(0, 1, "calibrating from the FFT")
+    return calibrate_from_lattice(image, material)
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """What the SPM panel asks for; mirrors ``stackview analyze``'s options."""
+
+    model: str | None
+    material: str | None
+    pixel_size_nm: float | None = None  # None: the file's, else the FFT lattice (as the CLI)
+    window_nm: float | None = None
+    stride_nm: float = 0.5
+    refine: bool = False
+    fine_stride_nm: float = 0.1
+    roi_nm: tuple[float, float, float, float] | None = None
+    n_views: int = 3
+
+
+_BUNDLES: dict[str, object] = {}
+
+
+def load_model(name: str | None, material: str | None):
+    """The bundle for ``name`` (or the material's default), cached by resolved path."""
+    from stackview.analysis.analyze import resolve_bundle
+
+    key = f"{name}|{material}"
+    if key not in _BUNDLES:
+        _BUNDLES[key] = resolve_bundle(name, material)
+    return _BUNDLES[key]
+
+
+def run_analysis(path_or_image, settings: AnalysisSettings, progress=null_progress,
+                 cancel: CancelToken | None = None):
+    """:func:`stackview.analysis.analyze.analyze_image` with the panel's settings."""
+    from stackview.analysis.analyze import analyze_image
+
+    bundle = load_model(settings.model, settings.material)
+    return analyze_image(
+        path_or_image, bundle=bundle, material=settings.material,
+        pixel_size_nm=settings.pixel_size_nm, window_nm=settings.window_nm,
+        stride_nm=settings.stride_nm, refine=settings.refine,
+        fine_stride_nm=settings.fine_stride_nm, roi_nm=settings.roi_nm,
+        n_views=settings.n_views, progress=progress, cancel=cancel,
+    )
+
+
+def summary_row(path: Path, result) -> dict:
+    """One row of ``stats.csv`` — the columns ``stackview analyze`` writes for a folder."""
+    s = result.summary()
+    row = {"image": Path(path).name, "n_windows": s["n_patches"],
+           "pixel_size_nm": s["pixel_size_nm"], "calibration": s["calibration_source"]}
+    for n in result.smap.names:
+        if n + "_median" in s:
+            row[f"{n}_median"] = round(s[n + "_median"], 4)
+            row[f"{n}_iqr"] = round(s[n + "_iqr"], 4)
+    return row
+
+
+@dataclass
+class BatchResult:
+    rows: list[dict]
+    results: dict  # path -> AnalysisResult
+    failures: list[tuple[str, str]]  # (file name, one sentence)
+
+
+def run_batch(paths: list[Path], settings: AnalysisSettings, progress=null_progress,
+              cancel: CancelToken | None = None) -> BatchResult:
+    """Analyse every image with the same settings; a bad image is skipped and reported, as
+    in the CLI. The ROI and a user pixel size apply to one image only, so they are dropped."""
+    from dataclasses import replace
+
+    cancel = cancel or CancelToken()
+    settings = replace(settings, roi_nm=None, pixel_size_nm=None)
+    rows, results, failures = [], {}, []
+    for k, path in enumerate(paths):
+        cancel.check()
+        progress(k, len(paths), Path(path).name)
+        try:
+            result = run_analysis(path, settings, cancel=cancel)
+        except UsageError as exc:
+            failures.append((Path(path).name, str(exc)))
+            continue
+        results[str(path)] = result
+        rows.append(summary_row(path, result))
+    progress(len(paths), len(paths), "")
+    return BatchResult(rows, results, failures)
+
+
+def write_batch(batch: BatchResult, out_dir: str | Path, figure_format: str = "png") -> Path:
+    """Each image's folder plus ``stats.csv`` — the files ``stackview analyze FOLDER`` writes."""
+    from stackview.analysis.analyze import write_results
+    from stackview.analysis.export import write_stats_csv
+
+    out = Path(out_dir)
+    for result in batch.results.values():
+        write_results(result, out, figure_format=figure_format)
+    if batch.rows:
+        write_stats_csv(out / "stats.csv", batch.rows)
+    return out
+
+
+@dataclass
+class WindowInspection:
+    """One analysis window beside the re-simulation of its inferred labels."""
+
+    x_nm: float
+    y_nm: float
+    values: np.ndarray
+    names: tuple[str, ...]
+    check: object  # stackview.analysis.resimulate.WindowCheck
+    atoms: object  # ase.Atoms of the inferred stack
+    atoms_px: np.ndarray  # (k, 2) atom columns in the window's pixels (x, y), registered
+    sampling_A: float
+
+
+def nearest_window(smap, x_nm: float, y_nm: float) -> int:
+    """Index in ``smap.points`` of the evaluated window whose centre is nearest the point."""
+    pts = smap.points
+    ok = np.all(np.isfinite(pts[:, 2:2 + len(smap.names)]), axis=1)
+    d = np.hypot(pts[:, 0] - x_nm, pts[:, 1] - y_nm)
+    d[~ok] = np.inf
+    return int(np.argmin(d))
+
+
+def inspect_window(result, x_nm: float, y_nm: float, progress=null_progress,
+                   cancel=None) -> WindowInspection:
+    """Cut the window nearest (x, y) as the model saw it, re-simulate its labels, compare."""
+    from stackview.analysis.analyze import _optics_for
+    from stackview.analysis.resimulate import atoms_for_labels, compare_window, simulate_window
+    from stackview.inference.spm import WindowSampler
+
+    smap, card = result.smap, result.bundle.card
+    k = nearest_window(smap, x_nm, y_nm)
+    x, y = float(smap.points[k, 0]), float(smap.points[k, 1])
+    values = smap.points[k, 2:2 + len(smap.names)].astype(float)
+    px = result.calibration.pixel_size_nm
+    progress(0, 3, "cutting the window")
+    sampler = WindowSampler(result.image, px, card.sampling_A, card.patch_px, result.frame)
+    window = sampler.extract(np.array([[x / px, y / px]]))[0]
+    progress(1, 3, "re-simulating")
+    simulated = simulate_window(card.material, card.task, values, card.sampling_A,
+                                card.patch_px, _optics_for(card))
+    check = compare_window(window, simulated)
+    progress(2, 3, "atomic model")
+    fov = card.patch_px * card.sampling_A
+    atoms = atoms_for_labels(card.material, card.task, values, (fov, fov))
+    # pixel (i, j) of the simulation is the probe at ((j + .5) s, (i + .5) s); the display
+    # puts pixel j on [j, j + 1], and the registration moved the simulation by shift (dy, dx)
+    xy = atoms.positions[:, :2] / card.sampling_A + check.shift_px[::-1]
+    # the margin atoms stand in for the wrapped-around part of the shifted simulation
+    xy = xy[np.all((xy >= 0) & (xy < card.patch_px), axis=1)]
+    progress(3, 3, "")
+    return WindowInspection(x, y, values, smap.names, check, atoms, xy, card.sampling_A)
