@@ -702,8 +702,11 @@ def read_landscape(csv_path: str | os.PathLike, material: Material | str | None 
             raise UsageError(f"the provenance file {json_path} is not valid JSON") from exc
         if prov.get("format") != PEL_FORMAT:
             raise UsageError(f"{json_path} is not a stackview PEL provenance file")
+    name = (prov.get("material") or {}).get("name")
+    if material is not None and name and get_material(material).name != name:
+        raise UsageError(f"{csv_path.name} is a landscape for {name}, not for "
+                         f"{get_material(material).name}")
     if material is None:
-        name = (prov.get("material") or {}).get("name")
         if not name:
             raise UsageError(f"{csv_path} has no provenance file naming its material; "
                              "give the material")
