@@ -206,6 +206,7 @@ def test_cache_and_lookup(tmp_path, monkeypatch):
 def test_plot_and_scatter(tmp_path):
     from stackview.analysis.pel_plot import (
         distinct_minima,
+        plot_data,
         scatter_points,
         write_landscape_figure,
     )
@@ -222,6 +223,9 @@ def test_plot_and_scatter(tmp_path):
     assert out.stat().st_size > 5000
     da, db, e = land.grid_arrays(closed=True)
     assert da.shape == e.shape == (9, 9) and db[0, -1] == pytest.approx(land.material.b_A)
+    data = plot_data(land, slips)
+    assert data["energy_meV"].shape == (9, 9) and data["slips_A"].shape == (2, 2)
+    assert len(data["minima"]) == 2
 
 
 def test_energy_at_interpolates_and_folds():

@@ -391,11 +391,14 @@ def calculator_provenance(name: str) -> dict:
         info["dispersion"] = "DFT-D3 with Becke-Johnson damping, PBE parameters (dftd3)"
     else:
         info["dispersion"] = None
-    try:  # model version, when chgnet is importable
-        from chgnet import __version__ as chgnet_version  # noqa: F401
+    try:  # the pretrained weights CHGNet.load() picks by default
+        import inspect
 
-        info["model"] = "CHGNet 0.3.0 (default pretrained weights)"
-    except ImportError:
+        from chgnet.model import CHGNet
+
+        default = inspect.signature(CHGNet.load).parameters["model_name"].default
+        info["model"] = f"CHGNet {default} (pretrained weights shipped in the chgnet wheel)"
+    except (ImportError, KeyError, ValueError, TypeError):
         pass
     return info
 
@@ -479,7 +482,7 @@ def compute_landscape(
     points
         Only these grid indices ``(i, j)`` (and their symmetry images) are computed; the rest
         of the grid is NaN — for quick checks; :class:`Landscape` needs a complete grid, so the
-        result is then returned as a dict-like :class:`PartialLandscape`.
+        result is then a :class:`PartialLandscape` (same attributes, NaN where not computed).
     progress, cancel
         Job protocol of :mod:`stackview.engine.jobs`.
     command

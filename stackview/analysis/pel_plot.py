@@ -5,7 +5,7 @@ vertically — over one whole cell, so the picture is a rectangle even for an ob
 canonical label domain (``Db ≤ |b|/2``) lies below the dashed line. A slip label stands for the
 stack with slip D and for its layer swap −D (an image cannot tell them apart): both are drawn,
 D filled and −D hollow. The GUI can draw the same data from :meth:`Landscape.grid_arrays`,
-:meth:`Landscape.minima` and :func:`scatter_points`; the CLI figure and ``stackview analyze
+:func:`plot_data`; the CLI figure and ``stackview analyze
 --pel`` use :func:`plot_landscape`. Must not import Qt.
 """
 
@@ -53,6 +53,25 @@ def distinct_minima(landscape: Landscape, tol_meV: float = 1e-6) -> np.ndarray:
         if not near:
             kept.append(r)
     return np.array(kept).reshape(-1, 3)
+
+
+def plot_data(landscape: Landscape, slips_A=None) -> dict:
+    """Everything :func:`plot_landscape` draws, as arrays (for the GUI's own widgets).
+
+    Keys: ``Da_A``, ``Db_A``, ``energy_meV`` (closed grids over the whole cell, indexing
+    ``[i, j]``), ``minima`` (rows Da_A, Db_A, energy_meV), ``slips_A`` and ``swapped_A``
+    (scatter points, see :func:`scatter_points`), ``canonical_Db_max_A`` (the dashed line),
+    ``cell_A`` (|a|, |b|).
+    """
+    da, db, e = landscape.grid_arrays(closed=True)
+    if slips_A is None:
+        direct = swapped = np.zeros((0, 2))
+    else:
+        direct, swapped = scatter_points(landscape, slips_A)
+    a, b = landscape.material.a_A, landscape.material.b_A
+    return {"Da_A": da, "Db_A": db, "energy_meV": e, "minima": distinct_minima(landscape),
+            "slips_A": direct, "swapped_A": swapped, "canonical_Db_max_A": b / 2,
+            "cell_A": (a, b)}
 
 
 def plot_landscape(ax, landscape: Landscape, slips_A=None, cmap: str = "viridis",
