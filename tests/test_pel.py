@@ -228,6 +228,14 @@ def test_plot_and_scatter(tmp_path):
     assert len(data["minima"]) == 2
 
 
+def test_caveats_flag_overbinding():
+    land = _synthetic("ReS2", n=4)
+    assert pel.caveats(land) == []
+    short = Landscape(land.material, land.energy_meV, np.full((4, 4), 5.7),
+                      {"relax": "z", "notes": []})
+    assert "overbinds" in pel.caveats(short)[0]
+
+
 def test_energy_at_interpolates_and_folds():
     land = _synthetic("ReS2", n=8)
     m = land.material
@@ -259,7 +267,7 @@ def test_cli_import_figure_and_errors(tmp_path, capsys):
 
 
 # --- the shipped landscapes ------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["MoS2"])
+@pytest.mark.parametrize("name", ["MoS2", "ReS2"])
 def test_shipped_landscapes(name):
     path = pel.shipped_path(name)
     if not path.exists():
@@ -312,4 +320,5 @@ def test_mos2_without_d3_has_no_binding():
     land = compute_landscape("MoS2", PelSettings(grid=6, relax="z"), calculator="chgnet",
                              points=[(0, 0), (2, 4)])
     assert land.provenance["notes"] and "drifted apart" in land.provenance["notes"][0]
+    assert pel.caveats(land)[0] == land.provenance["notes"][0]
     assert np.nanmax(land.spacing_A) > 8.0

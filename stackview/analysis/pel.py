@@ -677,9 +677,35 @@ def summarize(landscape: Landscape) -> dict:
         with contextlib.suppress(UsageError):
             fixed[name] = round(landscape.value_at_frac(fa, fb), 3)
     out["energy_at_frac_meV"] = fixed
+    out["caveats"] = caveats(landscape)
     s = landscape.spacing_A
     if np.any(np.isfinite(s)):
         out["spacing_range_A"] = [round(float(np.nanmin(s)), 4), round(float(np.nanmax(s)), 4)]
+    return out
+
+
+def caveats(landscape: Landscape, tol_A: float = 0.3) -> list[str]:
+    """Warnings a user should see with a landscape (one sentence each).
+
+    The provenance's notes, plus a check of the relaxed interlayer spacing against the
+    material's reference distance: a spacing shorter by more than ``tol_A`` means the potential
+    overbinds the layers, so the energy magnitudes are only qualitative (ReS2 and ReSe2 with
+    CHGNet + D3); a longer one means it underbinds.
+    """
+    out = list((landscape.provenance or {}).get("notes") or [])
+    s = landscape.spacing_A
+    if (landscape.provenance or {}).get("relax") == "z" and np.any(np.isfinite(s)):
+        ref = landscape.material.interlayer_A
+        low = float(np.nanmin(s))
+        high = float(np.nanmax(s))
+        if low < ref - tol_A:
+            out.append(f"the relaxed interlayer spacing ({low:.2f}–{high:.2f} Å) is shorter than "
+                       f"the reference {ref:.2f} Å: the potential overbinds the layers, so treat "
+                       "the energy magnitudes as qualitative")
+        elif low > ref + tol_A and not out:
+            out.append(f"the relaxed interlayer spacing ({low:.2f}–{high:.2f} Å) is longer than "
+                       f"the reference {ref:.2f} Å: the potential underbinds the layers, so treat "
+                       "the energy magnitudes as qualitative")
     return out
 
 
@@ -919,7 +945,7 @@ def add_pel_to_figure(result, folder: str | os.PathLike, source: Landscape | str
 
 __all__ = [
     "CALCULATORS", "Landscape", "PEL_FORMAT", "PelSettings", "add_pel_to_figure",
-    "bilayer_cell", "cache_landscape", "compute_landscape", "grid_orbits", "import_csv",
+    "bilayer_cell", "cache_landscape", "caveats", "compute_landscape", "grid_orbits", "import_csv",
     "landscape_for_bundle", "load_landscape", "make_calculator", "point_energy",
     "read_landscape", "shipped_path", "slip_symmetry_ops", "slips_from_result", "summarize",
     "user_path", "write_landscape",

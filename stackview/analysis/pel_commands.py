@@ -114,7 +114,7 @@ def run_pel(args: argparse.Namespace) -> int:
     mins = s["minima"][:4]
     print("lowest minima (Da Å, Db Å, meV/cell): "
           + "; ".join(f"({m[0]:.3f}, {m[1]:.3f}) {m[2]:.1f}" for m in mins))
-    for note in landscape.provenance.get("notes") or []:
+    for note in pel.caveats(landscape):
         print(f"  note: {note}", file=sys.stderr)
     for path in written:
         print(f"-> {Path(path)}")
