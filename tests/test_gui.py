@@ -328,10 +328,39 @@ def test_pel_landscape_hook_and_line_profile(qtbot, window, image_dir):
     window.pel.set_landscape(np.random.default_rng(0).random((12, 12)))
     assert window.pel.has_landscape
     assert "no energy landscape" not in window.pel.widget.getPlotItem().titleLabel.text
-    corner = window.pel.landscape.mapToParent(QPointF(12, 12))
+    corner = window.pel.landscape.mapToParent(QPointF(12.5, 12.5))  # pixel centre (12, 12)
     assert (corner.x(), corner.y()) == pytest.approx((6.4 - 3.1, 5.7))
     window.pel.set_landscape(None)
     assert "no energy landscape yet" in window.pel.widget.getPlotItem().titleLabel.text
+
+
+def test_mos2_slips_drawn_on_the_shipped_landscape(qtbot, window, tmp_path):
+    from stackview.analysis.pel import load_landscape
+
+    spec = RegressorSpec(backbone="tiny", material="MoS2")
+    stem = tmp_path / "MoS2_tiny_gui"
+    save_bundle(stem, build_regressor(spec, seed=0),
+                ModelCard(name="MoS2_tiny_gui", spec=spec.to_dict(), sampling_A=0.2,
+                          patch_px=32, orientation="random", style="clean"))
+    fov = (30.0, 30.0)
+    atoms = build_stack("MoS2", [(0.5, 1.0)], fov_A=fov, margin_A=10)
+    img = simulate(atoms, PRESETS["MoS2-60kV"], sampling_A=0.1, fov_A=fov).image
+    write_calibrated_tiff(tmp_path / "mos2.tif", img, 0.01)
+    window.spm.add_model_path(str(stem))
+    assert window.spm.material.currentText() == "MoS2"
+    open_image(qtbot, window, tmp_path / "mos2.tif")
+    result = analyse(qtbot, window)
+    wait_idle(qtbot, window)  # the landscape loads in the background
+    landscape = load_landscape(None, "MoS2")
+    assert window.pel.has_landscape
+    np.testing.assert_array_equal(window.pel.landscape.image, landscape.energy_meV.T)
+    title = window.pel.widget.getPlotItem().titleLabel.text
+    assert "MoS2, meV/cell, chgnet+d3" in title and "no energy landscape" not in title
+    assert len(window.pel.points.data) == result.smap.n_patches
+    window.export_results(tmp_path / "out")
+    wait_idle(qtbot, window)
+    assert window.last_error is None
+    assert (tmp_path / "out" / "mos2" / "figure.png").stat().st_size > 1000
 
 
 def test_gui_command_is_registered():
@@ -340,3 +369,12 @@ def test_gui_command_is_registered():
     parser = build_parser()
     args = parser.parse_args(["gui", "a.tif", "b"])
     assert args.files == ["a.tif", "b"] and args.func.__name__ == "run_gui"
+
+
+def test_stackview_without_arguments_opens_the_window(qapp, monkeypatch, image_dir, capsys):
+    from stackview.gui.app import EXIT_AFTER_ENV
+
+    monkeypatch.setenv(EXIT_AFTER_ENV, "200")
+    assert main([]) == 0
+    assert "window shown" in capsys.readouterr().err
+    assert main(["gui", str(image_dir / "res2_a.tif")]) == 0

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+
+#: for start-up measurements and smoke tests: quit this many ms after the window is shown
+EXIT_AFTER_ENV = "STACKVIEW_GUI_EXIT_AFTER_MS"
 
 
 def create_app():
@@ -34,5 +38,13 @@ def main(files: list[str] | None = None) -> int:
     window.show()
     if files:
         window.open_paths(files)
-    window.statusBar().showMessage(f"Ready ({time.perf_counter() - start:.1f} s to start).", 5000)
+    seconds = time.perf_counter() - start
+    window.statusBar().showMessage(f"Ready ({seconds:.1f} s to start).", 5000)
+    exit_after = os.environ.get(EXIT_AFTER_ENV)
+    if exit_after:
+        from PySide6.QtCore import QTimer
+
+        print(f"stackview: window shown {seconds:.2f} s after the gui command started",
+              file=sys.stderr)
+        QTimer.singleShot(int(exit_after), app.quit)
     return app.exec()

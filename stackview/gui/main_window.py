@@ -55,6 +55,16 @@ def image_files(paths) -> list[Path]:
     return out
 
 
+def landscape_label(landscape) -> str:
+    """'MoS2, meV/cell, chgnet+d3' — what the PEL panel's title says about a landscape."""
+    calc = landscape.provenance.get("calculator") or {}
+    name = calc.get("name") if isinstance(calc, dict) else str(calc)
+    text = f"{landscape.material.name}, meV/cell" + (f", {name}" if name else "")
+    if landscape.material.name in ("ReS2", "ReSe2"):  # see DESIGN.md: the potential overbinds
+        text += "; magnitudes qualitative"
+    return text
+
+
 class MainWindow(QMainWindow):
     def __init__(self) -> None:
         super().__init__()
@@ -66,6 +76,7 @@ class MainWindow(QMainWindow):
         self.analysis_job: Job | None = None
         self.images: dict[str, tasks.OpenedImage] = {}
         self.results: dict[str, object] = {}
+        self.landscapes: dict[str, object] = {}  # path -> PEL shown under the slips, or None
         self.batch: tasks.BatchResult | None = None
         self.current_path: str | None = None
 
@@ -479,12 +490,21 @@ class MainWindow(QMainWindow):
         smap = result.smap
         material = get_material(result.bundle.card.material)
         self.pel.set_cell(material.a_vec_A, material.b_vec_A)
+        self.pel.set_landscape(None)
         if "Da_A" in smap.names and "Db_A" in smap.names:
             pts = smap.points
             k = list(smap.names).index("Da_A")
             self.pel.set_slips(pts[:, 2 + k], pts[:, 3 + k])
         else:
             self.pel.set_slips([], [])
+
+        def found(landscape, path=self.current_path):
+            self.landscapes[path] = landscape
+            if landscape is not None and self.current_path == path:
+                self.pel.set_landscape(landscape.energy_meV.T, landscape_label(landscape))
+
+        self.start_job(lambda progress, cancel: tasks.find_landscape(result), "Loading the PEL",
+                       found, show_progress=False)
 
     # --- picked window -----------------------------------------------------------------------
     def pick_window(self, x_nm: float, y_nm: float) -> Job | None:
@@ -537,11 +557,20 @@ class MainWindow(QMainWindow):
             show_error(self, "Run an analysis before exporting its results.")
             return None
 
+        landscape = self.landscapes.get(self.current_path)
+
+        def write(progress, cancel):
+            folder = write_results(result, out_dir, figure_format=figure_format)
+            if landscape is not None:  # as 'stackview analyze --pel'
+                from stackview.analysis.pel import add_pel_to_figure
+
+                add_pel_to_figure(result, folder, landscape, figure_format=figure_format)
+            return folder
+
         def written(folder):
             self.status_text.setText(f"Results written to {folder}")
 
-        return self.start_job(lambda progress, cancel: write_results(
-            result, out_dir, figure_format=figure_format), "Exporting", written)
+        return self.start_job(write, "Exporting", written)
 
     def export_batch(self, out_dir) -> Job | None:
         if self.batch is None or not self.batch.results:

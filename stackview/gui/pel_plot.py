@@ -2,9 +2,9 @@
 
 The slips are drawn in Cartesian coordinates of the slip plane (Å, a along +x), inside the
 cell spanned by a and b, with the canonical label domain shaded. The energy landscape itself
-comes from another part of the library (the PEL issue); until it exists the panel says so in
-its title, and :meth:`PelPlot.set_landscape` already draws a landscape grid under the points
-(an (n_b, n_a) array over fractional coordinates of the cell) for when it lands.
+comes from :mod:`stackview.analysis.pel` (the user's cached landscape of the material, else the
+shipped one); where there is none yet the panel says so in its title, and
+:meth:`PelPlot.set_landscape` draws a grid under the points when there is one.
 """
 
 from __future__ import annotations
@@ -67,8 +67,10 @@ class PelPlot(QWidget):
         self.widget.autoRange()
 
     def set_landscape(self, energy: np.ndarray | None, label: str = "E (meV/cell)") -> None:
-        """Draw an energy grid over the cell (rows along b, columns along a; fractional
-        coordinates 0..1) under the points, or remove it with ``None``."""
+        """Draw an energy grid over the cell under the points, or remove it with ``None``.
+
+        ``energy[j, i]`` (rows along b, columns along a) is the energy at the slip
+        ``(i/n_a)·a + (j/n_b)·b``; each value is drawn centred on its grid point."""
         if energy is None:
             self.landscape.clear()
             self.has_landscape = False
@@ -77,9 +79,12 @@ class PelPlot(QWidget):
         energy = np.asarray(energy, dtype=float)
         n_b, n_a = energy.shape
         a, b = self.a_vec, self.b_vec
-        # pixel (col, row) -> col/n_a · a + row/n_b · b : an affine map onto the cell
+        # pixel (col, row) -> (col - ½)/n_a · a + (row - ½)/n_b · b: an affine map onto the
+        # cell that centres pixel (i, j) on its grid point
+        off = -(a / n_a + b / n_b) / 2
         self.landscape.setImage(energy)
         self.landscape.setTransform(QTransform(a[0] / n_a, a[1] / n_a, b[0] / n_b, b[1] / n_b,
-                                               0, 0))
+                                               off[0], off[1]))
+        self.landscape.setLookupTable(pg.colormap.get("CET-L4").getLookupTable())
         self.has_landscape = True
-        self.widget.setTitle(f"Slips on the energy landscape ({label})")
+        self.widget.setTitle(f"Slips on the energy landscape ({label}, 0 = minimum)")
