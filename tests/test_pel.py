@@ -266,6 +266,20 @@ def test_cli_import_figure_and_errors(tmp_path, capsys):
     assert main(["pel", "--material", "ReS2", "--grid", "1"]) == 2
 
 
+def test_cli_compute_cache_and_reuse(tmp_path, capsys):
+    _need_default_calculator()
+    args = ["pel", "--material", "MoS2", "--grid", "3", "--relax", "none", "--calculator",
+            "chgnet", "--out", str(tmp_path / "mos2.csv")]
+    assert main(args) == 0
+    assert "computed in" in capsys.readouterr().out
+    prov = json.loads((tmp_path / "mos2.json").read_text())
+    assert prov["command"] == ("stackview pel --material MoS2 --grid 3 --relax none "
+                               f"--calculator chgnet --out {tmp_path / 'mos2.csv'}")
+    assert pel.user_path("MoS2").exists()
+    assert main(args) == 0
+    assert "reused" in capsys.readouterr().out
+
+
 # --- the shipped landscapes ------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["MoS2", "ReS2"])
 def test_shipped_landscapes(name):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 from pathlib import Path
@@ -99,6 +100,12 @@ def run_pel(args: argparse.Namespace) -> int:
             action = f"computed in {landscape.provenance['seconds']:.1f} s"
     written = []
     if not args.no_cache and not action.startswith("reused"):
+        previous = pel.user_path(material)
+        if previous.exists() and not args.import_csv:
+            with contextlib.suppress(UsageError):
+                if pel.read_landscape(previous, material).provenance.get("source") == "imported":
+                    print(f"  note: your imported landscape of {material.name} in {previous} "
+                          "is replaced by the computed one", file=sys.stderr)
         written.append(pel.cache_landscape(landscape))
     if args.out:
         written.append(pel.write_landscape(landscape, args.out)[0])

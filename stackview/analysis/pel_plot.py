@@ -96,7 +96,17 @@ def plot_landscape(ax, landscape: Landscape, slips_A=None, cmap: str = "viridis"
     ax.axhline(b / 2, color="white", ls="--", lw=0.8, alpha=0.8)
     mins = distinct_minima(landscape)
     if len(mins):
-        ax.plot(mins[:, 0], mins[:, 1], "x", color="white", ms=8, mew=2, label="minima")
+        shown = [mins[:, :2]]  # with their periodic copies on the far edges of the cell
+        for axis, length in ((0, a), (1, b)):
+            edge = np.isclose(mins[:, axis], 0.0, atol=1e-9)
+            copy = mins[edge, :2].copy()
+            copy[:, axis] = length
+            shown.append(copy)
+        both = np.isclose(mins[:, 0], 0.0, atol=1e-9) & np.isclose(mins[:, 1], 0.0, atol=1e-9)
+        shown.append(np.tile([a, b], (int(both.sum()), 1)))
+        pts = np.vstack(shown)
+        ax.plot(pts[:, 0], pts[:, 1], "x", color="white", ms=8, mew=2, label="minima",
+                clip_on=False)
     if slips_A is not None:
         direct, swapped = scatter_points(landscape, slips_A)
         if len(direct):
