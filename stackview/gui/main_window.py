@@ -245,7 +245,7 @@ class MainWindow(QMainWindow):
         if job is self.analysis_job:
             self.analysis_job = None
             self.spm.set_running(False)
-        if not any(j is self.analysis_job for j in self.jobs) and len(self.jobs) == 0:
+        if not self.jobs:
             self.progress.hide()
         job.deleteLater()
 
