@@ -428,12 +428,7 @@ _WORKER: dict = {}
 
 
 def _worker_init(calculator, threads: int) -> None:
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:  # a user calculator without torch
-        pass
+    _set_torch_threads(threads)
     warnings.simplefilter("ignore")
     _WORKER["calc"] = _build(calculator)
 
@@ -446,8 +441,7 @@ def _build(calculator):
     return calculator
 
 
-def _worker_point(material_dict: dict, slip_A, settings: PelSettings) -> dict:
-    material = Material.from_dict(material_dict)
+def _worker_point(material: Material, slip_A, settings: PelSettings) -> dict:
     return point_energy(material, slip_A, _WORKER["calc"], settings)
 
 
@@ -532,11 +526,10 @@ def compute_landscape(
             raise UsageError("parallel workers need a calculator name or factory, not an "
                              "instance (each worker builds its own)")
         ctx = multiprocessing.get_context("spawn")
-        mdict = material.to_dict()
         with cf.ProcessPoolExecutor(max_workers=min(workers, total), mp_context=ctx,
                                     initializer=_worker_init,
                                     initargs=(calculator, threads)) as pool:
-            futures = {pool.submit(_worker_point, mdict, slips[int(k)], settings): int(k)
+            futures = {pool.submit(_worker_point, material, slips[int(k)], settings): int(k)
                        for k in wanted}
             try:
                 for done, fut in enumerate(cf.as_completed(futures), start=1):
