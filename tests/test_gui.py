@@ -23,6 +23,7 @@ from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from stackview.analysis.analyze import analyze_image  # noqa: E402
 from stackview.cli import main  # noqa: E402
+from stackview.gui.tasks import find_landscape  # noqa: E402
 from stackview.inference.regressor import RegressorSpec, build_regressor  # noqa: E402
 from stackview.io.tiff import write_calibrated_tiff  # noqa: E402
 from stackview.materials import build_stack  # noqa: E402
@@ -142,9 +143,15 @@ def test_map_layer_equals_cli(qtbot, window, image_dir, tiny_model, tmp_path):
     rect = window.viewer.map_rect
     assert rect.left() == pytest.approx(result.smap.x_nm[0] - result.smap.stride_nm / 2)
     assert rect.width() == pytest.approx(len(result.smap.x_nm) * result.smap.stride_nm)
-    # PEL panel: one point per window, and it says there is no landscape yet
+    # PEL panel: one point per window, over the ReS2 landscape if the library has one
     assert len(window.pel.points.data) == result.smap.n_patches
-    assert "no energy landscape yet" in window.pel.widget.getPlotItem().titleLabel.text
+    wait_idle(qtbot, window)
+    title = window.pel.widget.getPlotItem().titleLabel.text
+    if find_landscape(result) is None:
+        assert "no energy landscape yet" in title and not window.pel.has_landscape
+    else:  # the potential overbinds ReS2 (DESIGN.md): the panel must say so
+        assert window.pel.has_landscape and "ReS2" in title and "qualitative" in title
+        assert "overbinds" in window.pel.notes.text()
     window.results_panel.arrows.setChecked(True)
     assert sum(len(item.xData) for item in window.viewer.arrow_items
                if item.xData is not None) == 6 * result.smap.n_patches

@@ -56,11 +56,14 @@ def image_files(paths) -> list[Path]:
 
 
 def landscape_label(landscape) -> str:
-    """'MoS2, meV/cell, chgnet+d3' — what the PEL panel's title says about a landscape."""
+    """'MoS2, meV/cell, chgnet+d3' — what the PEL panel's title says about a landscape
+    ('; magnitudes qualitative' where the library has caveats, e.g. an overbinding potential)."""
+    from stackview.analysis.pel import caveats
+
     calc = landscape.provenance.get("calculator") or {}
     name = calc.get("name") if isinstance(calc, dict) else str(calc)
     text = f"{landscape.material.name}, meV/cell" + (f", {name}" if name else "")
-    if landscape.material.name in ("ReS2", "ReSe2"):  # see DESIGN.md: the potential overbinds
+    if caveats(landscape):
         text += "; magnitudes qualitative"
     return text
 
@@ -501,7 +504,10 @@ class MainWindow(QMainWindow):
         def found(landscape, path=self.current_path):
             self.landscapes[path] = landscape
             if landscape is not None and self.current_path == path:
-                self.pel.set_landscape(landscape.energy_meV.T, landscape_label(landscape))
+                from stackview.analysis.pel import caveats
+
+                self.pel.set_landscape(landscape.energy_meV.T, landscape_label(landscape),
+                                       caveats(landscape))
 
         self.start_job(lambda progress, cancel: tasks.find_landscape(result), "Loading the PEL",
                        found, show_progress=False)

@@ -13,7 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF
 from PySide6.QtGui import QPolygonF, QTransform
-from PySide6.QtWidgets import QGraphicsPolygonItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGraphicsPolygonItem, QLabel, QVBoxLayout, QWidget
 
 NO_LANDSCAPE = "Slips on the unit cell — no energy landscape yet"
 
@@ -39,9 +39,12 @@ class PelPlot(QWidget):
         self.has_landscape = False
         self.a_vec = np.array([1.0, 0.0])
         self.b_vec = np.array([0.0, 1.0])
+        self.notes = QLabel("")
+        self.notes.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.widget)
+        layout.addWidget(self.notes)
 
     def set_cell(self, a_vec_A, b_vec_A) -> None:
         """Draw the cell (a, b in Å, Cartesian) and the canonical domain Da ∈ [0, |a|),
@@ -66,11 +69,14 @@ class PelPlot(QWidget):
         self.points.setData(xy[ok, 0], xy[ok, 1])
         self.widget.autoRange()
 
-    def set_landscape(self, energy: np.ndarray | None, label: str = "E (meV/cell)") -> None:
+    def set_landscape(self, energy: np.ndarray | None, label: str = "E (meV/cell)",
+                      notes=()) -> None:
         """Draw an energy grid over the cell under the points, or remove it with ``None``.
 
         ``energy[j, i]`` (rows along b, columns along a) is the energy at the slip
-        ``(i/n_a)·a + (j/n_b)·b``; each value is drawn centred on its grid point."""
+        ``(i/n_a)·a + (j/n_b)·b``; each value is drawn centred on its grid point. ``notes``:
+        the library's caveats about the landscape, shown under the plot."""
+        self.notes.setText("\n".join(f"Note: {n}" for n in notes))
         if energy is None:
             self.landscape.clear()
             self.has_landscape = False
