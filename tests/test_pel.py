@@ -281,7 +281,7 @@ def test_cli_compute_cache_and_reuse(tmp_path, capsys):
 
 
 # --- the shipped landscapes ------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["MoS2", "ReS2"])
+@pytest.mark.parametrize("name", ["MoS2", "ReS2", "ReSe2"])
 def test_shipped_landscapes(name):
     path = pel.shipped_path(name)
     if not path.exists():
