@@ -326,6 +326,12 @@ def test_mos2_ordering_chgnet_d3():
     spacing = land.spacing_A
     assert 5.6 < spacing[2, 4] < 6.4 and spacing[0, 0] > spacing[2, 4]  # AA sits further apart
     assert land.provenance["calculator"]["packages"]["chgnet"]["version"]
+    # the shipped landscape is reproduced (same structures, settings and calculator)
+    shipped = pel.read_landscape(pel.shipped_path("MoS2"))
+    assert land.provenance["minimum_energy_eV_per_cell"] == pytest.approx(
+        shipped.provenance["minimum_energy_eV_per_cell"], abs=2e-3)
+    assert aa == pytest.approx(shipped.value_at_frac(0, 0), abs=1.0)
+    assert saddle == pytest.approx(shipped.value_at_frac(0.5, 0.5), abs=1.0)
 
 
 def test_mos2_without_d3_has_no_binding():
