@@ -342,3 +342,14 @@ def test_mos2_without_d3_has_no_binding():
     assert land.provenance["notes"] and "drifted apart" in land.provenance["notes"][0]
     assert pel.caveats(land)[0] == land.provenance["notes"][0]
     assert np.nanmax(land.spacing_A) > 8.0
+
+
+def test_missing_default_calculator_is_one_sentence(monkeypatch):
+    import sys
+
+    for name in ("chgnet", "chgnet.model", "chgnet.model.dynamics"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(UsageError, match=r"needs CHGNet: install it with pip install"):
+        pel.make_calculator("chgnet+d3")
+    with pytest.raises(UsageError, match="unknown PEL calculator"):
+        pel.make_calculator("vasp")
