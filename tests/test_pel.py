@@ -313,7 +313,6 @@ def _need_default_calculator():
 def test_mos2_ordering_chgnet_d3():
     """The issue's check: AA max (~55) >> saddle (~11) > AB/BA minimum (0), meV/cell."""
     _need_default_calculator()
-    pel._set_torch_threads(1)
     pts = [(0, 0), (2, 4), (3, 3)]  # AA, AB (1/3, 2/3), saddle (1/2, 1/2) on a 6×6 grid
     land = compute_landscape("MoS2", PelSettings(grid=6, relax="z"), points=pts)
     aa, ab, ba = land.value_at_frac(0, 0), land.value_at_frac(1 / 3, 2 / 3), \
@@ -336,7 +335,6 @@ def test_mos2_ordering_chgnet_d3():
 
 def test_mos2_without_d3_has_no_binding():
     _need_default_calculator()
-    pel._set_torch_threads(1)
     land = compute_landscape("MoS2", PelSettings(grid=6, relax="z"), calculator="chgnet",
                              points=[(0, 0), (2, 4)])
     assert land.provenance["notes"] and "drifted apart" in land.provenance["notes"][0]
@@ -353,3 +351,15 @@ def test_missing_default_calculator_is_one_sentence(monkeypatch):
         pel.make_calculator("chgnet+d3")
     with pytest.raises(UsageError, match="unknown PEL calculator"):
         pel.make_calculator("vasp")
+
+
+def test_compute_restores_torch_threads():
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        compute_landscape("MoS2", PelSettings(grid=2, relax="none"), calculator=lj_calculator,
+                          threads=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -513,9 +513,8 @@ def compute_landscape(
     progress(0, total, "starting")
     t0 = time.perf_counter()
     if workers == 1:
-        _set_torch_threads(threads)
-        calc = _build(calculator)
-        with warnings.catch_warnings():
+        with _torch_threads(threads), warnings.catch_warnings():
+            calc = _build(calculator)
             warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
             for done, k in enumerate(wanted, start=1):
                 cancel.check()
@@ -593,6 +592,22 @@ def compute_landscape(
     if points is not None:
         return PartialLandscape(material, energy_meV, spacing, provenance)
     return Landscape(material, energy_meV, spacing, provenance)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int):
+    """Run with ``threads`` torch threads, restoring the caller's setting afterwards."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _set_torch_threads(threads: int) -> None:
