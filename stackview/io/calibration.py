@@ -40,6 +40,9 @@ class Calibration:
         For FFT calibration: the measured real-space cell (rows a, b) in pixels.
     message
         One sentence describing the calibration, for the CLI and GUI.
+    lattice_pixel_size_nm
+        For metadata calibration with a known material: the pixel size the FFT lattice gives,
+        when it could be measured confidently (a cross-check of the file's tags).
     """
 
     pixel_size_nm: float
@@ -47,6 +50,18 @@ class Calibration:
     confidence: float = 1.0
     lattice_px: np.ndarray | None = None
     message: str = ""
+    lattice_pixel_size_nm: float | None = None
+
+    @property
+    def disagreement(self) -> float | None:
+        """Relative difference between the lattice's and the chosen pixel size, if checked."""
+        if self.lattice_pixel_size_nm is None:
+            return None
+        return self.lattice_pixel_size_nm / self.pixel_size_nm - 1.0
+
+
+#: relative difference between tags and lattice above which the user is warned
+TAG_WARNING = 0.03
 
 
 def calibrate(
@@ -67,14 +82,36 @@ def calibrate(
         return Calibration(float(pixel_size_nm), "user", 1.0,
                            message=f"pixel size {pixel_size_nm:g} nm/px given by the user")
     if metadata_pixel_size_nm is not None:
-        return Calibration(float(metadata_pixel_size_nm), "metadata", 1.0,
-                           message=f"pixel size {metadata_pixel_size_nm:.5g} nm/px from the file")
+        return _checked_metadata(image, material, float(metadata_pixel_size_nm))
     if material is None:
         raise UsageError(
             "the image has no pixel size; give --pixel-size NM or a material for automatic "
             "calibration"
         )
     return calibrate_from_lattice(image, material)
+
+
+def _checked_metadata(image, material, pixel_nm: float) -> Calibration:
+    """The file's pixel size, cross-checked against the material's lattice when one is known:
+    microscope magnification tables are often a few per cent off, which matters for a model
+    that reads sub-ångström shifts."""
+    message = f"pixel size {pixel_nm:.5g} nm/px from the file"
+    if material is None:
+        return Calibration(pixel_nm, "metadata", 1.0, message=message)
+    try:
+        lattice = calibrate_from_lattice(image, material)
+    except UsageError:
+        return Calibration(pixel_nm, "metadata", 1.0, message=message)
+    if lattice.confidence < 0.5:
+        return Calibration(pixel_nm, "metadata", 1.0, message=message)
+    diff = lattice.pixel_size_nm / pixel_nm - 1.0
+    if abs(diff) > TAG_WARNING:
+        message += (f"; the {get_material(material).name} lattice in the image gives "
+                    f"{lattice.pixel_size_nm:.5g} nm/px ({100 * diff:+.1f} %), so the file's "
+                    "calibration may be off: check it or give --pixel-size")
+        log.warning(message)
+    return Calibration(pixel_nm, "metadata", 1.0, lattice.lattice_px, message,
+                       lattice.pixel_size_nm)
 
 
 def _power_spectrum(image: np.ndarray, size: int) -> np.ndarray:
@@ -129,8 +166,10 @@ def _fft_peaks(image: np.ndarray, max_peaks: int = 40, size: int | None = None):
     return np.array(vecs).reshape(-1, 2) / size, strength, (hp, size, level, noise)
 
 
-def _finer_lattice(g1: np.ndarray, g2: np.ndarray, spectrum) -> tuple[np.ndarray, np.ndarray]:
-    """Refine (g1, g2) to g/k when weak peaks sit at fractional positions (k = 2, 3).
+def _finer_lattice(g1: np.ndarray, g2: np.ndarray, spectrum, peak_radius: float | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Refine (g1, g2) to a finer reciprocal lattice when weak peaks sit at fractional
+    positions: g/k (k = 2, 3), or a finer lattice of index k.
 
     Projected stacks often have weak fundamental reflections and strong higher orders; the
     strongest peaks then index a reciprocal lattice k times too coarse (a cell k times too
@@ -141,6 +180,7 @@ def _finer_lattice(g1: np.ndarray, g2: np.ndarray, spectrum) -> tuple[np.ndarray
     c = size // 2
     local_max = hp == ndimage.maximum_filter(hp, size=5)
     r_max = 0.45 * size
+    r_peaks = peak_radius if peak_radius is not None else r_max / size
 
     def seen(g) -> bool:
         x, y = g * size + c
@@ -148,16 +188,64 @@ def _finer_lattice(g1: np.ndarray, g2: np.ndarray, spectrum) -> tuple[np.ndarray
         if not (2 <= ix < size - 2 and 2 <= iy < size - 2) or np.hypot(x - c, y - c) > r_max:
             return False
         win = np.s_[iy - 1:iy + 2, ix - 1:ix + 2]
-        return bool(np.any(local_max[win] & (hp[win] > level + 8 * noise)))
+        # the absolute floor (log power 0.5 above the local background) keeps the flat, exactly
+        # noise-free spectrum of a simulation from counting everywhere as a peak
+        return bool(np.any(local_max[win] & (hp[win] > max(level + 8 * noise, 0.5))))
 
+    def window_max(points) -> np.ndarray:
+        out = []
+        for g in points:
+            x, y = np.asarray(g) * size + c
+            ix, iy = int(round(x)), int(round(y))
+            if 2 <= ix < size - 2 and 2 <= iy < size - 2 and np.hypot(x - c, y - c) <= r_max:
+                out.append(hp[iy - 1:iy + 2, ix - 1:ix + 2].max())
+        return np.array(out)
+
+    def rotated(points, deg):
+        t = math.radians(deg)
+        rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+        return [rot @ np.asarray(g) for g in points]
+
+    def present(new_points) -> tuple[bool, float]:
+        """Whether the points carry peaks: most of them one by one (clear peaks), or, for
+        noisy images whose weak reflections do not pass one by one, as a set — their typical
+        window maximum above 90 % of the same statistic at the same radii off the lattice."""
+        inside = [g for g in new_points if np.hypot(*g) * size < r_max]
+        if len(inside) < 4:
+            return False, 0.0
+        hits = sum(seen(g) for g in inside)
+        ratio = hits / len(inside)
+        if hits >= 4 and ratio >= 0.5:
+            return True, ratio
+        # only where the image has detected reflections at all (beyond, noise hides them)
+        near = [g for g in inside if np.hypot(*g) <= 1.1 * r_peaks]
+        cand = window_max(near)
+        if len(cand) < 4:
+            return False, ratio
+        null = np.concatenate([window_max(rotated(near, d)) for d in (17, 41, 77, 103)])
+        margin = float(np.median(cand) - np.percentile(null, 90))
+        return margin > 0.5, ratio
+
+    lattice = [(i, j) for i in range(-8, 9) for j in range(-8, 9)]
     for k in (2, 3):
-        pts = [(i, j) for i in range(-2 * k, 2 * k + 1) for j in range(-2 * k, 2 * k + 1)
-               if (i % k or j % k) and np.hypot(*((i * g1 + j * g2) / k)) * size < r_max]
-        if not pts:
-            continue
-        hits = sum(seen((i * g1 + j * g2) / k) for i, j in pts)
-        if hits >= max(4, 0.5 * len(pts)):
+        # all of g/k (a cell k times larger along both axes) ...
+        ok, _ = present([(i * g1 + j * g2) / k for i, j in lattice if i % k or j % k])
+        if ok:
             return g1 / k, g2 / k
+        # ... or one index-k finer lattice, L + Z·v with v = (i·g1 + j·g2)/k: e.g. the
+        # sqrt(3) x sqrt(3) relation of a hexagonal cell to its strong second-order spots
+        options = [((0, 1), (g1, g2 / k))] + [((1, j), None) for j in range(k)]
+        best = None
+        for (i, j), basis in options:
+            v = (i * g1 + j * g2) / k
+            if basis is None:
+                basis = (v, g2)
+            new = [m * v + p * g1 + q * g2 for m in range(1, k) for p, q in lattice]
+            ok, ratio = present(new)
+            if ok and (best is None or ratio > best[0]):
+                best = (ratio, basis)
+        if best is not None:
+            return best[1]
     return g1, g2
 
 
@@ -250,7 +338,7 @@ def calibrate_from_lattice(image, material: Material | str) -> Calibration:
             "give the pixel size with --pixel-size NM"
         )
     g1, g2, explained = _fit_reciprocal_lattice(vecs, strength)
-    g1, g2 = _finer_lattice(g1, g2, spectrum)
+    g1, g2 = _finer_lattice(g1, g2, spectrum, float(np.linalg.norm(vecs, axis=1).max()))
     real = np.linalg.inv(np.stack([g1, g2])).T  # rows: real-space vectors in px
     a_px, b_px, shape_err = _match_material_cell(real[0], real[1], material)
     area_px = abs(a_px[0] * b_px[1] - a_px[1] * b_px[0])
