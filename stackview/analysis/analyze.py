@@ -42,6 +42,17 @@ class AnalysisResult:
     seconds: float
     frame_scores: list[float] = field(default_factory=list)
 
+    def stats_row(self) -> dict:
+        """This image's row of ``stats.csv`` (CLI folder runs and the GUI's batch panel)."""
+        s = self.summary()
+        row = {"image": self.path.name if self.path else "image", "n_windows": s["n_patches"],
+               "pixel_size_nm": s["pixel_size_nm"], "calibration": s["calibration_source"]}
+        for n in self.smap.names:
+            if n + "_median" in s:
+                row[f"{n}_median"] = round(s[n + "_median"], 4)
+                row[f"{n}_iqr"] = round(s[n + "_iqr"], 4)
+        return row
+
     def summary(self) -> dict:
         card = self.bundle.card
         s = self.smap
@@ -93,25 +104,24 @@ class AnalysisResult:
 def resolve_bundle(model: str | None, material: str | None, task: str | None = None):
     """Load the requested model, or the bundled/user default for the material."""
     from stackview.models.bundle import load_bundle
-    from stackview.models.registry import list_models
 
     if model:
         return load_bundle(model)
     if not material:
         raise UsageError("give --model, or --material to use its default model")
     from stackview.materials import get_material
+    from stackview.models.registry import preferred_model
 
     name = get_material(material).name
-    entries = [e for e in list_models() if e.card.material == name
-               and (task is None or e.card.task == task)]
-    if not entries:
+    entry = preferred_model(name, task)
+    if entry is None:
         raise UsageError(f"there is no model for {name} yet; train one ('stackview train') or "
                          "give --model PATH")
-    entries.sort(key=lambda e: (e.source != "user", e.card.task != "slip", e.card.layers))
-    return load_bundle(entries[0].path)
+    return load_bundle(entry.path)
 
 
-def _optics_for(card):
+def optics_for_card(card):
+    """The microscope preset a model was trained with (for re-simulating its windows)."""
     from stackview.datasets.spec import DEFAULT_OPTICS, FALLBACK_OPTICS
     from stackview.simulation import PRESETS
 
@@ -190,7 +200,7 @@ def analyze_image(
                                   two_fold=order % 2 == 0)
         cancel.check()
         frame, scores = choose_frame(image, calibration.pixel_size_nm, bundle, frames,
-                                     _optics_for(card))
+                                     optics_for_card(card), cancel=cancel)
         notes.append(f"read the lattice with a along {frame.rotation_deg:+.1f}° from +x"
                      + (" on the mirrored image (the other face)" if frame.mirror else "")
                      + f" (best of {len(frames)} readings by re-simulation)")

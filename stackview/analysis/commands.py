@@ -109,13 +109,7 @@ def run_analyze(args: argparse.Namespace) -> int:
               + f" -> {folder}")
         for note in result.notes:
             print(f"  note: {note}")
-        row = {"image": path.name, "n_windows": s["n_patches"],
-               "pixel_size_nm": s["pixel_size_nm"], "calibration": s["calibration_source"]}
-        for n in result.smap.names:
-            if n + "_median" in s:
-                row[f"{n}_median"] = round(s[n + "_median"], 4)
-                row[f"{n}_iqr"] = round(s[n + "_iqr"], 4)
-        rows.append(row)
+        rows.append(result.stats_row())
     if len(files) > 1 and rows:
         stats = write_stats_csv(out / "stats.csv", rows)
         print(f"statistics over {len(rows)} images -> {stats}")

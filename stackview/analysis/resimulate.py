@@ -103,7 +103,7 @@ def compare_window(window: np.ndarray, simulated: np.ndarray, border_px: int | N
 
 
 def choose_frame(image, pixel_size_nm: float, bundle, frames, optics, n_windows: int = 6,
-                 seed: int = 0):
+                 seed: int = 0, cancel=None):
     """The frame in which the aligned model's predictions re-simulate best.
 
     For each candidate frame, ``n_windows`` windows spread over the image are predicted,
@@ -119,6 +119,8 @@ def choose_frame(image, pixel_size_nm: float, bundle, frames, optics, n_windows:
     rng = np.random.default_rng(seed)
     scores = []
     for frame in frames:
+        if cancel is not None:
+            cancel.check()
         sampler = WindowSampler(image, pixel_size_nm, card.sampling_A, card.patch_px, frame)
         x_nm, y_nm = window_centres_nm(np.shape(image), pixel_size_nm, sampler,
                                        stride_nm=card.patch_nm / 2)

@@ -383,11 +383,10 @@ class MainWindow(QMainWindow):
                     self.spm.model_info.setText(f"Cannot read this model's card: {exc}")
                     return
         else:
-            # the default resolve_bundle would pick: user library first, slip before twist
-            entries = [e for e in self.model_entries if e.card.material == material]
-            entries.sort(key=lambda e: (e.source != "user", e.card.task != "slip",
-                                        e.card.layers))
-            card = entries[0].card if entries else None
+            from stackview.models.registry import preferred_model
+
+            entry = preferred_model(material)  # the one analyze_image would use
+            card = entry.card if entry else None
         if card is None:
             self.spm.model_info.setText(f"No model for {material} yet: train one "
                                         "('stackview train') or open a bundle (File menu).")

@@ -100,14 +100,7 @@ def run_analysis(path_or_image, settings: AnalysisSettings, progress=null_progre
 
 def summary_row(path: Path, result) -> dict:
     """One row of ``stats.csv`` — the columns ``stackview analyze`` writes for a folder."""
-    s = result.summary()
-    row = {"image": Path(path).name, "n_windows": s["n_patches"],
-           "pixel_size_nm": s["pixel_size_nm"], "calibration": s["calibration_source"]}
-    for n in result.smap.names:
-        if n + "_median" in s:
-            row[f"{n}_median"] = round(s[n + "_median"], 4)
-            row[f"{n}_iqr"] = round(s[n + "_iqr"], 4)
-    return row
+    return result.stats_row() | {"image": Path(path).name}
 
 
 @dataclass
@@ -190,7 +183,7 @@ def nearest_window(smap, x_nm: float, y_nm: float) -> int:
 def inspect_window(result, x_nm: float, y_nm: float, progress=null_progress,
                    cancel=None) -> WindowInspection:
     """Cut the window nearest (x, y) as the model saw it, re-simulate its labels, compare."""
-    from stackview.analysis.analyze import _optics_for
+    from stackview.analysis.analyze import optics_for_card
     from stackview.analysis.resimulate import atoms_for_labels, compare_window, simulate_window
     from stackview.inference.spm import WindowSampler
 
@@ -204,7 +197,7 @@ def inspect_window(result, x_nm: float, y_nm: float, progress=null_progress,
     window = sampler.extract(np.array([[x / px, y / px]]))[0]
     progress(1, 3, "re-simulating")
     simulated = simulate_window(card.material, card.task, values, card.sampling_A,
-                                card.patch_px, _optics_for(card))
+                                card.patch_px, optics_for_card(card))
     check = compare_window(window, simulated)
     progress(2, 3, "atomic model")
     fov = card.patch_px * card.sampling_A

@@ -78,12 +78,20 @@ def find_model(name: str) -> Path:
     raise UsageError(f"no model bundle called {name!r} (known: {known})")
 
 
+def preferred_model(material: str, task: str | None = None,
+                    layers: int | None = None) -> ModelEntry | None:
+    """The model used when none is named: user library first, then slip before twist, then
+    fewer layers (the one rule the CLI and the GUI share)."""
+    candidates = [e for e in list_models() if e.card.material == material
+                  and (task is None or e.card.task == task)
+                  and (layers is None or e.card.layers == layers)]
+    candidates.sort(key=lambda e: (e.source != "user", e.card.task != "slip", e.card.layers))
+    return candidates[0] if candidates else None
+
+
 def default_model(material: str, task: str, layers: int = 2) -> ModelEntry | None:
     """The preferred bundle for a material/task/layer count (user library first), if any."""
-    candidates = [e for e in list_models() if e.card.material == material
-                  and e.card.task == task and e.card.layers == layers]
-    candidates.sort(key=lambda e: e.source != "user")
-    return candidates[0] if candidates else None
+    return preferred_model(material, task, layers)
 
 
 def install_model(path: str | os.PathLike, overwrite: bool = False) -> Path:
