@@ -1,0 +1,76 @@
+"""The shipped models: cards, measured accuracy, and maps a microscopist would recognise."""
+
+import re
+
+import numpy as np
+import pytest
+
+from stackview.analysis.analyze import analyze_image
+from stackview.inference.predict import predict_many
+from stackview.materials import build_stack
+from stackview.models import load_bundle
+from stackview.models.registry import bundled_dir, list_models
+from stackview.simulation import PRESETS, simulate
+
+RES2 = bundled_dir() / "ReS2_slip_bilayer"
+
+
+@pytest.fixture(scope="module")
+def res2():
+    if not RES2.with_suffix(".json").is_file():
+        pytest.fail("the bundled ReS2 slip model is missing from resources/models")
+    return load_bundle(RES2)
+
+
+def test_bundled_cards_record_command_and_accuracy():
+    entries = [e for e in list_models() if e.source == "bundled"]
+    assert {(e.card.material, e.card.task) for e in entries} >= {("ReS2", "slip")}
+    for e in entries:
+        card = e.card
+        assert re.match(r"stackview( -v)? train ", card.training["command"])
+        assert card.accuracy, f"{e.name} has no measured accuracy"
+        size = e.path.with_suffix(".safetensors").stat().st_size
+        assert size < 30e6, f"{e.name} is {size / 1e6:.0f} MB"
+        if card.task == "slip" and card.layers == 2 and card.style == "physics":
+            test = next(v for k, v in card.accuracy.items() if "test" in k)
+            assert test["mean_A"] <= 0.05 and test["p95_A"] <= 0.10
+
+
+def _simulate(slip, fov, sampling_A=0.16):
+    atoms = build_stack("ReS2", [slip], fov_A=fov, margin_A=10)
+    return simulate(atoms, PRESETS["ReS2-300kV"], sampling_A=sampling_A, fov_A=fov).image
+
+
+def test_clean_patches_give_their_slip(res2):
+    space = res2.label_space
+    slips = np.array([(1.0, 1.5), (3.2, 0.4), (5.5, 2.9), (0.3, 0.2)])
+    patches = [_simulate(s, (24.0, 24.0)) for s in slips]
+    pred = predict_many(patches, res2)
+    err = space.distance(np.array([p.values for p in pred]), slips)
+    assert err.max() < 0.2, err
+
+
+def test_two_domain_image_gives_a_step_at_the_boundary(res2):
+    """Left half slip A, right half slip B: a flat map on each side, the step within a stride."""
+    space = res2.label_space
+    fov = (64.0, 32.0)
+    a, b = _simulate((1.0, 1.5), fov), _simulate((4.0, 0.5), fov)
+    image = a.copy()
+    edge_px = a.shape[1] // 2
+    image[:, edge_px:] = b[:, edge_px:]
+    stride = 0.25
+    result = analyze_image(image, bundle=res2, pixel_size_nm=0.016, stride_nm=stride,
+                           n_views=1)
+    smap = result.smap
+    x = smap.x_nm
+    values = smap.values.reshape(len(smap.y_nm), len(x), -1)
+    d_a = space.distance(values.reshape(-1, 2), np.array([1.0, 1.5])).reshape(values.shape[:2])
+    d_b = space.distance(values.reshape(-1, 2), np.array([4.0, 0.5])).reshape(values.shape[:2])
+    half = smap.window_nm / 2
+    left = x + half < edge_px * 0.016
+    right = x - half > edge_px * 0.016
+    assert np.median(d_a[:, left]) < 0.1 and np.median(d_b[:, right]) < 0.1
+    # the boundary: where the nearer of the two slips changes along x
+    closer_to_b = np.median(d_b < d_a, axis=0) > 0.5
+    step_x = x[np.argmax(closer_to_b)]
+    assert abs(step_x - edge_px * 0.016) <= stride + 1e-6, (step_x, edge_px * 0.016)
