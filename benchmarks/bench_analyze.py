@@ -2,9 +2,10 @@
 
 A simulated ReS2 bilayer image of 1024² px at the model's sampling (so the window is the model's
 ~2 nm) is mapped at strides 0.5 nm and ~0.1 nm, window by window (no test-time views) and fully
-convolutionally. Reported: windows (window-equivalents) per second, the largest symmetry-aware difference between
-the dense and the window maps (Å), and each map's median error against the simulated slip. The paper: 3750 patches in 4 minutes
-(15.6 patches/s) on a GPU. Writes benchmarks/results/bench_analyze.json.
+convolutionally. Reported: windows (window-equivalents) per second, the largest symmetry-aware
+difference between the dense and the window maps (Å), and each map's median error against the
+simulated slip. The paper: 3750 patches in 4 minutes (15.6 patches/s) on a GPU. Writes
+benchmarks/results/bench_analyze.json.
 
     python benchmarks/bench_analyze.py [--model ReS2_slip_bilayer] [--size 1024] [--threads 2]
 """
