@@ -26,10 +26,13 @@ class WindowInspector(QWidget):
         self.sim_plot.addItem(self.sim_image)
         self.atoms = pg.ScatterPlotItem(size=5, pen=pg.mkPen("r"), brush=pg.mkBrush(None))
         self.exp_plot.addItem(self.atoms)
-        self.profile_plot = self.glw.addPlot(row=1, col=0, colspan=2,
-                                             title="line profile (middle row)")
-        self.profile_plot.addLegend()
+        # one row (window | re-simulation | profile): the dock is wide and short, and a second
+        # row squeezed the two windows to a few dozen pixels
+        self.profile_plot = self.glw.addPlot(row=0, col=2, title="line profile (middle row)")
+        self.glw.ci.layout.setColumnStretchFactor(2, 2)
+        self.profile_plot.addLegend(offset=(-10, 5))  # top right, clear of the first peaks
         self.profile_plot.setLabel("bottom", "distance", units="nm")
+        self.profile_plot.getAxis("bottom").enableAutoSIPrefix(False)  # never "mnm"
         self.exp_curve = self.profile_plot.plot(pen=pg.mkPen("w", width=2), name="experiment")
         self.sim_curve = self.profile_plot.plot(pen=pg.mkPen("y", width=2), name="simulation")
         self.info = QLabel("Click a point of the map to inspect its window.")

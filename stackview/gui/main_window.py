@@ -524,6 +524,7 @@ class MainWindow(QMainWindow):
         def done(ins):
             self.inspection = ins
             self.inspector.show_inspection(ins)
+            self.status_text.setText(self.inspector.info.text())
 
         return self.start_job(lambda progress, cancel: tasks.inspect_window(
             result, x_nm, y_nm, progress, cancel), "Re-simulating the window", done)
@@ -542,6 +543,7 @@ class MainWindow(QMainWindow):
             self.batch = batch
             self.results.update(batch.results)
             self.batch_panel.show_rows(batch.rows, batch.failures)
+            self.status_text.setText(f"Batch statistics: {self.batch_panel.info.text()}")
             if self.current_path in batch.results:
                 self.show_result(batch.results[self.current_path])
 

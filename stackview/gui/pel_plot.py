@@ -25,6 +25,8 @@ class PelPlot(QWidget):
         self.widget.setAspectLocked(True)
         self.widget.setLabel("bottom", "D along x (a)", units="Å")
         self.widget.setLabel("left", "D along y", units="Å")
+        for side in ("bottom", "left"):  # never "mÅ" / "kÅ"
+            self.widget.getAxis(side).enableAutoSIPrefix(False)
         self.landscape = pg.ImageItem()
         self.landscape.setZValue(-10)
         self.widget.addItem(self.landscape)
@@ -80,7 +82,7 @@ class PelPlot(QWidget):
         if energy is None:
             self.landscape.clear()
             self.has_landscape = False
-            self.widget.setTitle(NO_LANDSCAPE)
+            self.widget.setTitle(NO_LANDSCAPE)  # one line again (30 px)
             return
         energy = np.asarray(energy, dtype=float)
         n_b, n_a = energy.shape
@@ -93,4 +95,8 @@ class PelPlot(QWidget):
                                                off[0], off[1]))
         self.landscape.setLookupTable(pg.colormap.get("CET-L4").getLookupTable())
         self.has_landscape = True
-        self.widget.setTitle(f"Slips on the energy landscape ({label}, 0 = minimum)")
+        # two lines: on one, the label was cut off at the panel's usual width
+        item = self.widget.getPlotItem()
+        item.setTitle(f"Slips on the energy landscape<br>({label}, 0 = minimum)")
+        item.titleLabel.setMaximumHeight(48)
+        item.layout.setRowFixedHeight(0, 48)

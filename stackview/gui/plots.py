@@ -32,6 +32,8 @@ class FftView(QWidget):
         self.widget.setAspectLocked(True)
         self.widget.setLabel("bottom", "kx", units="1/nm")
         self.widget.setLabel("left", "ky", units="1/nm")
+        for side in ("bottom", "left"):  # no SI prefix on 1/nm (it showed "m1/nm")
+            self.widget.getAxis(side).enableAutoSIPrefix(False)
         self.item = pg.ImageItem()
         self.widget.addItem(self.item)
         self.use_roi = QCheckBox("FFT of the ROI only")
@@ -49,7 +51,9 @@ class FftView(QWidget):
         self.spectrum = log_power_spectrum(image)
         n = self.spectrum.shape[0]
         k_max = 1.0 / (2 * pixel_size_nm)
-        lo, hi = np.percentile(self.spectrum, [50, 99.9])
+        # 99.99th: in an oversampled image the low-k envelope fills more than 0.1 % of the
+        # spectrum, and a 99.9th-percentile ceiling saturated it, hiding the lattice peaks
+        lo, hi = np.percentile(self.spectrum, [50, 99.99])
         self.item.setImage(self.spectrum, levels=(lo, hi))
         self.item.setRect(QRectF(-k_max, -k_max, 2 * k_max * n / n, 2 * k_max))
         self.widget.autoRange()
@@ -62,6 +66,7 @@ class ProfileView(QWidget):
         super().__init__(parent)
         self.widget = pg.PlotWidget()
         self.widget.setLabel("bottom", "distance", units="nm")
+        self.widget.getAxis("bottom").enableAutoSIPrefix(False)  # never "mnm"
         self.widget.setLabel("left", "intensity")
         self.curve = self.widget.plot(pen=pg.mkPen("m", width=2))
         self.enabled = QCheckBox("Show the profile line on the image")

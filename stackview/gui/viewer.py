@@ -71,6 +71,8 @@ class ImageViewer(QWidget):
         self.plot.invertY(True)
         self.plot.setLabel("bottom", "x", units="nm")
         self.plot.setLabel("left", "y", units="nm")
+        for side in ("bottom", "left"):  # the axes are in nm: no "mnm" when zoomed in
+            self.plot.getAxis(side).enableAutoSIPrefix(False)
         self.image_item = pg.ImageItem()
         self.plot.addItem(self.image_item)
         self.histogram = pg.HistogramLUTItem(image=self.image_item)
@@ -83,6 +85,7 @@ class ImageViewer(QWidget):
         self.colorbar = pg.ColorBarItem(colorMap=_colormap(MAP_COLORMAP), interactive=True,
                                         label="")
         self.colorbar.setImageItem(self.map_item)
+        self.colorbar.axis.enableAutoSIPrefix(False)  # Å values, not "(x0.001)"-scaled ticks
         self.glw.addItem(self.colorbar, row=0, col=2)
         self.map_item.hide()
         self.colorbar.hide()
@@ -92,9 +95,11 @@ class ImageViewer(QWidget):
             item.setZValue(20)
             self.plot.addItem(item)
 
+        # the view is in nm, so the bar's size is in nm too (its label is set in nm)
         self.scale_bar = pg.ScaleBar(size=1.0, suffix="m")
         self.scale_bar.setParentItem(self.plot.getViewBox())
         self.scale_bar.anchor((1, 1), (1, 1), offset=(-20, -20))
+        self.scale_bar.hide()  # until an image gives it a length
 
         # the analysis window drawn to scale: a square the user drags (not resizable: its
         # size is the model's window)
@@ -102,6 +107,7 @@ class ImageViewer(QWidget):
                                     resizable=False, rotatable=False)
         self.window_square.setZValue(30)
         self.plot.addItem(self.window_square)
+        self.window_square.hide()  # shown with the first image
         self.roi = pg.RectROI([0, 0], [1, 1], pen=pg.mkPen("c", width=2))
         self.roi.setZValue(30)
         self.plot.addItem(self.roi)
@@ -141,6 +147,11 @@ class ImageViewer(QWidget):
         self.image_item.setImage(self.data, autoLevels=True)
         self.clear_map()
         self.set_pixel_size(pixel_size_nm)
+        # the window square starts at the centre of each newly shown image
+        w, h = self.extent_nm()
+        size = self.window_square.size()
+        self.window_square.setPos((w / 2 - size.x() / 2, h / 2 - size.y() / 2))
+        self.window_square.show()
         self.plot.autoRange()
 
     def set_pixel_size(self, pixel_size_nm: float) -> None:
@@ -150,9 +161,10 @@ class ImageViewer(QWidget):
         ny, nx = self.data.shape
         w, h = nx * self.pixel_size_nm, ny * self.pixel_size_nm
         self.image_item.setRect(QRectF(0, 0, w, h))
-        self.scale_bar.size = nice_length(w) * 1e-9
-        self.scale_bar.text.setText(pg.siFormat(self.scale_bar.size, suffix="m"))
+        self.scale_bar.size = nice_length(w)  # in view units (nm), or the bar has no width
+        self.scale_bar.text.setText(f"{self.scale_bar.size:g} nm")
         self.scale_bar.updateBar()
+        self.scale_bar.show()
         self.roi.setPos((w * 0.25, h * 0.25))
         self.roi.setSize((w * 0.5, h * 0.5))
         self.line.setPos((0, 0))
