@@ -94,3 +94,4 @@ def test_dense_mode_agrees_with_window_mode_within_its_known_bias(res2):
     truth = np.array([1.0, 1.5])
     assert np.median(space.distance(window.values.reshape(-1, 2), truth)) < 0.06
     assert np.median(space.distance(dense.values.reshape(-1, 2), truth)) < 0.25
+

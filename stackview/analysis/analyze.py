@@ -24,6 +24,9 @@ from stackview.errors import UsageError
 
 log = logging.getLogger(__name__)
 
+#: below this median NCC between windows and their re-simulations, the analysis warns
+POOR_MATCH_NCC = 0.5
+
 
 @dataclass
 class AnalysisResult:
@@ -204,6 +207,10 @@ def analyze_image(
         notes.append(f"read the lattice with a along {frame.rotation_deg:+.1f}° from +x"
                      + (" on the mirrored image (the other face)" if frame.mirror else "")
                      + f" (best of {len(frames)} readings by re-simulation)")
+        if max(scores) < POOR_MATCH_NCC:
+            notes.append(f"the re-simulated windows match the image poorly (best NCC "
+                         f"{max(scores):.2f}): check the material, the pixel size and that the "
+                         "image shows a bilayer; the maps may be meaningless")
     if refine:
         smap = refine_map(image, calibration.pixel_size_nm, bundle, coarse_stride_nm=stride_nm,
                           fine_stride_nm=fine_stride_nm, roi_nm=roi_nm, frame=frame,
