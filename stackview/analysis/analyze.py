@@ -49,7 +49,8 @@ class AnalysisResult:
         """This image's row of ``stats.csv`` (CLI folder runs and the GUI's batch panel)."""
         s = self.summary()
         row = {"image": self.path.name if self.path else "image", "n_windows": s["n_patches"],
-               "pixel_size_nm": s["pixel_size_nm"], "calibration": s["calibration_source"]}
+               "pixel_size_nm": float(f"{s['pixel_size_nm']:.6g}"),
+               "calibration": s["calibration_source"]}
         for n in self.smap.names:
             if n + "_median" in s:
                 row[f"{n}_median"] = round(s[n + "_median"], 4)
