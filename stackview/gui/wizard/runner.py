@@ -1,0 +1,461 @@
+"""The wizard's heavy steps as plain job functions ``fn(progress, cancel)`` (no Qt here).
+
+Each ``*_job(project)`` returns ``(fn, command)``: the same library job the CLI runs
+(``stackview dataset make``, ``style select``, ``style train``, ``train``, ``evaluate``) and the
+equivalent command line, so a user can move a heavy step to a cluster or a GPU machine. The
+GUI runs ``fn`` on :class:`stackview.engine.qt.Job`; tests may call it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import numpy as np
+
+from stackview.errors import UsageError
+from stackview.gui.wizard.project import Project
+
+#: rough cost of one simulated 128² patch on one core (incoherent simulator, measured ~1–5 ms
+#: per 256² patch plus structure building); used only for the estimate shown before a run
+SECONDS_PER_PATCH_128 = 0.02
+
+
+def _q(*parts) -> str:
+    return shlex.join(str(p) for p in parts)
+
+
+def _nm(value_A: float) -> str:
+    return f"{value_A / 10:g}"
+
+
+# --------------------------------------------------------------------------- imaging
+def optics_preset(project: Project) -> str:
+    """The optics preset name of the project's imaging conditions.
+
+    ``DatasetSpec`` accepts only names of :data:`stackview.simulation.PRESETS`; conditions that
+    match no preset are registered in this process under ``wizard-<material>`` (a helper this
+    package needs because the library has no user optics presets; see docs/wizard.md).
+    """
+    from stackview.simulation import PRESETS, Optics
+
+    im = project["imaging"]
+    optics = Optics(energy_kV=im["energy_kV"], convergence_mrad=im["convergence_mrad"],
+                    adf_inner_mrad=im["adf_inner_mrad"], adf_outer_mrad=im["adf_outer_mrad"],
+                    defocus_A=float(np.mean(im["defocus_A"])),
+                    source_size_A=float(np.mean(im["source_size_A"])))
+    keys = ("energy_kV", "convergence_mrad", "adf_inner_mrad", "adf_outer_mrad")
+    for name, preset in PRESETS.items():
+        if all(abs(getattr(preset, k) - getattr(optics, k)) < 1e-9 for k in keys):
+            return name
+    name = f"wizard-{project['material']['name'] or 'custom'}"
+    PRESETS[name] = optics
+    return name
+
+
+def dataset_spec(project: Project, test: bool = False):
+    """The :class:`DatasetSpec` of the project's training (or held-out test) dataset."""
+    from stackview.datasets.spec import DatasetSpec
+
+    m, im, d = project["material"], project["imaging"], project["dataset"]
+    style = project["style"]
+    kwargs = {}
+    if style["skip"] or not style["bundle"]:
+        kwargs["style"] = "physics"
+    else:
+        kwargs.update(style="drit", style_bundle=style["bundle"], style_diverse=True)
+    grid = d["mode"] == "grid" and m["task"] == "slip" and not test
+    return DatasetSpec(
+        task=m["task"], material=m["name"], layers=int(m["layers"]),
+        mode="grid" if grid else "random",
+        count=int(d["test_count"] if test else (1 if grid else d["count"])),
+        step_A=float(d["step_A"]), sampling_A=float(im["sampling_A"]),
+        patch_px=int(d["patch_px"]), optics=optics_preset(project),
+        defocus_A=tuple(im["defocus_A"]), source_size_A=tuple(im["source_size_A"]),
+        vacancy_range=(0.0, float(d["vacancies"])), hole_probability=float(d["holes"]),
+        contamination_probability=float(d["contamination"]),
+        psnr_range_dB=tuple(d["psnr"]) if d["psnr"] else None,
+        seed=1000 if test else 0, chunk=min(32, int(d["test_count"] if test else d["count"])),
+        **kwargs,
+    )
+
+
+def dataset_command(spec, out: Path) -> str:
+    parts = ["stackview", "dataset", "make", out, "--task", spec.task, "--material",
+             spec.material, "--layers", spec.layers, "--sampling", spec.sampling_A,
+             "--patch-px", spec.patch_px, "--optics", spec.optics, "--seed", spec.seed,
+             "--count", spec.count, "--style", spec.style, "--resume"]
+    if spec.mode == "grid":
+        parts += ["--grid-step", spec.step_A]
+    parts += ["--defocus", *spec.defocus_A, "--source-size", *spec.source_size_A]
+    if spec.vacancy_range[1] > 0:
+        parts += ["--vacancies", *spec.vacancy_range]
+    if spec.hole_probability:
+        parts += ["--holes", spec.hole_probability]
+    if spec.contamination_probability:
+        parts += ["--contamination", spec.contamination_probability]
+    if spec.psnr_range_dB:
+        parts += ["--psnr", *spec.psnr_range_dB]
+    if spec.style == "drit":
+        parts += ["--style-bundle", spec.style_bundle, "--style-diverse"]
+    return _q(*parts)
+
+
+def dataset_estimate(project: Project) -> tuple[int, float, int]:
+    """(patches, seconds, bytes) of the training + test datasets before they are made."""
+    spec, test = dataset_spec(project), dataset_spec(project, test=True)
+    if spec.mode == "grid":
+        from stackview.inference.labels import SlipLabels
+
+        space = SlipLabels(spec.material, layers=spec.layers)
+        try:
+            n = len(space.grid(spec.step_A)) * spec.count
+        except Exception:  # noqa: BLE001  (an estimate only)
+            n = spec.count
+    else:
+        n = spec.count
+    total = n + test.count
+    per = SECONDS_PER_PATCH_128 * (spec.patch_px / 128) ** 2
+    if spec.style == "drit":
+        per *= 3
+    return total, total * per, int(total * spec.patch_px ** 2 * 2 * 0.9)
+
+
+# --------------------------------------------------------------------------- images
+def experimental_arrays(project: Project, target_A: float | None = None):
+    """The experimental images, min–max normalised, resampled to ``target_A`` (default: the
+    project's sampling) using each image's own calibration."""
+    from stackview.style.images import load_normalised
+
+    target = target_A or project["imaging"]["sampling_A"]
+    out = []
+    for item in project["images"]:
+        own = item.get("sampling_nm")
+        img, _ = load_normalised(item["path"], sampling_A=10 * own if own else None,
+                                 target_A=target)
+        out.append(img)
+    return out
+
+
+def _exp_args(project: Project) -> list:
+    paths = [i["path"] for i in project["images"]]
+    samplings = {i.get("sampling_nm") for i in project["images"]}
+    args = ["--experimental", *paths]
+    if len(samplings) == 1 and None not in samplings:
+        args += ["--exp-sampling-nm", samplings.pop()]
+    return args
+
+
+# --------------------------------------------------------------------------- selection
+def candidates_job(project: Project):
+    """Simulate noise-free candidate images for the selection into ``candidates/``."""
+    from stackview.datasets.spec import DatasetSpec
+
+    m, im, sel = project["material"], project["imaging"], project["selection"]
+    spec = DatasetSpec(task=m["task"], material=m["name"], layers=int(m["layers"]),
+                       count=int(sel["candidates"]), sampling_A=float(im["sampling_A"]),
+                       patch_px=int(sel["candidate_px"]), optics=optics_preset(project),
+                       defocus_A=tuple(im["defocus_A"]), source_size_A=tuple(im["source_size_A"]),
+                       seed=7, chunk=min(32, int(sel["candidates"])))
+    zarr_path = project.path("candidates", "candidates.zarr")
+    folder = project.path("candidates", "images")
+
+    def fn(progress, cancel):
+        from stackview.datasets.generate import generate_dataset
+        from stackview.datasets.store import open_dataset
+        from stackview.style.images import save_image
+
+        partial = zarr_path.with_name(f".{zarr_path.name}.partial").exists()
+        path = generate_dataset(spec, zarr_path, resume=partial, overwrite=not partial,
+                                command=dataset_command(spec, zarr_path), progress=progress,
+                                cancel=cancel)
+        ds = open_dataset(path)
+        images, _ = ds.get(np.arange(len(ds)))
+        paths = []
+        for i, img in enumerate(images):
+            p = folder / f"sim_{i:04d}.tif"
+            save_image(p, img)
+            paths.append(str(p))
+        return paths
+
+    return fn, dataset_command(spec, zarr_path)
+
+
+def selection_job(project: Project):
+    """Trident selection (features, t-SNE, k-means) of the candidates against the images."""
+    sel, im = project["selection"], project["imaging"]
+    sims = sorted(str(p) for p in project.path("candidates", "images").glob("sim_*.tif"))
+    out = project.path("selection")
+    keep = int(sel["keep"]) or None
+    command = _q("stackview", "style", "select", "--simulations",
+                 project.path("candidates", "images"), "--sim-sampling-nm",
+                 _nm(im["sampling_A"]), *_exp_args(project), "--out", out,
+                 *(["--keep", keep] if keep else []))
+
+    def fn(progress, cancel):
+        from stackview.style.images import load_normalised
+        from stackview.style.selection import select_simulations
+
+        if len(sims) < 2:
+            raise UsageError("simulate the candidates first")
+        progress(0, 3, "reading images")
+        arrays = [load_normalised(p)[0] for p in sims]
+        exps = experimental_arrays(project)
+        cancel.check()
+        progress(1, 3, "features and t-SNE")
+        result = select_simulations(arrays, exps, simulation_names=sims,
+                                    experimental_names=[i["path"] for i in project["images"]],
+                                    keep=keep, min_keep=min(4, len(sims)), cancel=cancel)
+        result.save_json(out / "selection.json")
+        result.plot(out / "selection.png")
+        progress(3, 3, "done")
+        return result
+
+    return fn, command
+
+
+def load_selection_plot(project: Project) -> dict | None:
+    """The saved selection (embedding, names, clusters) or None."""
+    path = project.path("selection", "selection.json")
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    points = data["simulations"] + data["experimental"]
+    return {"embedding": [[p["x"], p["y"]] for p in points],
+            "simulations": [p["name"] for p in data["simulations"]],
+            "feature_kind": data.get("feature_kind", ""),
+            "feature_note": data.get("feature_note", "")}
+
+
+def save_chosen(project: Project, chosen: list[str]) -> None:
+    """Store the user's adjusted choice in the project and in ``selection.json`` (so that
+    ``stackview style train --selection`` uses the same simulations)."""
+    from stackview.io.atomic import write_text_atomic
+
+    project.update("selection", chosen=list(chosen))
+    path = project.path("selection", "selection.json")
+    if path.exists():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["chosen"] = list(chosen)
+        for item in data["simulations"]:
+            item["chosen"] = item["name"] in chosen
+        write_text_atomic(path, json.dumps(data, indent=1))
+
+
+# --------------------------------------------------------------------------- style
+def style_config(project: Project):
+    from stackview.style.config import get_preset
+
+    st = project["style"]
+    cfg = get_preset(st["config"]).replace(sampling_A=float(project["imaging"]["sampling_A"]))
+    changes = {k: int(st[k]) for k in ("iterations", "image_px") if int(st[k] or 0) > 0}
+    return cfg.replace(**changes) if changes else cfg
+
+
+def style_job(project: Project, resume: bool = False):
+    """DRIT training on the chosen simulations and the experimental images (``style/``)."""
+    st, im = project["style"], project["imaging"]
+    out = project.path("style")
+    cfg = style_config(project)
+    extra = []
+    for key, flag in (("iterations", "--iterations"), ("image_px", "--image-px")):
+        if int(st[key] or 0) > 0:
+            extra += [flag, st[key]]
+    command = _q("stackview", "style", "train", "--selection",
+                 project.path("selection", "selection.json"), "--sim-sampling-nm",
+                 _nm(im["sampling_A"]), *_exp_args(project), "--sampling-nm",
+                 _nm(im["sampling_A"]), "--config", st["config"], *extra, "--material",
+                 project["material"]["name"], "--out", out, *(["--resume"] if resume else []))
+
+    def fn(progress, cancel):
+        from stackview.style.images import load_normalised
+        from stackview.style.trainer import train_style
+
+        chosen = project["selection"]["chosen"]
+        if not chosen:
+            raise UsageError("choose at least one simulation on the selection page")
+        sims = [load_normalised(p)[0] for p in chosen]
+        exps = experimental_arrays(project)
+        card = {"material": project["material"]["name"],
+                "training": {"command": command, "config": st["config"]}}
+        every = max(1, cfg.iterations // 10)
+        return train_style(cfg, sims, exps, out, resume=resume, checkpoint_every=every,
+                           preview_every=every, log_every=every, card=card,
+                           progress=progress, cancel=cancel)
+
+    return fn, command
+
+
+def style_history(project: Project) -> list[dict]:
+    path = project.path("style", "history.json")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+
+
+def latest_preview(project: Project) -> Path | None:
+    previews = sorted(project.path("style", "previews").glob("iter_*.png"))
+    return previews[-1] if previews else None
+
+
+# --------------------------------------------------------------------------- dataset
+def dataset_job(project: Project):
+    """Training and held-out test datasets (``data/train.zarr``, ``data/test.zarr``)."""
+    train_path, test_path = project.path("data", "train.zarr"), project.path("data", "test.zarr")
+    spec, test = dataset_spec(project), dataset_spec(project, test=True)
+    command = dataset_command(spec, train_path) + "\n" + dataset_command(test, test_path)
+
+    def fn(progress, cancel):
+        from stackview.datasets.generate import generate_dataset
+
+        paths = []
+        for s, p, cmd in ((spec, train_path, command.splitlines()[0]),
+                          (test, test_path, command.splitlines()[1])):
+            partial = p.with_name(f".{p.name}.partial").exists()
+            paths.append(generate_dataset(s, p, resume=partial, overwrite=not partial,
+                                          command=cmd, progress=progress, cancel=cancel))
+        return paths
+
+    return fn, command
+
+
+# --------------------------------------------------------------------------- regressor
+def regressor_spec(project: Project):
+    from stackview.inference.regressor import RegressorSpec
+
+    m = project["material"]
+    layers = int(m["layers"])
+    return RegressorSpec(backbone=project["regressor"]["backbone"], task=m["task"],
+                         material=m["name"], layers=layers,
+                         head="invariant" if layers == 2 else "direct")
+
+
+def bundle_stem(project: Project) -> Path:
+    name = project["finish"]["name"] or default_model_name(project)
+    return project.path("model", name)
+
+
+def default_model_name(project: Project) -> str:
+    m = project["material"]
+    return f"{m['name']}-{m['task']}-{m['layers']}L-wizard"
+
+
+def regressor_job(project: Project, resume: bool = False):
+    """Train the regressor on ``data/train.zarr`` into the bundle ``model/NAME``."""
+    r = project["regressor"]
+    stem = bundle_stem(project)
+    ckpt = project.path("model", "checkpoints")
+    spec = regressor_spec(project)
+    command = _q("stackview", "train", "--dataset", project.path("data", "train.zarr"),
+                 "--out", stem, "--checkpoint-dir", ckpt, "--backbone", r["backbone"],
+                 "--head", spec.head, "--steps", r["steps"], "--batch-size", r["batch_size"],
+                 "--lr", r["lr"], *(["--resume"] if resume else []))
+
+    def fn(progress, cancel):
+        import dataclasses
+        import platform
+
+        import torch
+
+        from stackview.datasets.store import open_dataset
+        from stackview.inference.train import TrainConfig, train
+        from stackview.models.bundle import ModelCard, save_bundle
+
+        ds = open_dataset(project.path("data", "train.zarr"))
+        config = TrainConfig(steps=int(r["steps"]), batch_size=int(r["batch_size"]),
+                             lr=float(r["lr"]),
+                             checkpoint_every=max(1, int(r["steps"]) // 10))
+        result = train(spec, ds.load(), config, out_dir=ckpt, resume=resume,
+                       progress=progress, cancel=cancel)
+        device = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+                  else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)")
+        dspec = ds.spec
+        card = ModelCard(
+            name=stem.name, spec=spec.to_dict(), sampling_A=ds.sampling_A,
+            patch_px=ds.patch_px, orientation=dspec.orientation,
+            style=dspec.style if dspec.style != "drit" else f"drit:{dspec.style_bundle}",
+            description=f"trained with the stackview wizard (project {project.folder.name})",
+            training={"command": command, "config": dataclasses.asdict(config),
+                      "data": ds.summary(), "dataset_spec": ds.attrs["spec"],
+                      "seconds": round(result.seconds, 1),
+                      "images_per_s": round(result.images_per_s, 2),
+                      "precision": result.precision, "device": device,
+                      "torch": torch.__version__, "history": result.history[-20:]},
+        )
+        weights = save_bundle(stem, result.model, card)
+        return {"bundle": str(stem), "weights": str(weights), "history": result.history,
+                "device": device}
+
+    return fn, command
+
+
+# --------------------------------------------------------------------------- evaluation
+def evaluation_job(project: Project):
+    """Accuracy of the bundle on ``data/test.zarr``; report in ``evaluation/``."""
+    stem = bundle_stem(project)
+    out = project.path("evaluation")
+    test = project.path("data", "test.zarr")
+    command = _q("stackview", "evaluate", stem, "--dataset", test, "--out", out,
+                 "--update-card", "wizard-test")
+
+    def fn(progress, cancel):
+        from stackview.inference.evaluate import evaluate_bundle, write_report
+        from stackview.models.bundle import load_bundle, update_card
+
+        bundle = load_bundle(stem)
+        res = evaluate_bundle(bundle, test, progress=progress, cancel=cancel)
+        write_report(res, out, bundle.label_space, title=f"{bundle.card.name} on held-out data")
+        m = res["metrics"]
+        update_card(stem, accuracy={"wizard-test": m})
+        errors = prediction_errors(bundle.label_space, res["predicted"], res["true"])
+        return {"metrics": m, "errors": errors.tolist(), "report": str(out)}
+
+    return fn, command
+
+
+def prediction_errors(space, predicted, true) -> np.ndarray:
+    """Symmetry-aware error per patch: ΔD (Å) for slip, |Δθ| (degrees) for twist."""
+    from stackview.inference.labels import TwistLabels
+
+    if isinstance(space, TwistLabels):
+        p, t = np.asarray(predicted).ravel(), np.asarray(true).ravel()
+        return np.abs(p - t)
+    err, _ = space.residual(predicted, true)
+    return np.sqrt((err ** 2).sum(axis=(-1, -2)))
+
+
+def accuracy_rows(metrics: dict) -> list[tuple[str, str]]:
+    """The accuracy table: (quantity, value with unit) rows."""
+    rows = []
+    if "mean_A" in metrics:
+        rows += [("ΔD mean", f"{metrics['mean_A']:.4f} Å"),
+                 ("ΔD median", f"{metrics['median_A']:.4f} Å"),
+                 ("ΔD 95th percentile", f"{metrics['p95_A']:.4f} Å"),
+                 ("fraction ΔD < 0.1 Å", f"{metrics.get('fraction_below_0.1_A', 0):.1%}"),
+                 ("fraction ΔD < 0.2 Å", f"{metrics.get('fraction_below_0.2_A', 0):.1%}")]
+        for name, v in metrics.get("per_axis", {}).items():
+            rows.append((f"{name} mean |error|", f"{v['mean_abs_A']:.4f} Å"))
+    elif "mean_deg" in metrics:
+        rows += [("Δθ mean", f"{metrics['mean_deg']:.3f}°"),
+                 ("Δθ median", f"{metrics['median_deg']:.3f}°"),
+                 ("Δθ 95th percentile", f"{metrics['p95_deg']:.3f}°"),
+                 ("θ / 60°−θ confusions",
+                  f"{metrics['confusions']}/{metrics['confusion_candidates']}")]
+    rows.append(("test patches", str(metrics.get("n", ""))))
+    return rows
+
+
+# --------------------------------------------------------------------------- finish
+def install(project: Project) -> Path:
+    """Copy the bundle into the user's model library (replacing this project's earlier one)."""
+    from stackview.models.registry import install_model, user_models_dir
+
+    stem = bundle_stem(project)
+    target = user_models_dir() / stem.name
+    ours = project["finish"]["installed"] == str(target)
+    if Path(str(target) + ".json").exists() and not ours:
+        raise UsageError(f"a model called {stem.name!r} is already in your library; "
+                         "choose another name")
+    return install_model(stem, overwrite=True)

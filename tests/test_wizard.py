@@ -1,0 +1,249 @@
+"""The model-training wizard: a new material (WS2 from a CIF) to a registered model with tiny
+settings, resume after closing, and input validation (pytest-qt, offscreen)."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+from test_style_support import experimental, one_torch_thread  # noqa: F401 (autouse)
+
+from stackview.gui.wizard.project import STEPS, Project
+from stackview.gui.wizard.wizard import TrainingWizard
+
+JOB_MS = 90_000
+
+
+@pytest.fixture
+def ws2_cif(tmp_path):
+    from ase.build import mx2
+
+    path = tmp_path / "WS2_test.cif"
+    mx2("WS2", kind="2H", a=3.18, thickness=3.19, vacuum=8.0).write(path)
+    return path
+
+
+@pytest.fixture
+def exp_images(tmp_path):
+    paths = []
+    for s in range(2):
+        p = tmp_path / f"exp{s}.npy"
+        np.save(p, experimental(80, seed=s).astype(np.float32))
+        paths.append(p)
+    return paths
+
+
+def _id(step):
+    return STEPS.index(step)
+
+
+def fill_first_pages(wiz, cif, images):
+    m = wiz.page_of("material")
+    m.structure.setText(str(cif))
+    m.new_name.setText("WS2")
+    m.layers.setValue(2)
+    m.task.setCurrentText("slip")
+    wiz.next()
+    assert wiz.currentId() == _id("imaging"), m.last_error
+    im = wiz.page_of("imaging")
+    im.preset.setCurrentText("custom")
+    im.kv.setValue(200.0)  # no preset has 200 kV: a custom optics preset
+    im.convergence.setValue(25.0)
+    im.adf_inner.setValue(45.0)
+    im.adf_outer.setValue(180.0)
+    im.sampling.setValue(0.02)
+    wiz.next()
+    assert wiz.currentId() == _id("images"), im.last_error
+    pg = wiz.page_of("images")
+    pg.add_files([str(p) for p in images])
+    for r in range(pg.table.rowCount()):
+        pg.table.item(r, 1).setText("0.02")
+    wiz.next()
+    assert wiz.currentId() == _id("selection"), pg.last_error
+
+
+def run_step(qtbot, page):
+    page.run_button.click()
+    assert page.running() or page.isComplete()
+    qtbot.waitUntil(lambda: not page.running(), timeout=JOB_MS)
+    assert page.last_error == ""
+    assert page.isComplete(), page.status.text()
+
+
+def test_wizard_end_to_end(qtbot, tmp_path, ws2_cif, exp_images):
+    from stackview.models import list_models, read_card
+
+    start = time.perf_counter()
+    wiz = TrainingWizard(tmp_path / "proj")
+    qtbot.addWidget(wiz)
+    registered = []
+    wiz.modelRegistered.connect(registered.append)
+    fill_first_pages(wiz, ws2_cif, exp_images)
+    project = Project.open(tmp_path / "proj")
+    assert project["material"]["name"] == "WS2"
+    assert project["imaging"]["energy_kV"] == 200.0
+    assert project["imaging"]["sampling_A"] == pytest.approx(0.2)
+    assert [i["sampling_nm"] for i in project["images"]] == [0.02, 0.02]
+
+    sel = wiz.page_of("selection")
+    sel.candidates.setValue(8)
+    sel.candidate_px.setValue(32)
+    sel.keep.setValue(4)
+    assert "stackview style select" in sel.command.toPlainText()
+    run_step(qtbot, sel)
+    chosen = sel.project["selection"]["chosen"]
+    assert 1 <= len(chosen) <= 4
+    # adjustable: clicking a point toggles it
+    sel.toggle(sel.data["simulations"].index(chosen[0]))
+    assert chosen[0] not in sel.project["selection"]["chosen"]
+    sel.toggle(sel.data["simulations"].index(chosen[0]))
+    assert chosen[0] in sel.project["selection"]["chosen"]
+    wiz.next()
+    assert wiz.currentId() == _id("style"), sel.last_error
+
+    st = wiz.page_of("style")
+    st.config.setCurrentText("tiny")
+    st.iterations.setValue(4)
+    st.image_px.setValue(32)
+    assert "--config tiny --iterations 4" in st.command.toPlainText()
+    run_step(qtbot, st)
+    assert st.project["style"]["bundle"].endswith("style.safetensors")
+    assert st.preview.pixmap() is not None and not st.preview.pixmap().isNull()
+    wiz.next()
+    assert wiz.currentId() == _id("dataset"), st.last_error
+
+    ds = wiz.page_of("dataset")
+    ds.count.setValue(16)
+    ds.patch_px.setValue(32)
+    ds.test_count.setValue(8)
+    assert "About 24 patches" in ds.estimate.text()
+    assert "--style drit" in ds.command.toPlainText()
+    run_step(qtbot, ds)
+    wiz.next()
+    assert wiz.currentId() == _id("regressor"), ds.last_error
+
+    rg = wiz.page_of("regressor")
+    rg.name.setText("WS2-wizard-test")
+    rg.backbone.setCurrentText("tiny")
+    rg.steps.setValue(6)
+    rg.batch.setValue(4)
+    run_step(qtbot, rg)
+    assert len(rg.points) >= 1 and all(np.isfinite(v) for _, v in rg.points)
+    wiz.next()
+    assert wiz.currentId() == _id("evaluation"), rg.last_error
+
+    ev = wiz.page_of("evaluation")
+    assert "stackview evaluate" in ev.command.toPlainText()
+    run_step(qtbot, ev)
+    metrics = ev.project["evaluation"]["metrics"]
+    assert metrics["n"] == 8 and metrics["mean_A"] > 0
+    assert len(ev.errors) == 8
+    assert np.mean(ev.errors) == pytest.approx(metrics["mean_A"])
+    assert ev.table.rowCount() >= 5
+    wiz.next()
+    assert wiz.currentId() == _id("finish"), ev.last_error
+
+    fin = wiz.page_of("finish")
+    assert not fin.isComplete()
+    fin.register_button.click()
+    assert fin.last_error == ""
+    assert registered and registered[0].endswith("WS2-wizard-test")
+    entries = {e.name: e for e in list_models()}
+    assert "WS2-wizard-test" in entries
+    card = read_card(registered[0])
+    assert card.material == "WS2" and card.task == "slip"
+    assert card.style.startswith("drit:")
+    assert "wizard-test" in card.accuracy
+    saved = json.loads((tmp_path / "proj" / "project.json").read_text())
+    assert saved["done"] == list(STEPS)
+    elapsed = time.perf_counter() - start
+    print(f"wizard end to end: {elapsed:.1f} s")
+    assert elapsed < 120
+
+
+def test_resume_after_closing(qtbot, tmp_path, ws2_cif, exp_images):
+    wiz = TrainingWizard(tmp_path / "proj")
+    qtbot.addWidget(wiz)
+    fill_first_pages(wiz, ws2_cif, exp_images)
+    sel = wiz.page_of("selection")
+    sel.candidates.setValue(8)
+    sel.candidate_px.setValue(32)
+    run_step(qtbot, sel)
+    wiz.next()
+    st = wiz.page_of("style")
+    st.config.setCurrentText("tiny")
+    st.iterations.setValue(200)
+    st.image_px.setValue(32)
+    st.run_button.click()
+    qtbot.waitUntil(lambda: st.project.path("style", "history.json").exists()
+                    or st.progress.value() >= 2, timeout=JOB_MS)
+    wiz.close()  # mid-way: the job is cancelled and checkpointed
+    wiz.done(0)
+    assert not st.running()
+    assert (tmp_path / "proj" / "style" / "checkpoint.json").exists()
+
+    again = TrainingWizard(tmp_path / "proj")
+    qtbot.addWidget(again)
+    assert again.currentId() == _id("style")
+    assert again.page_of("material").project["material"]["name"] == "WS2"
+    st2 = again.page_of("style")
+    assert st2.config.currentText() == "tiny" and st2.iterations.value() == 200
+    st2.iterations.setValue(12)
+    st2.resume_button.click()
+    qtbot.waitUntil(lambda: not st2.running(), timeout=JOB_MS)
+    assert st2.last_error == ""
+    history = json.loads((tmp_path / "proj" / "style" / "history.json").read_text())
+    assert history[-1]["iteration"] == 12
+    st2.skip.setChecked(True)
+    again.next()
+    assert again.currentId() == _id("dataset")
+    assert "--style physics" in again.page_of("dataset").command.toPlainText()
+
+
+def test_invalid_inputs_are_rejected(qtbot, tmp_path, exp_images):
+    wiz = TrainingWizard(tmp_path / "proj")
+    qtbot.addWidget(wiz)
+    m = wiz.page_of("material")
+    m.material.setCurrentText("MoS2")
+    m.task.setCurrentText("twist")
+    m.layers.setValue(3)
+    wiz.next()
+    assert wiz.currentId() == _id("material")
+    assert "Layers to 2" in m.last_error
+    m.layers.setValue(2)
+    m.structure.setText(str(tmp_path / "missing.cif"))
+    m.new_name.setText("Foo")
+    wiz.next()
+    assert wiz.currentId() == _id("material") and "does not exist" in m.last_error
+    m.structure.setText("")
+    wiz.next()
+    assert wiz.currentId() == _id("imaging")
+
+    im = wiz.page_of("imaging")
+    im.adf_inner.setValue(200)
+    im.adf_outer.setValue(100)
+    wiz.next()
+    assert wiz.currentId() == _id("imaging") and "outer angle" in im.last_error
+    im.adf_outer.setValue(250)
+    im.sampling.setValue(0.3)
+    wiz.next()
+    assert wiz.currentId() == _id("imaging") and "cannot resolve" in im.last_error
+    im.sampling.setValue(0.02)
+    wiz.next()
+    assert wiz.currentId() == _id("images")
+
+    pg = wiz.page_of("images")
+    wiz.next()
+    assert "at least one" in pg.last_error
+    pg.add_files([str(exp_images[0])])
+    wiz.next()
+    assert "pixel size of exp0.npy" in pg.last_error
+    pg.table.item(0, 1).setText("0.002")
+    wiz.next()
+    assert "larger image" in pg.last_error
+    pg.table.item(0, 1).setText("0.02")
+    wiz.next()
+    assert wiz.currentId() == _id("selection")
+    sel = wiz.page_of("selection")
+    assert not sel.isComplete()
+    assert not sel.validatePage() and "selection" in sel.last_error
