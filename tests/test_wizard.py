@@ -33,6 +33,14 @@ def exp_images(tmp_path):
     return paths
 
 
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path):
+    from PySide6.QtCore import QSettings
+
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
+
+
 def _id(step):
     return STEPS.index(step)
 
@@ -71,11 +79,15 @@ def run_step(qtbot, page):
 
 
 def test_wizard_end_to_end(qtbot, tmp_path, ws2_cif, exp_images):
+    from stackview.gui.main_window import MainWindow
     from stackview.models import list_models, read_card
 
     start = time.perf_counter()
-    wiz = TrainingWizard(tmp_path / "proj")
-    qtbot.addWidget(wiz)
+    window = MainWindow()
+    qtbot.addWidget(window)
+    tools = [a for a in window.menuBar().actions() if a.text() == "&Tools"]
+    assert tools and window.wizard_action.text().startswith("Train a model")
+    wiz = window.open_training_wizard(tmp_path / "proj")
     registered = []
     wiz.modelRegistered.connect(registered.append)
     fill_first_pages(wiz, ws2_cif, exp_images)
@@ -150,6 +162,9 @@ def test_wizard_end_to_end(qtbot, tmp_path, ws2_cif, exp_images):
     assert registered and registered[0].endswith("WS2-wizard-test")
     entries = {e.name: e for e in list_models()}
     assert "WS2-wizard-test" in entries
+    # selectable in the main window at once: listed and selected
+    assert window.spm.model_choice() == str(entries["WS2-wizard-test"].path)
+    assert "WS2" in [window.spm.material.itemText(i) for i in range(window.spm.material.count())]
     card = read_card(registered[0])
     assert card.material == "WS2" and card.task == "slip"
     assert card.style.startswith("drit:")

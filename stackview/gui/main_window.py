@@ -161,7 +161,37 @@ class MainWindow(QMainWindow):
         view_menu = self.menuBar().addMenu("&View")
         for dock in self.docks.values():
             view_menu.addAction(dock.toggleViewAction())
+        tools_menu = self.menuBar().addMenu("&Tools")
+        self.wizard_action = tools_menu.addAction("Train a model for a new material…")
+        self.wizard_action.triggered.connect(lambda: self.open_training_wizard())
         self._refresh_recent()
+
+    def open_training_wizard(self, project_dir=None):
+        """Show the model-training wizard (asks for a project folder unless given)."""
+        from stackview.gui.wizard.wizard import TrainingWizard, open_training_wizard
+
+        if project_dir is None:
+            wizard = open_training_wizard(self)
+        else:
+            wizard = TrainingWizard(project_dir, self)
+            wizard.show()
+        if wizard is not None:
+            wizard.modelRegistered.connect(self.model_registered)
+        return wizard
+
+    def model_registered(self, path: str) -> None:
+        """A model was added to the user library: refresh the lists and select it."""
+        from pathlib import Path
+
+        from stackview.materials import list_materials
+        from stackview.models.registry import list_models
+
+        self.model_entries = list_models()
+        name = Path(path).name
+        current = next((str(e.path) for e in self.model_entries if e.name == name), None)
+        self.spm.set_materials(list_materials(), self.spm.material.currentText())
+        self.spm.set_models(self.model_entries, current)
+        self._model_changed()
 
     def _connect(self) -> None:
         self.image_list.imageSelected.connect(self.show_image)
