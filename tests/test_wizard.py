@@ -2,6 +2,7 @@
 settings, resume after closing, and input validation (pytest-qt, offscreen)."""
 
 import json
+import shlex
 import time
 
 import numpy as np
@@ -130,6 +131,8 @@ def test_wizard_end_to_end(qtbot, tmp_path, ws2_cif, exp_images):
     ds.test_count.setValue(8)
     assert "About 24 patches" in ds.estimate.text()
     assert "--style drit" in ds.command.toPlainText()
+    assert "--optics wizard-WS2" in ds.command.toPlainText()  # 200 kV matches no preset
+    assert "exists only inside the wizard" in ds.command.toPlainText()
     run_step(qtbot, ds)
     wiz.next()
     assert wiz.currentId() == _id("regressor"), ds.last_error
@@ -171,6 +174,16 @@ def test_wizard_end_to_end(qtbot, tmp_path, ws2_cif, exp_images):
     assert "wizard-test" in card.accuracy
     saved = json.loads((tmp_path / "proj" / "project.json").read_text())
     assert saved["done"] == list(STEPS)
+    # every command line shown is one the CLI accepts
+    from stackview.cli import build_parser
+
+    parser = build_parser()
+    shown = [sel.command, st.command, ds.command, rg.command, ev.command]
+    lines = [ln for w in shown for ln in w.toPlainText().splitlines() if ln.startswith("stack")]
+    assert len(lines) == 7
+    for line in lines:
+        args = parser.parse_args(shlex.split(line)[1:])
+        assert callable(args.func)
     elapsed = time.perf_counter() - start
     print(f"wizard end to end: {elapsed:.1f} s")
     assert elapsed < 120
@@ -262,3 +275,26 @@ def test_invalid_inputs_are_rejected(qtbot, tmp_path, exp_images):
     sel = wiz.page_of("selection")
     assert not sel.isComplete()
     assert not sel.validatePage() and "selection" in sel.last_error
+
+
+def test_lattice_calibration_of_uncalibrated_images(qtbot, tmp_path, shared_dir):
+    from ase.build import mx2
+
+    cif = tmp_path / "MoSe2.cif"
+    mx2("MoSe2", kind="2H", a=3.288, thickness=3.34, vacuum=8.0).write(cif)
+    wiz = TrainingWizard(tmp_path / "proj")
+    qtbot.addWidget(wiz)
+    m = wiz.page_of("material")
+    m.structure.setText(str(cif))
+    m.new_name.setText("MoSe2")
+    wiz.next()
+    assert "a = 3.288 Å" in m.info.text()
+    wiz.page_of("imaging").sampling.setValue(0.016)
+    wiz.next()
+    pg = wiz.page_of("images")
+    pg.add_files([str(shared_dir / "data" / "experimental" / "MoSe2_monolayer_motiflearn.tif")])
+    assert pg.table.item(0, 1).text() == ""  # no calibration in the file
+    pg.auto_calibrate()
+    assert float(pg.table.item(0, 1).text()) == pytest.approx(0.0157, abs=0.0005)
+    wiz.next()
+    assert wiz.currentId() == _id("selection")

@@ -74,6 +74,7 @@ class StepPage(QWizardPage):
     # --- errors --------------------------------------------------------------------------
     def fail(self, sentence: str) -> bool:
         self.last_error = sentence
+        self.error.setStyleSheet("color: #c0392b")
         self.error.setText(sentence)
         return False
 
@@ -407,8 +408,9 @@ class ImagingPage(StepPage):
             "imaging", preset=self.preset.currentText(), energy_kV=optics.energy_kV,
             convergence_mrad=optics.convergence_mrad, adf_inner_mrad=optics.adf_inner_mrad,
             adf_outer_mrad=optics.adf_outer_mrad,
-            defocus_A=sorted({lo_d, (lo_d + hi_d) / 2, hi_d}),
-            source_size_A=sorted({lo_s, (lo_s + hi_s) / 2, hi_s}), sampling_A=sampling_A)
+            defocus_A=sorted({round(v, 4) for v in (lo_d, (lo_d + hi_d) / 2, hi_d)}),
+            source_size_A=sorted({round(v, 4) for v in (lo_s, (lo_s + hi_s) / 2, hi_s)}),
+            sampling_A=round(sampling_A, 6))
         return True
 
 
@@ -450,8 +452,12 @@ class ImagesPage(StepPage):
         add.clicked.connect(self._browse)
         remove = QPushButton("Remove")
         remove.clicked.connect(lambda: self.table.removeRow(self.table.currentRow()))
+        auto = QPushButton("Calibrate empty rows from the lattice")
+        auto.setToolTip("Pixel size from the FFT lattice peaks and the material's cell")
+        auto.clicked.connect(self.auto_calibrate)
         row.addWidget(add)
         row.addWidget(remove)
+        row.addWidget(auto)
         row.addStretch(1)
         self.layout_.addWidget(self.table)
         self.layout_.addLayout(row)
@@ -476,6 +482,30 @@ class ImagesPage(StepPage):
             self.table.setItem(r, 0, item)
             self.table.setItem(r, 1, QTableWidgetItem(f"{sampling_A / 10:g}" if sampling_A
                                                       else ""))
+
+    def auto_calibrate(self) -> None:
+        """Fill empty pixel sizes from the FFT lattice peaks (quick; the GUI thread is fine)."""
+        from stackview.io.calibration import calibrate_from_lattice
+        from stackview.style.images import read_grey
+
+        notes = []
+        for r in range(self.table.rowCount()):
+            cell = self.table.item(r, 1)
+            if cell is not None and cell.text().strip():
+                continue
+            path = self.table.item(r, 0).text()
+            try:
+                cal = calibrate_from_lattice(read_grey(path)[0], self.project["material"]["name"])
+            except Exception as exc:  # noqa: BLE001  (reported as a sentence)
+                from stackview.cli import one_sentence
+
+                notes.append(f"{Path(path).name}: {one_sentence(exc)}")
+                continue
+            self.table.setItem(r, 1, QTableWidgetItem(f"{cal.pixel_size_nm:.5g}"))
+            notes.append(f"{Path(path).name}: {cal.pixel_size_nm:.5g} nm "
+                         f"(confidence {cal.confidence:.2f})")
+        self.error.setStyleSheet("")
+        self.error.setText("; ".join(notes))
 
     def initializePage(self) -> None:  # noqa: N802 (Qt)
         self.table.setRowCount(0)

@@ -82,6 +82,10 @@ def dataset_spec(project: Project, test: bool = False):
 
 
 def dataset_command(spec, out: Path) -> str:
+    note = ""
+    if spec.optics.startswith("wizard-"):
+        note = (f"# '{spec.optics}' ({', '.join(f'{k} {v:g}' for k, v in _optics(spec).items())})"
+                " exists only inside the wizard: 'dataset make' takes named presets only\n")
     parts = ["stackview", "dataset", "make", out, "--task", spec.task, "--material",
              spec.material, "--layers", spec.layers, "--sampling", spec.sampling_A,
              "--patch-px", spec.patch_px, "--optics", spec.optics, "--seed", spec.seed,
@@ -99,7 +103,15 @@ def dataset_command(spec, out: Path) -> str:
         parts += ["--psnr", *spec.psnr_range_dB]
     if spec.style == "drit":
         parts += ["--style-bundle", spec.style_bundle, "--style-diverse"]
-    return _q(*parts)
+    return note + _q(*parts)
+
+
+def _optics(spec) -> dict:
+    from stackview.simulation import PRESETS
+
+    o = PRESETS[spec.optics]
+    return {"kV": o.energy_kV, "mrad": o.convergence_mrad, "ADF": o.adf_inner_mrad,
+            "to": o.adf_outer_mrad}
 
 
 def dataset_estimate(project: Project) -> tuple[int, float, int]:
@@ -311,8 +323,8 @@ def dataset_job(project: Project):
         from stackview.datasets.generate import generate_dataset
 
         paths = []
-        for s, p, cmd in ((spec, train_path, command.splitlines()[0]),
-                          (test, test_path, command.splitlines()[1])):
+        for s, p, cmd in ((spec, train_path, dataset_command(spec, train_path)),
+                          (test, test_path, dataset_command(test, test_path))):
             partial = p.with_name(f".{p.name}.partial").exists()
             paths.append(generate_dataset(s, p, resume=partial, overwrite=not partial,
                                           command=cmd, progress=progress, cancel=cancel))
@@ -420,8 +432,7 @@ def prediction_errors(space, predicted, true) -> np.ndarray:
     from stackview.inference.labels import TwistLabels
 
     if isinstance(space, TwistLabels):
-        p, t = np.asarray(predicted).ravel(), np.asarray(true).ravel()
-        return np.abs(p - t)
+        return space.distance(np.asarray(predicted).ravel(), np.asarray(true).ravel())
     err, _ = space.residual(predicted, true)
     return np.sqrt((err ** 2).sum(axis=(-1, -2)))
 
