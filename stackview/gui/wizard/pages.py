@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
@@ -423,7 +424,10 @@ class ImageTable(QTableWidget):
     def __init__(self) -> None:
         super().__init__(0, 2)
         self.setHorizontalHeaderLabels(["Image", "Pixel size (nm)"])
-        self.horizontalHeader().setStretchLastSection(True)
+        header = self.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        self.setTextElideMode(Qt.TextElideMode.ElideLeft)
         self.setAcceptDrops(True)
         self.viewport().setAcceptDrops(True)
 
