@@ -226,6 +226,17 @@ def test_resume_after_closing(qtbot, tmp_path, ws2_cif, exp_images):
     again.next()
     assert again.currentId() == _id("dataset")
     assert "--style physics" in again.page_of("dataset").command.toPlainText()
+    # changing an earlier page un-finishes the steps that depended on it
+    for _ in range(4):
+        again.back()
+    assert again.currentId() == _id("imaging")
+    assert again.project.is_done("selection") and again.project.is_done("style")
+    again.page_of("imaging").kv.setValue(300.0)
+    again.next()
+    assert again.currentId() == _id("images")
+    assert again.project.is_done("imaging") and not again.project.is_done("selection")
+    assert not again.project.is_done("style")
+    assert Project.open(tmp_path / "proj").resume_step() == "images"
 
 
 def test_invalid_inputs_are_rejected(qtbot, tmp_path, exp_images):

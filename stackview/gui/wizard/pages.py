@@ -84,6 +84,9 @@ class StepPage(QWizardPage):
         self.error.setText("")
 
     def validatePage(self) -> bool:  # noqa: N802 (Qt)
+        import copy
+
+        before = copy.deepcopy(self.project.data.get(self.step))
         try:
             ok = self.check_and_save()
         except (ValueError, OSError) as exc:
@@ -93,6 +96,8 @@ class StepPage(QWizardPage):
         if ok is False:
             return False
         self.clear_error()
+        if self.project.data.get(self.step) != before:
+            self.project.mark_done(self.step, False)  # later results depended on the old values
         self.project.mark_done(self.step)
         return True
 
@@ -314,11 +319,8 @@ class MaterialPage(StepPage):
                 return self.fail("Choose a material or import a structure file.")
             mat = get_material(name)
         self.info.setText(self.describe(mat))
-        old = self.project["material"]
-        new = {"name": mat.name, "structure": structure, "layers": layers, "task": task}
-        if any(old.get(k) != v for k, v in new.items()) and self.project["done"]:
-            self.project.mark_done("material", False)  # later steps depend on it
-        self.project.update("material", **new)
+        self.project.update("material", name=mat.name, structure=structure, layers=layers,
+                            task=task)
         return True
 
 
@@ -786,10 +788,7 @@ class StylePage(StepPage):
         if not self.skip.isChecked() and not self.project["style"]["bundle"]:
             return self.fail("Train the style model (or resume it), or tick ‘Skip style "
                              "training’.")
-        old_skip = self.project["style"]["skip"]
         self.project.update("style", skip=self.skip.isChecked())
-        if old_skip != self.skip.isChecked():
-            self.project.mark_done("dataset", False)
         return True
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QEvent, Signal
 from PySide6.QtWidgets import QFileDialog, QWizard
 
 from stackview.gui.wizard import pages
@@ -40,7 +40,19 @@ class TrainingWizard(QWizard):
             self.pages[step] = page
             self.setPage(STEPS.index(step), page)
         self.pages["finish"].registered.connect(self.modelRegistered)
+        if parent is not None:  # the main window closing must not kill a running step
+            parent.installEventFilter(self)
         self.resume()
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 (Qt)
+        if event.type() == QEvent.Type.Close and obj is self.parent():
+            self.stop_jobs()
+        return False
+
+    def stop_jobs(self) -> None:
+        """Cancel a running step and wait for it (it saves a checkpoint for Resume)."""
+        for page in self.pages.values():
+            page.stop_and_wait()
 
     def page_of(self, step: str) -> pages.StepPage:
         return self.pages[step]
@@ -59,8 +71,7 @@ class TrainingWizard(QWizard):
                 break
 
     def done(self, result: int) -> None:
-        for page in self.pages.values():
-            page.stop_and_wait()  # a cancelled step keeps its checkpoint for Resume
+        self.stop_jobs()
         super().done(result)
 
 
