@@ -309,3 +309,39 @@ def test_lattice_calibration_of_uncalibrated_images(qtbot, tmp_path, shared_dir)
     assert float(pg.table.item(0, 1).text()) == pytest.approx(0.0157, abs=0.0005)
     wiz.next()
     assert wiz.currentId() == _id("selection")
+
+
+@pytest.mark.parametrize("material,task,layers", [("MoS2", "twist", 2), ("ReS2", "slip", 3)])
+def test_runner_headless_twist_and_trilayer(tmp_path, material, task, layers):
+    """The wizard's jobs without Qt (a script can drive a project): physics style, twist and
+    trilayer models, the accuracy table in the model's units."""
+    from stackview.engine.jobs import CancelToken, null_progress
+    from stackview.gui.wizard import runner
+    from stackview.models import read_card
+
+    p = Project.open(tmp_path / "proj")
+    p.update("material", name=material, task=task, layers=layers)
+    p.update("imaging", sampling_A=0.2)
+    p.update("style", skip=True)
+    p.update("dataset", count=8, patch_px=32, test_count=4)
+    p.update("regressor", backbone="tiny", steps=3, batch_size=4)
+    p.update("finish", name=f"{material}-{task}-{layers}")
+    spec = runner.dataset_spec(p)
+    assert spec.style == "physics" and spec.optics in ("MoS2-60kV", "ReS2-300kV")
+
+    def go(job):
+        fn, command = job
+        assert command.startswith("stackview ")
+        return fn(progress=null_progress, cancel=CancelToken())
+
+    go(runner.dataset_job(p))
+    result = go(runner.regressor_job(p))
+    assert read_card(result["bundle"]).spec["head"] == ("invariant" if layers == 2 else "direct")
+    ev = go(runner.evaluation_job(p))
+    rows = dict(runner.accuracy_rows(ev["metrics"]))
+    assert rows["test patches"] == "4"
+    if task == "twist":
+        assert rows["Δθ mean"].endswith("°")
+        assert np.mean(ev["errors"]) == pytest.approx(ev["metrics"]["mean_deg"])
+    else:
+        assert rows["ΔD mean"].endswith("Å") and len(ev["metrics"]["per_axis"]) == 4

@@ -66,10 +66,13 @@ def dataset_spec(project: Project, test: bool = False):
     else:
         kwargs.update(style="drit", style_bundle=style["bundle"], style_diverse=True)
     grid = d["mode"] == "grid" and m["task"] == "slip" and not test
+    count = int(d["test_count"] if test else (1 if grid else d["count"]))
+    if m["task"] == "twist":  # count patches: angles × positions across one moiré period
+        kwargs["positions"] = max(1, min(16, count))
     return DatasetSpec(
         task=m["task"], material=m["name"], layers=int(m["layers"]),
         mode="grid" if grid else "random",
-        count=int(d["test_count"] if test else (1 if grid else d["count"])),
+        count=count,
         step_A=float(d["step_A"]), sampling_A=float(im["sampling_A"]),
         patch_px=int(d["patch_px"]), optics=optics_preset(project),
         defocus_A=tuple(im["defocus_A"]), source_size_A=tuple(im["source_size_A"]),
@@ -90,6 +93,8 @@ def dataset_command(spec, out: Path) -> str:
              spec.material, "--layers", spec.layers, "--sampling", spec.sampling_A,
              "--patch-px", spec.patch_px, "--optics", spec.optics, "--seed", spec.seed,
              "--count", spec.count, "--style", spec.style, "--resume"]
+    if spec.task == "twist":
+        parts += ["--positions", spec.positions]
     if spec.mode == "grid":
         parts += ["--grid-step", spec.step_A]
     parts += ["--defocus", *spec.defocus_A, "--source-size", *spec.source_size_A]
@@ -127,7 +132,10 @@ def dataset_estimate(project: Project) -> tuple[int, float, int]:
             n = spec.count
     else:
         n = spec.count
-    total = n + test.count
+    if spec.task == "twist":
+        n = max(1, spec.count // spec.positions) * spec.positions
+    total = n + (max(1, test.count // test.positions) * test.positions
+                 if test.task == "twist" else test.count)
     per = SECONDS_PER_PATCH_128 * (spec.patch_px / 128) ** 2
     if spec.style == "drit":
         per *= 3
