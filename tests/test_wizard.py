@@ -222,6 +222,14 @@ def test_resume_after_closing(qtbot, tmp_path, ws2_cif, exp_images):
     assert st2.last_error == ""
     history = json.loads((tmp_path / "proj" / "style" / "history.json").read_text())
     assert history[-1]["iteration"] == 12
+    # Train (not Resume) starts afresh but keeps the previous run beside it
+    st2.iterations.setValue(2)
+    st2.run_button.click()
+    qtbot.waitUntil(lambda: not st2.running(), timeout=JOB_MS)
+    assert st2.last_error == "" and st2.isComplete()
+    assert (tmp_path / "proj" / "style.previous-1" / "checkpoint.json").exists()
+    history = json.loads((tmp_path / "proj" / "style" / "history.json").read_text())
+    assert history[-1]["iteration"] == 2
     st2.skip.setChecked(True)
     again.next()
     assert again.currentId() == _id("dataset")

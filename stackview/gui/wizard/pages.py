@@ -748,9 +748,8 @@ class StylePage(StepPage):
             self.fail("There is no style checkpoint to resume yet: press Train.")
             return
         if not resume and self.project.path("style", "checkpoint.json").exists():
-            import shutil
-
-            shutil.rmtree(self.project.path("style"))  # a fresh run
+            kept = _set_aside(self.project.path("style"))  # a fresh run; hours of work kept
+            self.status.setText(f"the previous style run was moved to {kept.name}")
         self.project.update("style", bundle="")
         self.project.mark_done("style", False)
         fn, command = runner.style_job(self.project, resume=resume)
@@ -895,6 +894,15 @@ class DatasetPage(StepPage):
         return True
 
 
+def _set_aside(folder: Path) -> Path:
+    """Rename ``folder`` to ``folder.previous-N`` (a new run never deletes an old one)."""
+    n = 1
+    while (target := folder.with_name(f"{folder.name}.previous-{n}")).exists():
+        n += 1
+    folder.rename(target)
+    return target
+
+
 def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -974,9 +982,7 @@ class RegressorPage(StepPage):
             self.fail("There is no checkpoint to resume yet: press Train.")
             return
         if not resume and ckpt.exists():
-            import shutil
-
-            shutil.rmtree(ckpt)
+            _set_aside(ckpt)
         self.project.update("regressor", bundle="")
         self.project.mark_done("regressor", False)
         if not resume:
