@@ -24,7 +24,8 @@ def res2():
 
 def test_bundled_cards_record_command_and_accuracy():
     entries = [e for e in list_models() if e.source == "bundled"]
-    assert {(e.card.material, e.card.task) for e in entries} >= {("ReS2", "slip")}
+    assert {(e.card.material, e.card.task) for e in entries} >= {("ReS2", "slip"),
+                                                                  ("MoS2", "twist")}
     for e in entries:
         card = e.card
         assert re.match(r"stackview( -v)? train ", card.training["command"])
@@ -95,3 +96,23 @@ def test_dense_mode_agrees_with_window_mode_within_its_known_bias(res2):
     assert np.median(space.distance(window.values.reshape(-1, 2), truth)) < 0.06
     assert np.median(space.distance(dense.values.reshape(-1, 2), truth)) < 0.25
 
+
+
+MOS2 = bundled_dir() / "MoS2_twist_bilayer"
+
+
+def test_twist_model_tells_theta_from_60_minus_theta():
+    """θ and 60° − θ share their FFT; the bundled MoS2 model must still tell them apart."""
+    from stackview.materials import build_twisted
+
+    bundle = load_bundle(MOS2)
+    space = bundle.label_space
+    thetas = np.array([8.0, 20.0, 40.0, 52.0])
+    patches = []
+    for theta in thetas:
+        atoms = build_twisted("MoS2", float(theta), fov_A=(32.0, 32.0), margin_A=10)
+        patches.append(simulate(atoms, PRESETS["MoS2-60kV"], sampling_A=0.25,
+                                fov_A=(32.0, 32.0)).image)
+    pred = np.array([p.values[0] for p in predict_many(patches, bundle, tta=False)])
+    err = space.distance(pred, thetas)
+    assert err.max() < 2.0, (pred, thetas)
