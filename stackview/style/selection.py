@@ -387,15 +387,20 @@ def select_simulations(
     # exact gradients for the few hundred images a selection sees: deterministic, and fast
     # (Barnes-Hut's OpenMP loop crawls once torch's OpenMP runtime is loaded in the process)
     method = "exact" if ns + ne <= 1500 else "barnes_hut"
-    embedding = TSNE(
-        n_components=2,
-        perplexity=perp,
-        init="pca",
-        learning_rate="auto",
-        method=method,
-        random_state=seed,
-    ).fit_transform(feats)
-    labels = KMeans(n_clusters=2, n_init=10, random_state=seed).fit_predict(embedding)
+    from threadpoolctl import threadpool_limits
+
+    # one thread: scikit-learn's OpenMP runtime can hang in a worker thread of a process whose
+    # other threads have run torch's (seen in the GUI: selection after an analysis never ended)
+    with threadpool_limits(limits=1):
+        embedding = TSNE(
+            n_components=2,
+            perplexity=perp,
+            init="pca",
+            learning_rate="auto",
+            method=method,
+            random_state=seed,
+        ).fit_transform(feats)
+        labels = KMeans(n_clusters=2, n_init=10, random_state=seed).fit_predict(embedding)
     exp_labels = labels[ns:]
     counts = np.bincount(exp_labels, minlength=2)
     if counts[0] == counts[1]:  # tie: the cluster whose sims are nearest the exp centroid

@@ -138,13 +138,26 @@ class StepPage(QWizardPage):
         self.clear_error()
         job = Job(fn, name=name, parent=self)
         self.job = job
+        self._on_done = on_done
+        # bound methods, not lambdas: PySide delivers a lambda through one hidden global
+        # receiver, whose thread can be a finished worker's, so its signals were never delivered
+        # after other windows' jobs had run (the wizard hung after the main window's tests)
         job.progressed.connect(self._progressed)
-        job.succeeded.connect(lambda result: self._finished(job, on_done, result))
-        job.failed.connect(lambda sentence, details: self._finished(job, None, sentence))
-        job.cancelled.connect(lambda: self._finished(job, None, None))
+        job.succeeded.connect(self._job_succeeded)
+        job.failed.connect(self._job_failed)
+        job.cancelled.connect(self._job_cancelled)
         self._set_busy(True)
         self.status.setText(f"{name}…")
         job.start()
+
+    def _job_succeeded(self, result) -> None:
+        self._finished(self.sender() or self.job, self._on_done, result)
+
+    def _job_failed(self, sentence: str, details: str) -> None:
+        self._finished(self.sender() or self.job, None, sentence)
+
+    def _job_cancelled(self) -> None:
+        self._finished(self.sender() or self.job, None, None)
 
     def _progressed(self, done: int, total: int, message: str) -> None:
         self.progress.setMaximum(max(1, total))
