@@ -21,3 +21,18 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is not present")
     return SHARED
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    """An untrained ReS2 slip bundle with the test backbone (fast analysis tests)."""
+    from stackview.inference.regressor import RegressorSpec, build_regressor
+    from stackview.models.bundle import ModelCard, save_bundle
+
+    spec = RegressorSpec(backbone="tiny", material="ReS2")
+    model = build_regressor(spec, seed=0)
+    stem = tmp_path_factory.mktemp("models") / "ReS2_tiny"
+    card = ModelCard(name="ReS2_tiny", spec=spec.to_dict(), sampling_A=0.25, patch_px=32,
+                     orientation="aligned", style="clean")
+    save_bundle(stem, model, card)
+    return stem

@@ -7,22 +7,9 @@ import pytest
 
 from stackview.analysis import pel, pel_plot
 from stackview.cli import main
-from stackview.inference.regressor import RegressorSpec, build_regressor
 from stackview.io.tiff import write_calibrated_tiff
 from stackview.materials import build_stack, get_material
-from stackview.models.bundle import ModelCard, save_bundle
 from stackview.simulation import PRESETS, simulate
-
-
-@pytest.fixture(scope="module")
-def tiny_bundle(tmp_path_factory):
-    spec = RegressorSpec(backbone="tiny", material="ReS2")
-    model = build_regressor(spec, seed=0)
-    stem = tmp_path_factory.mktemp("models") / "ReS2_tiny"
-    card = ModelCard(name="ReS2_tiny", spec=spec.to_dict(), sampling_A=0.25, patch_px=32,
-                     orientation="aligned", style="clean")
-    save_bundle(stem, model, card)
-    return stem
 
 
 @pytest.fixture(scope="module")
