@@ -8,6 +8,11 @@ import time
 
 #: for start-up measurements and smoke tests: quit this many ms after the window is shown
 EXIT_AFTER_ENV = "STACKVIEW_GUI_EXIT_AFTER_MS"
+#: smoke test of a build (packaging/build_and_smoke.sh): set to a folder; the window opens the
+#: bundled sample from its welcome panel, analyses it, exports into the folder and exits 0, or
+#: exits 1 with one sentence on stderr
+SMOKE_TEST_ENV = "STACKVIEW_GUI_SMOKE_TEST"
+SMOKE_TIMEOUT_S = 900
 
 
 def create_app():
@@ -40,6 +45,9 @@ def main(files: list[str] | None = None) -> int:
         window.open_paths(files)
     seconds = time.perf_counter() - start
     window.statusBar().showMessage(f"Ready ({seconds:.1f} s to start).", 5000)
+    smoke_out = os.environ.get(SMOKE_TEST_ENV)
+    if smoke_out:
+        smoke_test(window, smoke_out)
     exit_after = os.environ.get(EXIT_AFTER_ENV)
     if exit_after:
         from PySide6.QtCore import QTimer
@@ -48,3 +56,61 @@ def main(files: list[str] | None = None) -> int:
               file=sys.stderr)
         QTimer.singleShot(int(exit_after), app.quit)
     return app.exec()
+
+
+def smoke_test(window, out_dir: str, exit=None) -> None:
+    """Drive ``window`` as a first-time user would (welcome panel → sample → Run → Export) on
+    the event loop, then call ``exit(code)`` (default: quit the application) with 0, or with 1
+    and one sentence on stderr on the first failure."""
+    from pathlib import Path
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    exit = exit or QApplication.instance().exit
+    start = time.monotonic()
+    state = {"step": "open"}
+    sample = str(window.welcome.sample)
+
+    def finish(code: int, sentence: str) -> None:
+        timer.stop()
+        print(f"stackview: smoke test {'passed' if code == 0 else 'failed'}: {sentence}",
+              file=sys.stderr)
+        exit(code)
+
+    def tick() -> None:
+        if window.last_error is not None:
+            return finish(1, window.last_error.text())
+        if time.monotonic() - start > SMOKE_TIMEOUT_S:
+            return finish(1, f"no result after {SMOKE_TIMEOUT_S} s ({state['step']}).")
+        if window.busy():
+            return
+        if state["step"] == "open":
+            if not window.welcome.isVisible():
+                return finish(1, "the welcome panel is not shown in the empty window.")
+            window.welcome.sample_button.click()
+            state["step"] = "opening"
+        elif state["step"] == "opening" and sample in window.images:
+            if window.welcome.isVisible():
+                return finish(1, "the welcome panel stayed over the opened image.")
+            if window.run_analysis() is None:
+                return finish(1, "the window did not start the analysis.")
+            state["step"] = "analysing"
+        elif state["step"] == "analysing" and sample in window.results:
+            window.export_results(out_dir)
+            state["step"] = "exporting"
+        elif state["step"] == "exporting":
+            folder = Path(out_dir) / Path(sample).stem
+            missing = [n for n in ("map.csv", "figure.png", "summary.json")
+                       if not (folder / n).is_file()]
+            if missing:
+                return finish(1, f"the export lacks {', '.join(missing)} in {folder}.")
+            s = window.results[sample].summary()
+            values = ", ".join(f"{k[:-7]} {s[k]:.3f}" for k in s
+                               if k.endswith("_median") and isinstance(s[k], float))
+            finish(0, f"{s['n_patches']} windows ({values}) in {time.monotonic() - start:.1f} s, "
+                      f"written to {folder}.")
+
+    timer = QTimer(window)
+    timer.timeout.connect(tick)
+    timer.start(200)

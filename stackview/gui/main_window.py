@@ -33,6 +33,7 @@ from stackview.gui.plots import FftView, ProfileView
 from stackview.gui.results_panel import DEVIATION, UNCERTAINTY, ResultsPanel
 from stackview.gui.spm_panel import SpmPanel
 from stackview.gui.viewer import ImageViewer
+from stackview.gui.welcome import WelcomePanel
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,11 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.status_text, 1)
         self.statusBar().addPermanentWidget(self.progress)
 
+        self.welcome = WelcomePanel()
+        self.welcome.attach(self.viewer)  # floats over the empty viewer until an image shows
+        self.welcome.sampleRequested.connect(lambda path: self.open_paths([path]))
+        self.welcome.openRequested.connect(self.open_dialog)
+
         self._build_menus()
         self._connect()
         self._load_models_and_prefs()
@@ -164,7 +170,17 @@ class MainWindow(QMainWindow):
         tools_menu = self.menuBar().addMenu("&Tools")
         self.wizard_action = tools_menu.addAction("Train a model for a new material…")
         self.wizard_action.triggered.connect(lambda: self.open_training_wizard())
+        help_menu = self.menuBar().addMenu("&Help")
+        self.about_action = help_menu.addAction("&About stackview")
+        self.about_action.triggered.connect(lambda: self.show_about())
         self._refresh_recent()
+
+    def show_about(self):
+        from stackview.gui.about import AboutDialog
+
+        dialog = AboutDialog(self)
+        dialog.open()  # not exec(): jobs and tests go on while it is shown
+        return dialog
 
     def open_training_wizard(self, project_dir=None):
         """Show the model-training wizard (asks for a project folder unless given)."""
@@ -361,6 +377,7 @@ class MainWindow(QMainWindow):
 
     def _display(self, path: str) -> None:
         opened = self.images[path]
+        self.welcome.hide()
         cal = opened.calibration
         px = cal.pixel_size_nm if cal is not None else self.spm.pixel_size.value()
         self.viewer.set_image(opened.loaded.data, px)
