@@ -24,6 +24,14 @@ def create_app():
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName(settings.ORGANIZATION)
     app.setApplicationName(settings.APPLICATION)
+    app.setDesktopFileName("stackview")  # ties the window to packaging/stackview.desktop
+    from PySide6.QtGui import QIcon
+
+    from stackview.paths import RESOURCES_DIR
+
+    icon = RESOURCES_DIR / "icons" / "stackview.svg"
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
     return app
 
 

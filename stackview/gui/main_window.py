@@ -34,11 +34,12 @@ from stackview.gui.results_panel import DEVIATION, UNCERTAINTY, ResultsPanel
 from stackview.gui.spm_panel import SpmPanel
 from stackview.gui.viewer import ImageViewer
 from stackview.gui.welcome import WelcomePanel
+from stackview.io.readers import SUFFIXES
 
 log = logging.getLogger(__name__)
 
 #: file types the Open dialog offers (the readers' suffixes)
-IMAGE_FILTER = ("Images (*.tif *.tiff *.png *.jpg *.jpeg *.dm3 *.dm4 *.emd *.ser *.mrc *.npy)"
+IMAGE_FILTER = ("Images (" + " ".join(f"*{suffix}" for suffix in sorted(SUFFIXES)) + ")"
                 ";;All files (*)")
 
 
