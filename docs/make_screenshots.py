@@ -11,7 +11,9 @@ Run from the repository root (Xvfb gives a fixed, reproducible screen)::
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_screenshots.py
 
 Options: ``--out DIR`` (default docs/img/gui), ``--stride NM`` (default 0.25),
-``--skip-batch`` (the batch step re-analyses the sample folder), ``--max-kb`` (default 400).
+``--skip-batch`` (the batch step re-analyses the sample folder), ``--max-kb`` (default 400),
+``--first-run`` (only the first-run shots, in seconds: the welcome panel over the empty window,
+``00_welcome.png``, and Help → About, ``08_about.png``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def main(argv=None) -> int:
     parser.add_argument("--stride", type=float, default=0.25)
     parser.add_argument("--skip-batch", action="store_true")
     parser.add_argument("--max-kb", type=int, default=400)
+    parser.add_argument("--first-run", action="store_true",
+                        help="only the welcome panel and About dialog shots")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,9 +109,9 @@ def main(argv=None) -> int:
             raise RuntimeError(f"{what}: {outcome['error']}")
         log(f"{what}: done in {time.monotonic() - start:.1f} s")
 
-    def shot(name: str, caption: str) -> Path:
+    def shot(name: str, caption: str, widget=None) -> Path:
         pump(400)  # let deferred repaints (pyqtgraph, dock layouts) land
-        pixmap = w.grab()
+        pixmap = (widget or w).grab()
         buffer = pixmap.toImage()
         path = out / f"{name}.png"
         save_small(buffer, path, args.max_kb)
@@ -131,6 +135,14 @@ def main(argv=None) -> int:
     w.docks["fft"].raise_()
     w.docks["inspector"].raise_()
     dock_layout(bottom_height=190)
+    shot("00_welcome", "first run: the welcome panel over the empty window")
+    about = w.show_about()
+    shot("08_about", "Help → About stackview: version, licences, bundled data", about)
+    about.close()
+    if args.first_run:
+        w.close()
+        app.processEvents()
+        return 0
     shot("01_start", "the window right after start")
 
     # (2) the sample opened: calibrated image, window square, FFT
