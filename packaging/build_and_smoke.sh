@@ -125,7 +125,7 @@ run_app STACKVIEW_GUI_SMOKE_TEST="$smoke/gui" > "$smoke/gui.log" 2>&1 \
 gui_s=$(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)")
 grep -q "smoke test passed" "$smoke/gui.log" || { cat "$smoke/gui.log"; fail "the window's smoke test did not report a pass"; }
 [[ -s "$smoke/gui/ReS2_bilayer_tedgen_sample4/summary.json" ]] || fail "the window exported no summary.json"
-echo "window smoke test: $(grep -o 'smoke test passed.*' "$smoke/gui.log"); ${gui_s} s wall" >> "$report"
+echo "window smoke test: $(grep -o 'smoke test passed.*' "$smoke/gui.log" | sed 's/\.$//'); ${gui_s} s wall" >> "$report"
 say "  passed in ${gui_s} s"
 
 echo "result: all checks passed" >> "$report"
