@@ -62,7 +62,10 @@ def main(files: list[str] | None = None) -> int:
 
         print(f"stackview: window shown {seconds:.2f} s after the gui command started",
               file=sys.stderr)
-        QTimer.singleShot(int(exit_after), app.quit)
+        # exit(), not quit(): QGuiApplication.quit() with a window shown leaves Qt unable to
+        # deliver signals from worker threads to later windows in the same process (seen in
+        # the test suite: every job after it never reported back)
+        QTimer.singleShot(int(exit_after), lambda: app.exit(0))
     return app.exec()
 
 
