@@ -127,3 +127,11 @@ def test_install_desktop_entry_writes_entry_types_and_icons(tmp_path):
                           str(tmp_path / "missing")], env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(shutil.which("desktop-file-validate") is None,
+                    reason="desktop-file-validate (desktop-file-utils) is not installed")
+def test_desktop_file_passes_desktop_file_validate():
+    result = subprocess.run(["desktop-file-validate", str(PACKAGING / "stackview.desktop")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout
