@@ -1,9 +1,6 @@
 """The model-training wizard: a new material (WS2 from a CIF) to a registered model with tiny
 settings, resume after closing, and input validation (pytest-qt, offscreen)."""
 
-# Named to run before tests/test_gui.py: after the main window's tests in the same process the
-# wizard's selection job never reports back (a known, not yet understood bug; see docs/wizard.md).
-
 import json
 import shlex
 import time

@@ -66,7 +66,11 @@ def main(files: list[str] | None = None) -> int:
         # deliver signals from worker threads to later windows in the same process (seen in
         # the test suite: every job after it never reported back)
         QTimer.singleShot(int(exit_after), lambda: app.exit(0))
-    return app.exec()
+    code = app.exec()
+    # app.quit() skips closeEvent; a window destroyed with a job still running leaves a dead
+    # worker behind (later jobs in the process never report back), so close it properly
+    window.close()
+    return code
 
 
 def smoke_test(window, out_dir: str, exit=None) -> None:

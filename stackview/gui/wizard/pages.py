@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -139,9 +139,8 @@ class StepPage(QWizardPage):
         job = Job(fn, name=name, parent=self)
         self.job = job
         self._on_done = on_done
-        # bound methods, not lambdas: PySide delivers a lambda through one hidden global
-        # receiver, whose thread can be a finished worker's, so its signals were never delivered
-        # after other windows' jobs had run (the wizard hung after the main window's tests)
+        # @Slot methods of the page, not lambdas or plain methods: PySide connects those through
+        # a hidden receiver object, and their results were not always delivered (docs/wizard.md)
         job.progressed.connect(self._progressed)
         job.succeeded.connect(self._job_succeeded)
         job.failed.connect(self._job_failed)
@@ -150,15 +149,19 @@ class StepPage(QWizardPage):
         self.status.setText(f"{name}…")
         job.start()
 
+    @Slot(object)
     def _job_succeeded(self, result) -> None:
         self._finished(self.sender() or self.job, self._on_done, result)
 
+    @Slot(str, str)
     def _job_failed(self, sentence: str, details: str) -> None:
         self._finished(self.sender() or self.job, None, sentence)
 
+    @Slot()
     def _job_cancelled(self) -> None:
         self._finished(self.sender() or self.job, None, None)
 
+    @Slot(int, int, str)
     def _progressed(self, done: int, total: int, message: str) -> None:
         self.progress.setMaximum(max(1, total))
         self.progress.setValue(done)
