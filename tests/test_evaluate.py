@@ -4,8 +4,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from stackview.cli import main
+from stackview.errors import UsageError
 from stackview.datasets import DatasetSpec, generate_dataset
 from stackview.inference.evaluate import slip_metrics, twist_metrics, write_report
 from stackview.inference.labels import SlipLabels, TwistLabels
@@ -93,6 +95,22 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
     tw = generate_dataset(DatasetSpec(task="twist", material="MoS2", count=4, positions=4,
                                       **tiny), tmp_path / "tw.zarr", scheduler="sync")
     assert main(["evaluate", str(out), "--dataset", str(tw)]) == 2
+    # fine-tuning starts from the bundle's weights and says so in its card
+    from stackview.inference.regressor import RegressorSpec
+    from stackview.inference.train import initial_weights
+    from stackview.models.bundle import load_bundle
+
+    spec = RegressorSpec.from_dict(card.spec)
+    start = initial_weights(str(out), spec)
+    ref = load_bundle(out).model.state_dict()
+    assert all(torch.equal(start[k], ref[k].float()) for k in ref)
+    tuned = tmp_path / "models" / "tuned"
+    assert main(["train", "--dataset", str(train_ds), "--out", str(tuned), "--backbone", "tiny",
+                 "--steps", "2", "--batch-size", "8", "--threads", "1", "--precision", "fp32",
+                 "--init-from", str(out)]) == 0
+    assert read_card(tuned).training["init_from"]["bundle"] == "tiny"
+    with pytest.raises(UsageError, match="cannot start"):
+        initial_weights(str(out), RegressorSpec(backbone="tiny", material="MoS2", task="twist"))
     # the defects study on its fresh test sets (two tiny points)
     assert main(["study", "defects", str(out), "--out", str(tmp_path / "st"), "--n", "8",
                  "--ratios", "0", "0.1", "--scheduler", "sync"]) == 0

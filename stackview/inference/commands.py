@@ -100,6 +100,9 @@ def _register_train(subparsers) -> None:
     p.add_argument("--checkpoint-dir",
                    help="checkpoint folder (default: OUT.checkpoints next to the bundle)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    p.add_argument("--init-from", metavar="MODEL",
+                   help="fine-tune: start from this bundle (name or path) or checkpoint folder "
+                        "made for the same material, task and architecture")
     p.add_argument("--description", default="", help="free text for the card")
     p.add_argument("--fp32-weights", action="store_true",
                    help="store fp32 weights in the bundle (default: fp16 parameters)")
@@ -199,6 +202,22 @@ def _head(args, task: str, layers: int) -> str:
     return "invariant" if layers == 2 else "direct"
 
 
+def _init_summary(source: str) -> dict:
+    """What a fine-tuned model started from, for its card."""
+    from stackview.inference.train import CHECKPOINT_STATE
+    from stackview.models.bundle import read_card
+    from stackview.models.registry import find_model
+
+    path = Path(source)
+    if (path / CHECKPOINT_STATE).is_file():
+        state = json.loads((path / CHECKPOINT_STATE).read_text(encoding="utf-8"))
+        return {"checkpoint": path.name, "step": state["step"], "config": state["config"],
+                "history": state.get("history", [])[-5:]}
+    card = read_card(find_model(source))
+    return {"bundle": card.name, "command": card.training.get("command"),
+            "seconds": card.training.get("seconds")}
+
+
 def _open_source(ds, limit_bytes: int = 4 << 30):
     """Load small datasets into memory; stream large ones chunk by chunk."""
     return ds.load() if ds.nbytes <= limit_bytes else ds
@@ -230,7 +249,7 @@ def run_train(args: argparse.Namespace) -> int:
             result = train(spec, _open_source(ds), config, out_dir=ckpt, resume=args.resume,
                            validation=validation,
                            progress=TextProgress("train") if rank == 0 else null_progress,
-                           cancel=cancel)
+                           cancel=cancel, init_from=args.init_from)
         except Cancelled:
             print(f"stackview: cancelled; a checkpoint is in {ckpt} (continue with --resume).",
                   file=sys.stderr)
@@ -252,6 +271,7 @@ def run_train(args: argparse.Namespace) -> int:
             "precision": result.precision, "device": device, "torch": torch.__version__,
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
             "history": result.history[-20:],
+            **({"init_from": _init_summary(args.init_from)} if args.init_from else {}),
         },
     )
     weights = save_bundle(args.out, result.model, card, half=not args.fp32_weights)

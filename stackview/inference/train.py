@@ -272,6 +272,29 @@ def load_checkpoint(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Te
     return state, tensors
 
 
+def initial_weights(source: str | os.PathLike, spec: RegressorSpec) -> dict[str, torch.Tensor]:
+    """fp32 weights of a checkpoint folder or a bundle made for ``spec``, to start training from."""
+    from stackview.models.bundle import load_bundle
+    from stackview.models.registry import find_model
+
+    path = Path(source)
+    if path.is_dir() and (path / CHECKPOINT_STATE).is_file():
+        state, tensors = load_checkpoint(path)
+        other = RegressorSpec.from_dict(state["spec"])
+        weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    else:
+        bundle = load_bundle(find_model(str(source)))
+        other = bundle.model.spec
+        weights = bundle.model.state_dict()
+    if other != spec:
+        raise UsageError(
+            f"{path.name} was trained for {other.material} {other.task} with a {other.backbone} "
+            f"{other.head} head; it cannot start a {spec.material} {spec.task} "
+            f"{spec.backbone} {spec.head} model"
+        )
+    return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+
+
 def _restore(model: StackingRegressor, optimizer: torch.optim.Optimizer, state: dict,
              tensors: dict[str, torch.Tensor]) -> None:
     model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -296,6 +319,7 @@ def train(
     cancel: CancelToken | None = None,
     device: str | None = None,
     on_checkpoint: Callable[[int, dict], None] | None = None,
+    init_from: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train a :class:`StackingRegressor` on labelled patches.
 
@@ -319,6 +343,10 @@ def train(
         :class:`stackview.errors.Cancelled`.
     device
         torch device (default: the local CUDA device when present, else CPU).
+    init_from
+        Start from the weights of a trained model instead of ImageNet/random ones (fine-tuning,
+        e.g. on DRIT-styled patches after physics-noise training): a bundle (name or path) or a
+        checkpoint folder made for the same spec. The optimiser and schedule start afresh.
 
     Returns
     -------
@@ -346,6 +374,9 @@ def train(
     loss_fn = RawOutputLoss(spec).to(dev)
     history: list[dict] = []
     start_step = 0
+    if init_from is not None and not resume:
+        model.load_state_dict(initial_weights(init_from, spec))
+        log.info("initialised from %s", init_from)
     if resume:
         if out_dir is None:
             raise UsageError("resuming needs the folder that holds the checkpoint")
