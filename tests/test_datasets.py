@@ -235,3 +235,18 @@ def test_dask_distributed_scheduler_gives_the_same_dataset(tmp_path):
     np.testing.assert_array_equal(out.get(np.arange(16))[0], ref.get(np.arange(16))[0])
     with pytest.raises(UsageError, match="scheduler"):
         generate_dataset(spec, tmp_path / "x.zarr", scheduler="bogus")
+
+
+def test_custom_optics_are_named_by_their_values(tmp_path):
+    spec = DatasetSpec(count=4, optics="kv=200, convergence=25, adf=45-180", **TINY)
+    assert spec.optics == "kv=200,convergence=25,adf=45-180"  # one spelling
+    ds = open_dataset(generate_dataset(spec, tmp_path / "c.zarr", scheduler="sync"))
+    assert ds.attrs["optics"]["energy_kV"] == 200.0
+    preset = DatasetSpec(count=4, optics="ReS2-300kV", **TINY)
+    # 200 kV and a wider probe give another image of the same atoms
+    a = np.asarray(ds.images[0], dtype=np.float32)
+    b = np.asarray(open_dataset(generate_dataset(preset, tmp_path / "p.zarr",
+                                                 scheduler="sync")).images[0], dtype=np.float32)
+    assert np.abs(a - b).max() > 0.01
+    with pytest.raises(UsageError, match="unknown optics 'Titan'"):
+        DatasetSpec(count=4, optics="Titan", **TINY)

@@ -369,3 +369,22 @@ def test_import_is_light():
     dt, bad = out.stdout.split(" ", 1)
     assert bad.strip() == "[]"
     assert float(dt) < 1.0  # ~0.3 s here; generous for loaded CI machines
+
+
+def test_custom_optics_text_round_trips_and_bad_text_is_one_sentence():
+    from stackview.errors import UsageError
+    from stackview.simulation import PRESETS, Optics, optics_text, resolve_optics
+
+    assert resolve_optics("MoS2-60kV") is PRESETS["MoS2-60kV"]
+    o = resolve_optics("kv=200, convergence=25, adf=45-180, cs=1e7")
+    assert (o.energy_kV, o.convergence_mrad, o.adf_inner_mrad, o.adf_outer_mrad, o.Cs_A) == (
+        200.0, 25.0, 45.0, 180.0, 1e7)
+    assert (o.defocus_A, o.source_size_A) == (40.0, 0.65)  # the presets' defaults
+    assert resolve_optics(optics_text(o)) == o
+    assert optics_text(Optics(80, 30, 50, 200, defocus_A=40, source_size_A=0.65)) == (
+        "kv=80,convergence=30,adf=50-200")
+    for bad, words in (("TitanX", "unknown optics 'TitanX'"), ("kv=200,adf=45", "cannot read"),
+                       ("kv=200,convergence=25,adf=180-45", "cannot read"),
+                       ("kv=200,convergence=25,adf=45-180,tilt=3", "unknown optics key 'tilt'")):
+        with pytest.raises(UsageError, match=words):
+            resolve_optics(bad)

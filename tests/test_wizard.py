@@ -131,8 +131,8 @@ def test_wizard_end_to_end(qtbot, tmp_path, ws2_cif, exp_images):
     ds.test_count.setValue(8)
     assert "About 24 patches" in ds.estimate.text()
     assert "--style drit" in ds.command.toPlainText()
-    assert "--optics wizard-WS2" in ds.command.toPlainText()  # 200 kV matches no preset
-    assert "exists only inside the wizard" in ds.command.toPlainText()
+    # 200 kV matches no preset: the command names the conditions themselves
+    assert "--optics kv=200,convergence=25,adf=45-180" in ds.command.toPlainText()
     run_step(qtbot, ds)
     wiz.next()
     assert wiz.currentId() == _id("regressor"), ds.last_error

@@ -42,7 +42,9 @@ def register(subparsers) -> None:
     g.add_argument("--sampling", type=float, default=0.16, metavar="A_PER_PX",
                    help="pixel size in Å")
     g.add_argument("--patch-px", type=int, default=128, help="patch side in pixels")
-    g.add_argument("--optics", default="", help="optics preset (default: the material's)")
+    g.add_argument("--optics", default="",
+                   help="optics preset (ReS2-300kV, MoS2-60kV) or custom conditions, e.g. "
+                        "kv=200,convergence=25,adf=45-180 (default: the material's preset)")
     g.add_argument("--defocus", type=float, nargs="+", default=[35.0, 40.0, 45.0],
                    metavar="ANGSTROM", help="defocus values drawn per patch")
     g.add_argument("--source-size", type=float, nargs="+", default=[0.6, 0.65, 0.7],

@@ -145,11 +145,11 @@ def _rotate_about(xy: np.ndarray, angle_deg: float, centre: np.ndarray) -> np.nd
 def patch_atoms(spec: DatasetSpec, label: np.ndarray, cond: dict, index: int):
     """Projected positions (n, 2) Å, atomic numbers and layer index of one patch's atoms."""
     from stackview.materials import get_material, stack_arrays, twisted_arrays
-    from stackview.simulation import PRESETS, probe_tail_radius_A
+    from stackview.simulation import probe_tail_radius_A, resolve_optics
 
     material = get_material(spec.material)
     size = spec.patch_px * spec.sampling_A
-    optics = PRESETS[spec.optics]
+    optics = resolve_optics(spec.optics)
     margin = probe_tail_radius_A(optics) + 2.0
     extra = size * (math.sqrt(2) - 1) / 2 if cond["orientation_deg"] != 0 else 0.0
     fov = (size + 2 * extra, size + 2 * extra)
@@ -265,7 +265,7 @@ def _drit_style(spec: DatasetSpec, images01: np.ndarray, rngs):
 def render_chunk(spec_dict: dict, start: int, labels: np.ndarray,
                  conditions: dict[str, np.ndarray]) -> np.ndarray:
     """Images (n, H, W) float16 of samples ``start … start + n − 1`` (picklable for dask)."""
-    from stackview.simulation import PRESETS, render_incoherent_batch
+    from stackview.simulation import render_incoherent_batch, resolve_optics
 
     spec = DatasetSpec.from_dict(spec_dict)
     n = len(labels)
@@ -276,7 +276,7 @@ def render_chunk(spec_dict: dict, start: int, labels: np.ndarray,
     groups: dict[tuple[float, float], list[int]] = {}
     for i, row in enumerate(rows):
         groups.setdefault((row["defocus_A"], row["source_size_A"]), []).append(i)
-    base = PRESETS[spec.optics]
+    base = resolve_optics(spec.optics)
     for (defocus, source), members in groups.items():
         optics = base.replace(defocus_A=defocus, source_size_A=source)
         items = [(atoms[i][0], atoms[i][1]) for i in members]
@@ -300,7 +300,7 @@ def render_chunk(spec_dict: dict, start: int, labels: np.ndarray,
 
 # --- the job ----------------------------------------------------------------------------------
 def _provenance(spec: DatasetSpec, n: int, command: str | None) -> dict:
-    from stackview.simulation import PRESETS
+    from stackview.simulation import resolve_optics
 
     return {
         "format": DATASET_FORMAT, "stackview_version": __version__, "spec": spec.to_dict(),
@@ -312,7 +312,7 @@ def _provenance(spec: DatasetSpec, n: int, command: str | None) -> dict:
             "D = Da*a_hat + Db*b_hat (A), canonical domain of "
             "stackview.inference.labels.SlipLabels"),
         "simulator": "stackview.simulation incoherent (render_incoherent_batch)",
-        "optics": PRESETS[spec.optics].to_dict(), "optics_preset": spec.optics,
+        "optics": resolve_optics(spec.optics).to_dict(), "optics_preset": spec.optics,
         "patch_nm": spec.patch_nm, "image_normalisation": "min-max to [0, 1] before noise",
         "command": command or " ".join(["stackview", *sys.argv[1:]]),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

@@ -63,7 +63,9 @@ class DatasetSpec:
     sampling_A, patch_px
         Pixel size (Å) and side (pixels) of the patches; ``patch_nm = patch_px·sampling_A/10``.
     optics
-        Optics preset name (``stackview.simulation.PRESETS``); empty: the material's default.
+        Optics preset name (``stackview.simulation.PRESETS``) or custom conditions as
+        ``kv=200,convergence=25,adf=45-180`` (:func:`stackview.simulation.resolve_optics`);
+        empty: the material's default.
     defocus_A, source_size_A
         Values drawn per patch (the paper: defocus 35–45 Å, source size 0.6–0.7 Å).
     jitter_z_A, jitter_xy_A
@@ -164,6 +166,11 @@ class DatasetSpec:
             name = get_material(self.material).name
             set_("material", name)
             set_("optics", DEFAULT_OPTICS.get(name, FALLBACK_OPTICS))
+        from stackview.simulation import PRESETS, optics_text, resolve_optics
+
+        optics = resolve_optics(self.optics)  # a sentence now, not a KeyError mid-generation
+        if self.optics not in PRESETS:
+            set_("optics", optics_text(optics))  # one spelling of the same conditions
         set_("defocus_A", tuple(float(v) for v in self.defocus_A))
         set_("source_size_A", tuple(float(v) for v in self.source_size_A))
         if not self.defocus_A or not self.source_size_A:

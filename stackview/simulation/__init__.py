@@ -14,12 +14,14 @@ from .api import METHODS, CoverageWarning, SimulatedImage, check_coverage, simul
 from .cross_sections import adf_cross_section_A2, adf_cross_sections
 from .grid import image_shape, pixel_centers_A
 from .incoherent import render_incoherent, render_incoherent_batch
-from .optics import PRESETS, Optics, electron_wavelength_A
+from .optics import PRESETS, Optics, electron_wavelength_A, optics_text, resolve_optics
 from .probe import probe_intensity, probe_tail_radius_A
 
 __all__ = [
     "METHODS",
     "PRESETS",
+    "optics_text",
+    "resolve_optics",
     "CoverageWarning",
     "Optics",
     "SimulatedImage",

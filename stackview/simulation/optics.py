@@ -175,3 +175,54 @@ PRESETS: dict[str, Optics] = {
         source_size_A=0.65,
     ),
 }
+
+
+#: defaults of a custom optics text for what it leaves out (the presets' values)
+_CUSTOM_DEFAULTS = {"defocus_A": 40.0, "Cs_A": 0.0, "source_size_A": 0.65}
+_CUSTOM_KEYS = {"kv": "energy_kV", "convergence": "convergence_mrad", "cs": "Cs_A",
+                "defocus": "defocus_A", "source": "source_size_A"}
+CUSTOM_OPTICS_EXAMPLE = "kv=200,convergence=25,adf=45-180"
+
+
+def optics_text(optics: Optics) -> str:
+    """A microscope's conditions as the text :func:`resolve_optics` reads back, so datasets, cards
+    and command lines can name optics that are not presets (e.g. ``kv=200,convergence=25,
+    adf=45-180``)."""
+    parts = [f"kv={optics.energy_kV:g}", f"convergence={optics.convergence_mrad:g}",
+             f"adf={optics.adf_inner_mrad:g}-{optics.adf_outer_mrad:g}"]
+    for key, field in (("defocus", "defocus_A"), ("cs", "Cs_A"), ("source", "source_size_A")):
+        if getattr(optics, field) != _CUSTOM_DEFAULTS[field]:
+            parts.append(f"{key}={getattr(optics, field):g}")
+    return ",".join(parts)
+
+
+def resolve_optics(name: str) -> Optics:
+    """The optics called ``name``: a preset of :data:`PRESETS`, or custom conditions written as
+    ``kv=KV,convergence=MRAD,adf=INNER-OUTER`` (optional ``defocus=Å``, ``cs=Å``, ``source=Å``)."""
+    from stackview.errors import UsageError
+
+    text = str(name).strip()
+    if text in PRESETS:
+        return PRESETS[text]
+    if "=" not in text:
+        raise UsageError(f"unknown optics '{text}'; give a preset ({', '.join(PRESETS)}) or "
+                         f"custom conditions such as {CUSTOM_OPTICS_EXAMPLE}")
+    values: dict[str, float] = dict(_CUSTOM_DEFAULTS)
+    try:
+        for item in filter(None, (p.strip() for p in text.split(","))):
+            key, _, value = (s.strip().lower() for s in item.partition("="))
+            if key == "adf":
+                inner, _, outer = value.partition("-")
+                values["adf_inner_mrad"], values["adf_outer_mrad"] = float(inner), float(outer)
+            elif key in _CUSTOM_KEYS:
+                values[_CUSTOM_KEYS[key]] = float(value)
+            else:
+                raise UsageError(f"unknown optics key '{key}' in '{text}'; use kv, convergence, "
+                                 "adf, defocus, cs and source")
+        return Optics(**values)
+    except UsageError:
+        raise
+    except (TypeError, ValueError) as exc:
+        detail = str(exc) if isinstance(exc, ValueError) and str(exc).endswith(".") else ""
+        raise UsageError(f"cannot read the optics '{text}' (write e.g. {CUSTOM_OPTICS_EXAMPLE})"
+                         + (f": {detail[0].lower()}{detail[1:-1]}" if detail else "")) from None

@@ -351,7 +351,7 @@ class ImagingPage(StepPage):
 
         form = QFormLayout()
         self.preset = QComboBox()
-        self.preset.addItems(["custom", *[k for k in PRESETS if not k.startswith("wizard-")]])
+        self.preset.addItems(["custom", *PRESETS])
         self.preset.currentTextChanged.connect(self._apply_preset)
         self.kv = _spin(1, 2000, 300, 1, suffix=" kV")
         self.convergence = _spin(0.1, 200, 21.3, 2, suffix=" mrad")

@@ -32,26 +32,19 @@ def _nm(value_A: float) -> str:
 
 # --------------------------------------------------------------------------- imaging
 def optics_preset(project: Project) -> str:
-    """The optics preset name of the project's imaging conditions.
-
-    ``DatasetSpec`` accepts only names of :data:`stackview.simulation.PRESETS`; conditions that
-    match no preset are registered in this process under ``wizard-<material>`` (a helper this
-    package needs because the library has no user optics presets; see docs/wizard.md).
-    """
-    from stackview.simulation import PRESETS, Optics
+    """The optics of the project's imaging conditions as ``DatasetSpec`` and ``stackview dataset
+    make --optics`` take them: a preset's name when they match one, else the custom-conditions
+    text of :func:`stackview.simulation.optics_text` (so the command line runs anywhere)."""
+    from stackview.simulation import PRESETS, Optics, optics_text
 
     im = project["imaging"]
     optics = Optics(energy_kV=im["energy_kV"], convergence_mrad=im["convergence_mrad"],
-                    adf_inner_mrad=im["adf_inner_mrad"], adf_outer_mrad=im["adf_outer_mrad"],
-                    defocus_A=float(np.mean(im["defocus_A"])),
-                    source_size_A=float(np.mean(im["source_size_A"])))
+                    adf_inner_mrad=im["adf_inner_mrad"], adf_outer_mrad=im["adf_outer_mrad"])
     keys = ("energy_kV", "convergence_mrad", "adf_inner_mrad", "adf_outer_mrad")
     for name, preset in PRESETS.items():
         if all(abs(getattr(preset, k) - getattr(optics, k)) < 1e-9 for k in keys):
             return name
-    name = f"wizard-{project['material']['name'] or 'custom'}"
-    PRESETS[name] = optics
-    return name
+    return optics_text(optics)
 
 
 def dataset_spec(project: Project, test: bool = False):
@@ -85,10 +78,6 @@ def dataset_spec(project: Project, test: bool = False):
 
 
 def dataset_command(spec, out: Path) -> str:
-    note = ""
-    if spec.optics.startswith("wizard-"):
-        note = (f"# '{spec.optics}' ({', '.join(f'{k} {v:g}' for k, v in _optics(spec).items())})"
-                " exists only inside the wizard: 'dataset make' takes named presets only\n")
     parts = ["stackview", "dataset", "make", out, "--task", spec.task, "--material",
              spec.material, "--layers", spec.layers, "--sampling", spec.sampling_A,
              "--patch-px", spec.patch_px, "--optics", spec.optics, "--seed", spec.seed,
@@ -108,15 +97,7 @@ def dataset_command(spec, out: Path) -> str:
         parts += ["--psnr", *spec.psnr_range_dB]
     if spec.style == "drit":
         parts += ["--style-bundle", spec.style_bundle, "--style-diverse"]
-    return note + _q(*parts)
-
-
-def _optics(spec) -> dict:
-    from stackview.simulation import PRESETS
-
-    o = PRESETS[spec.optics]
-    return {"kV": o.energy_kV, "mrad": o.convergence_mrad, "ADF": o.adf_inner_mrad,
-            "to": o.adf_outer_mrad}
+    return _q(*parts)
 
 
 def dataset_estimate(project: Project) -> tuple[int, float, int]:
