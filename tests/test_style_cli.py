@@ -184,3 +184,23 @@ def test_cli_end_to_end(tmp_path, capsys):
         assert row in table
     assert "evaluation" in json.loads((model / "style.json").read_text())["metrics"]
     assert (tmp_path / "ev" / "evaluation.png").is_file()
+
+
+def test_one_pixel_size_per_experimental_image(tmp_path, capsys):
+    from stackview.style.commands import _load_set
+
+    exps = tmp_path / "exp"
+    for i in range(2):
+        save_png(exps / f"exp{i}.png", experimental(72, seed=i))
+    _, same, _ = _load_set([str(exps)], [0.02], 0.2)
+    _, own, _ = _load_set([str(exps)], [0.02, 0.04], 0.2)
+    assert same[1].shape == (72, 72) and own[0].shape == (72, 72)
+    assert own[1].shape == (144, 144)  # 0.04 nm/px resampled to 0.02 nm/px
+    sims = tmp_path / "sims"
+    for i in range(3):
+        save_png(sims / f"lat{i}.png", lattice(72, shift=(i, 2 * i)))
+    rc = main(["style", "select", "--simulations", str(sims), "--experimental", str(exps),
+               "--sim-sampling-nm", "0.02", "--exp-sampling-nm", "0.02", "0.03", "0.04",
+               "--out", str(tmp_path / "sel")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "one per image: 3 sizes for 2 images" in err and err.count("\n") == 1

@@ -39,8 +39,25 @@ def _count(text: str) -> int:
     return value
 
 
-def _nm_to_A(value: float | None) -> float | None:
-    return None if value is None else 10.0 * value
+def _nm_to_A(value):
+    """nm → Å for a value, None, or a list of values (per-image pixel sizes)."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [10.0 * v for v in value] if len(value) > 1 else 10.0 * value[0]
+    return 10.0 * value
+
+
+def _per_file(files, value) -> list:
+    """One pixel size (or None) per file from one value for all or a list of one per file."""
+    if not isinstance(value, (list, tuple)):
+        return [value] * len(files)
+    if len(value) == 1:
+        return list(value) * len(files)
+    if len(value) != len(files):
+        raise UsageError(f"give one pixel size for all images or one per image: {len(value)} "
+                         f"sizes for {len(files)} images")
+    return list(value)
 
 
 def register(subparsers) -> None:
@@ -85,8 +102,10 @@ def register(subparsers) -> None:
     s.add_argument(
         "--exp-sampling-nm",
         type=_positive,
+        nargs="+",
         metavar="NM",
-        help="pixel size of the experimental images in nm (default: from the files)",
+        help="pixel size of the experimental images in nm: one for all, or one per image in "
+        "the order given (default: from the files)",
     )
     s.add_argument(
         "--features",
@@ -142,8 +161,10 @@ def register(subparsers) -> None:
     t.add_argument(
         "--exp-sampling-nm",
         type=_positive,
+        nargs="+",
         metavar="NM",
-        help="pixel size of the experimental images in nm (default: from the files)",
+        help="pixel size of the experimental images in nm: one for all, or one per image in "
+        "the order given (default: from the files)",
     )
     t.add_argument(
         "--sampling-nm",
@@ -300,8 +321,10 @@ def register(subparsers) -> None:
     e.add_argument(
         "--exp-sampling-nm",
         type=_positive,
+        nargs="+",
         metavar="NM",
-        help="pixel size of the experimental images in nm (default: from the files)",
+        help="pixel size of the experimental images in nm: one for all, or one per image in "
+        "the order given (default: from the files)",
     )
     e.add_argument(
         "--sampling-nm",
@@ -338,9 +361,9 @@ def _load_set(paths, own_nm, target_A, clip_percentile=0.0):
 
     files = list_images(paths)
     images, sampling = [], None
-    for f in files:
+    for f, nm in zip(files, _per_file(files, own_nm), strict=True):
         img, sampling = load_normalised(
-            f, sampling_A=_nm_to_A(own_nm), target_A=target_A, clip_percentile=clip_percentile
+            f, sampling_A=_nm_to_A(nm), target_A=target_A, clip_percentile=clip_percentile
         )
         images.append(img)
     return [str(f) for f in files], images, sampling
@@ -350,7 +373,7 @@ def _file_sampling_A(paths, own_nm) -> float | None:
     from stackview.style.images import list_images, read_grey
 
     if own_nm is not None:
-        return _nm_to_A(own_nm)
+        return _nm_to_A(_per_file(list_images(paths), own_nm)[0])
     return read_grey(list_images(paths)[0])[1]
 
 
@@ -359,12 +382,14 @@ def run_select(args: argparse.Namespace) -> int:
     from stackview.style.images import list_images
     from stackview.style.selection import select_files
 
+    exp_files = list_images(args.experimental)
     result = select_files(
         list_images(args.simulations),
-        list_images(args.experimental),
+        exp_files,
         args.out,
         simulation_sampling_A=_nm_to_A(args.sim_sampling_nm),
-        experimental_sampling_A=_nm_to_A(args.exp_sampling_nm),
+        experimental_sampling_A=(None if args.exp_sampling_nm is None else
+                                 [_nm_to_A(v) for v in _per_file(exp_files, args.exp_sampling_nm)]),
         features=args.features,
         perplexity=args.perplexity,
         keep=args.keep,

@@ -456,7 +456,7 @@ def select_files(
     out_dir: str | os.PathLike,
     *,
     simulation_sampling_A: float | None = None,
-    experimental_sampling_A: float | None = None,
+    experimental_sampling_A: float | list[float | None] | None = None,
     progress: ProgressCallback = null_progress,
     cancel: CancelToken | None = None,
     **kwargs,
@@ -480,7 +480,10 @@ def select_files(
         progress(i + 1, total, Path(p).name)
     for j, p in enumerate(experimental_paths):
         cancel.check()
-        own = experimental_sampling_A if experimental_sampling_A is not None else read_grey(p)[1]
+        own = (experimental_sampling_A[j] if isinstance(experimental_sampling_A, (list, tuple))
+               else experimental_sampling_A)
+        if own is None:
+            own = read_grey(p)[1]
         target = sim_A if (own is not None and sim_A is not None) else None
         if target is None:
             log.warning("sampling of %s or of the simulations unknown: used as is", Path(p).name)

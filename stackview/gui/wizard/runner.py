@@ -141,10 +141,10 @@ def experimental_arrays(project: Project, target_A: float | None = None):
 
 def _exp_args(project: Project) -> list:
     paths = [i["path"] for i in project["images"]]
-    samplings = {i.get("sampling_nm") for i in project["images"]}
+    samplings = [i.get("sampling_nm") for i in project["images"]]
     args = ["--experimental", *paths]
-    if len(samplings) == 1 and None not in samplings:
-        args += ["--exp-sampling-nm", samplings.pop()]
+    if None not in samplings:  # the files' own calibration otherwise
+        args += ["--exp-sampling-nm", *(samplings[:1] if len(set(samplings)) == 1 else samplings)]
     return args
 
 
