@@ -92,3 +92,16 @@ def test_calibration_priority_and_validation(lattice_image):
         calibrate(lattice_image, pixel_size_nm=-1)
     with pytest.raises(UsageError, match="no pixel size"):
         calibrate(lattice_image)
+
+
+def test_a_missing_reader_library_is_named_not_blamed_on_the_file(tmp_path, monkeypatch):
+    from stackview.io import readers
+
+    def needs_h5py(path):
+        raise ModuleNotFoundError("No module named 'h5py'", name="h5py")
+
+    monkeypatch.setitem(readers._READERS, "emd", needs_h5py)
+    path = tmp_path / "a.emd"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
+    with pytest.raises(UsageError, match=r"needs the Python package 'h5py'.*pip install h5py"):
+        read_image(path)

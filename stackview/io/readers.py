@@ -93,6 +93,11 @@ def read_image(path: str | Path) -> LoadedImage:
         data, pixel_nm, meta = _READERS[kind](path)
     except UsageError:
         raise
+    except ImportError as exc:  # an optional reader library, not a bad file
+        raise UsageError(
+            f"reading {kind.upper()} files needs the Python package '{exc.name or exc}', which "
+            f"is not installed (pip install {exc.name or 'it'})"
+        ) from exc
     except Exception as exc:  # readers raise anything from ValueError to struct.error
         log.debug("reader failed", exc_info=True)
         raise UsageError(
