@@ -51,7 +51,7 @@ def test_analyze_writes_all_outputs(tiny_bundle, res2_image, tmp_path):
 def test_analyze_cli_folder_and_stats(tiny_bundle, res2_image, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["analyze", str(res2_image.parent), "--model", str(tiny_bundle), "--stride",
-                 "1.0", "--views", "1", "--out", str(out)])
+                 "1.0", "--views", "1", "--device", "cpu", "--out", str(out)])
     assert code == 0
     assert (out / "res2" / "summary.json").exists()
     # one image in the folder: no stats.csv needed, but two images give one
@@ -74,3 +74,10 @@ def test_analyze_errors_leave_nothing(tiny_bundle, tmp_path):
     assert main(["analyze", str(bad), "--out", str(out)]) == 2  # no model, no material
     assert main(["analyze", str(bad), "--model", str(tiny_bundle), "--stride", "-1",
                  "--out", str(out)]) == 2
+    assert main(["analyze", str(bad), "--model", str(tiny_bundle), "--device", "tpu9",
+                 "--out", str(out)]) == 2
+    import torch
+
+    if not torch.cuda.is_available():
+        assert main(["analyze", str(bad), "--model", str(tiny_bundle), "--device", "cuda",
+                     "--out", str(out)]) == 2

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from stackview.cli import main
-from stackview.errors import UsageError
 from stackview.datasets import DatasetSpec, generate_dataset
+from stackview.errors import UsageError
 from stackview.inference.evaluate import slip_metrics, twist_metrics, write_report
 from stackview.inference.labels import SlipLabels, TwistLabels
 from stackview.models import read_card

@@ -38,6 +38,9 @@ def register(subparsers) -> None:
                    help="analyse only this region (nm from the top-left corner)")
     p.add_argument("--views", type=int, default=3,
                    help="test-time views per window for the uncertainty (1 = fastest)")
+    p.add_argument("--device", default="auto",
+                   help="where the network runs: auto (a CUDA GPU when torch sees one), cpu or "
+                        "cuda (default auto)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--pel", nargs="?", const="auto", metavar="CSV",
                    help="add the slips scattered on the material's PEL to the figure (your "
@@ -72,8 +75,12 @@ def run_analyze(args: argparse.Namespace) -> int:
         raise UsageError("--views must be between 1 and 8")
     if not (0 < args.stride <= 50):
         raise UsageError(f"the stride {args.stride:g} nm must be between 0 and 50 nm")
+    from stackview.engine.devices import resolve_device
+
+    device = resolve_device(args.device)
     files = expand_inputs(args.inputs)
     bundle = resolve_bundle(args.model, args.material)
+    bundle.model.to(device)
     landscape = None
     if args.pel:
         from stackview.analysis.pel import landscape_for_bundle

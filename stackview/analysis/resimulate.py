@@ -112,6 +112,7 @@ def choose_frame(image, pixel_size_nm: float, bundle, frames, optics, n_windows:
     """
     import torch
 
+    from stackview.engine.devices import module_device
     from stackview.inference.spm import WindowSampler, window_centres_nm
 
     card = bundle.card
@@ -132,7 +133,8 @@ def choose_frame(image, pixel_size_nm: float, bundle, frames, optics, n_windows:
         pick = pts[rng.choice(len(pts), size=min(n_windows, len(pts)), replace=False)]
         windows = sampler.extract(pick / pixel_size_nm)
         with torch.inference_mode():
-            preds = bundle.model(torch.from_numpy(windows).unsqueeze(1)).float().numpy()
+            x = torch.from_numpy(windows).unsqueeze(1).to(module_device(bundle.model))
+            preds = bundle.model(x).float().cpu().numpy()
         values = [np.atleast_1d(space.canonical(p)) for p in preds]
         nccs = [compare_window(w, simulate_window(card.material, card.task, v, card.sampling_A,
                                                   card.patch_px, optics)).ncc

@@ -76,10 +76,13 @@ _BUNDLES: dict[str, object] = {}
 def load_model(name: str | None, material: str | None):
     """The bundle for ``name`` (or the material's default), cached by resolved path."""
     from stackview.analysis.analyze import resolve_bundle
+    from stackview.engine.devices import resolve_device
 
     key = f"{name}|{material}"
     if key not in _BUNDLES:
-        _BUNDLES[key] = resolve_bundle(name, material)
+        bundle = resolve_bundle(name, material)
+        bundle.model.to(resolve_device("auto"))  # a CUDA GPU when torch sees one
+        _BUNDLES[key] = bundle
     return _BUNDLES[key]
 
 

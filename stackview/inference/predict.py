@@ -193,11 +193,14 @@ def predict_many(patches, bundle, sampling_A: float | None = None, tta: bool = T
     views = tta_views(card) if tta else tta_views(card)[:1]
     prepared = [fit_patch(p, card.patch_px, sampling_A, card.sampling_A) for p in patches]
     stack = np.stack([fn(im) for im in prepared for _, fn, _ in views]).astype(np.float32)
+    from stackview.engine.devices import module_device
+
+    dev = module_device(bundle.model)
     out = []
     with torch.no_grad():
         for start in range(0, len(stack), batch_size):
-            x = torch.from_numpy(stack[start : start + batch_size]).unsqueeze(1)
-            out.append(bundle.model(x).float().numpy())
+            x = torch.from_numpy(stack[start : start + batch_size]).unsqueeze(1).to(dev)
+            out.append(bundle.model(x).float().cpu().numpy())
     raw = np.concatenate(out).astype(np.float64).reshape(len(prepared), len(views), -1)
     names = tuple(card.label_convention()["names"])
     results = []

@@ -189,14 +189,16 @@ class _Runner:
     def __call__(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
+        from stackview.engine.devices import module_device
         from stackview.inference.predict import aggregate
 
         stack = np.stack([fn(w) for w in windows for _, fn, _ in self.views]).astype(np.float32)
+        dev = module_device(self.bundle.model)
         out = []
         with torch.inference_mode():
             for s in range(0, len(stack), self.batch_size):
-                x = torch.from_numpy(stack[s:s + self.batch_size]).unsqueeze(1)
-                out.append(self.bundle.model(x).float().numpy())
+                x = torch.from_numpy(stack[s:s + self.batch_size]).unsqueeze(1).to(dev)
+                out.append(self.bundle.model(x).float().cpu().numpy())
         raw = np.concatenate(out).astype(np.float64).reshape(len(windows), len(self.views), -1)
         values = np.empty((len(windows), raw.shape[-1]))
         unc = np.zeros(len(windows))
@@ -440,8 +442,11 @@ def dense_map(
     cancel = cancel or CancelToken()
     _check_inputs(image, pixel_size_nm, bundle, None, stride_nm)
     start = time.perf_counter()
+    from stackview.engine.devices import module_device
+
     card = bundle.card
     model = bundle.model
+    dev = module_device(model)
     trunk, tail, total = split_backbone(model.backbone)
     P = card.patch_px
     if P % total:
@@ -471,12 +476,12 @@ def dense_map(
             ww = (sub.shape[1] // total) * total
             if hh < P or ww < P:
                 continue
-            x = torch.from_numpy(np.ascontiguousarray(sub[:hh, :ww]))[None, None]
+            x = torch.from_numpy(np.ascontiguousarray(sub[:hh, :ww]))[None, None].to(dev)
             feats = trunk(x)[0]  # (C, hh/total, ww/total)
             pooled = torch.nn.functional.avg_pool2d(feats[None], cells, stride=1)[0]
             c, gh, gw = pooled.shape
             flat = pooled.permute(1, 2, 0).reshape(-1, c)
-            out = model.decode(model.head(tail(flat)))[0].numpy()
+            out = model.decode(model.head(tail(flat)))[0].cpu().numpy()
             for i in range(gh):
                 for j in range(gw):
                     results[(y0 + dy + i * total, x0 + dx + j * total)] = out[i * gw + j]

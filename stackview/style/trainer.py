@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from stackview import __version__
+from stackview.engine.devices import resolve_device
 from stackview.engine.jobs import CancelToken, ProgressCallback, null_progress
 from stackview.errors import Cancelled, UsageError
 from stackview.io.atomic import atomic_path, write_text_atomic
@@ -340,16 +341,6 @@ class StyleTrainer:
         self._running = dict(meta["running"]["sum"])
         self._running_n = int(meta["running"]["n"])
         log.info("resumed from %s at iteration %d", path, self.iteration)
-
-
-def resolve_device(device: str | None = None) -> torch.device:
-    """``None``/``"auto"`` → CUDA when available, else CPU; otherwise the named device."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError("CUDA was requested but no CUDA GPU is available; use --device cpu")
-    return dev
 
 
 def _read_safetensors(path: Path, key: str) -> tuple[dict, dict[str, torch.Tensor]]:

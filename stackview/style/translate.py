@@ -82,7 +82,7 @@ class StyleTranslator:
     def __init__(
         self, model: DRIT, card: dict | None = None, bf16: bool = False, device: str | None = "cpu"
     ) -> None:
-        from stackview.style.trainer import resolve_device
+        from stackview.engine.devices import resolve_device
 
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
