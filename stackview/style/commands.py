@@ -529,6 +529,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         label = f"DRIT {tr.card.get('name', Path(path).stem)}"
         if not cfg.content_consistency:
             label += " (no Eq.1)"
+        if label in translators:  # two bundles of the same name: tell them apart by path
+            label += f" [{Path(path).parent.name}/{Path(path).name}]"
         translators[label] = tr
     first = next(iter(translators.values()), None)
     target_A = _nm_to_A(args.sampling_nm) or (first.sampling_A if first else None)
