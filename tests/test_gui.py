@@ -385,3 +385,19 @@ def test_stackview_without_arguments_opens_the_window(qapp, monkeypatch, image_d
     assert main([]) == 0
     assert "window shown" in capsys.readouterr().err
     assert main(["gui", str(image_dir / "res2_a.tif")]) == 0
+
+
+def test_garbage_is_collected_only_in_the_gui_thread(qapp, qtbot):
+    """A job's worker must never run the cyclic collector (it once destroyed a closed wizard's
+    widgets off the GUI thread and deadlocked)."""
+    import gc
+
+    from stackview.engine.qt import Job
+
+    job = Job(lambda progress, cancel: gc.isenabled(), name="probe")
+    seen = []
+    job.succeeded.connect(seen.append)
+    job.start()
+    qtbot.waitUntil(lambda: bool(seen), timeout=10_000)
+    job.wait()
+    assert seen == [False] and not gc.isenabled()

@@ -24,6 +24,22 @@ from stackview.errors import Cancelled, UsageError
 
 log = logging.getLogger(__name__)
 qt_compat.apply()  # before any signal is emitted from Python
+_collector = None
+
+
+def collect_garbage_in_gui_thread() -> None:
+    """Run Python's cyclic garbage collector only in the GUI thread, from a timer.
+
+    Left automatic, the collector runs in whichever thread allocates when a threshold is
+    crossed — often a job's worker — and a Qt object collected there is destroyed off the GUI
+    thread: the worker deadlocked in ``QObject::~QObject`` waiting for the GIL (seen in the
+    wizard test after a closed wizard's pages became garbage during the next job's checkpoint).
+    pyqtgraph's collector disables the automatic one and collects on a GUI-thread timer."""
+    global _collector
+    if _collector is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        _collector = GarbageCollector(interval=0.5)
 
 
 def describe_error(exc: BaseException, what: str) -> str:
@@ -57,6 +73,7 @@ class Job(QThread):
     cancelled = Signal()
 
     def __init__(self, fn: Callable, name: str = "job", parent=None) -> None:
+        collect_garbage_in_gui_thread()  # before any worker runs Python
         super().__init__(parent)
         self.fn = fn
         self.name = name

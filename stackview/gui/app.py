@@ -22,6 +22,9 @@ def create_app():
     from stackview.gui import settings
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    from stackview.engine.qt import collect_garbage_in_gui_thread
+
+    collect_garbage_in_gui_thread()
     app.setOrganizationName(settings.ORGANIZATION)
     app.setApplicationName(settings.APPLICATION)
     app.setDesktopFileName("stackview")  # ties the window to packaging/stackview.desktop
