@@ -250,3 +250,19 @@ def test_custom_optics_are_named_by_their_values(tmp_path):
     assert np.abs(a - b).max() > 0.01
     with pytest.raises(UsageError, match="unknown optics 'Titan'"):
         DatasetSpec(count=4, optics="Titan", **TINY)
+
+
+def test_concat_source_reads_each_sample_from_its_part():
+    from stackview.datasets.store import ConcatSource
+    from stackview.inference.train import ArraySource
+
+    a = ArraySource(np.arange(3 * 4, dtype=np.float32).reshape(3, 2, 2), np.arange(3.0))
+    b = ArraySource(100 + np.arange(2 * 4, dtype=np.float32).reshape(2, 2, 2), 10 + np.arange(2.0))
+    both = ConcatSource([a, b])
+    assert len(both) == 5
+    images, labels = both.get([4, 0, 3, 2])
+    np.testing.assert_array_equal(labels[:, 0], [11.0, 0.0, 10.0, 2.0])
+    np.testing.assert_array_equal(images[0], b.images[1])
+    np.testing.assert_array_equal(images[3], a.images[2])
+    with pytest.raises(IndexError):
+        both.get([5])

@@ -111,6 +111,24 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
     assert read_card(tuned).training["init_from"]["bundle"] == "tiny"
     with pytest.raises(UsageError, match="cannot start"):
         initial_weights(str(out), RegressorSpec(backbone="tiny", material="MoS2", task="twist"))
+    # clean and physics-noise patches mixed in one run; each test set's accuracy in the card
+    clean_ds = generate_dataset(DatasetSpec(count=16, seed=3, style="physics", **tiny),
+                                tmp_path / "clean.zarr", scheduler="sync")
+    mixed = tmp_path / "models" / "mixed"
+    assert main(["train", "--dataset", str(train_ds), str(clean_ds), "--out", str(mixed),
+                 "--backbone", "tiny", "--steps", "2", "--batch-size", "8", "--threads", "1",
+                 "--precision", "fp32", "--eval-dataset", str(test_ds), str(clean_ds)]) == 0
+    mc = read_card(mixed)
+    assert mc.style == "clean + physics"
+    assert mc.training["data"]["n"] == 48 and len(mc.training["data"]["parts"]) == 2
+    assert mc.training["data"]["optics"] == card.training["data"]["optics"]
+    assert set(mc.accuracy) == {"te", "clean"}
+    capsys.readouterr()
+    assert main(["train", "--dataset", str(train_ds), str(tw), "--out", str(tmp_path / "no"),
+                 "--backbone", "tiny", "--steps", "1", "--batch-size", "8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "annot mix tw.zarr with tr.zarr: its task is 'twist', not 'slip'" in err
+    assert len(err.splitlines()) == 1
     # the defects study on its fresh test sets (two tiny points)
     assert main(["study", "defects", str(out), "--out", str(tmp_path / "st"), "--n", "8",
                  "--ratios", "0", "0.1", "--scheduler", "sync"]) == 0

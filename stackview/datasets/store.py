@@ -226,6 +226,71 @@ class SubsetSource:
         return self.source.get(self.indices[np.asarray(indices, dtype=np.int64)])
 
 
+class ConcatSource:
+    """Several sources read as one (e.g. physics-noise and DRIT-styled patches of one material);
+    sample ``i`` of the whole is sample ``i - offset`` of the part that holds it."""
+
+    def __init__(self, sources) -> None:
+        self.sources = list(sources)
+        self.offsets = np.cumsum([0] + [len(s) for s in self.sources])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def get(self, indices) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise IndexError("sample index out of range")
+        part = np.searchsorted(self.offsets, idx, side="right") - 1
+        images, labels = None, None
+        for k in np.unique(part):
+            sel = np.nonzero(part == k)[0]
+            im, lab = self.sources[k].get(idx[sel] - self.offsets[k])
+            if images is None:
+                images = np.empty((len(idx), *im.shape[1:]), dtype=im.dtype)
+                labels = np.empty((len(idx), *lab.shape[1:]), dtype=lab.dtype)
+            images[sel], labels[sel] = im, lab
+        if images is None:
+            im, lab = self.sources[0].get(np.zeros(0, np.int64))
+            return im, lab
+        return images, labels
+
+
+# What must agree for datasets to train one model together; the style and the seed may differ.
+MIXABLE_KEYS = ("task", "material", "layers", "sampling_A", "patch_px", "orientation", "optics")
+
+
+def check_mixable(datasets) -> None:
+    """Refuse, in one sentence, datasets that cannot train one model together."""
+    from stackview.errors import UsageError
+
+    first = datasets[0]
+    for other in datasets[1:]:
+        for key in MIXABLE_KEYS:
+            a, b = first.attrs["spec"].get(key), other.attrs["spec"].get(key)
+            if a != b:
+                raise UsageError(
+                    f"cannot mix {other.path.name} with {first.path.name}: its {key} is "
+                    f"{b!r}, not {a!r}"
+                )
+
+
+def mixture_summary(datasets) -> dict:
+    """The card's ``training.data`` for one dataset or a mixture: the first dataset's summary
+    (its optics name the microscope) with the total size, the styles joined, and the parts."""
+    parts = [d.summary() for d in datasets]
+    if len(parts) == 1:
+        return parts[0]
+    styles = []
+    for s in parts:
+        name = s["style"] if s["style"] != "drit" else f"drit:{s['style_bundle']}"
+        if name not in styles:
+            styles.append(name)
+    return {**parts[0], "path": " + ".join(s["path"] for s in parts),
+            "n": sum(s["n"] for s in parts), "count": sum(s["n"] for s in parts),
+            "style": " + ".join(styles), "parts": parts}
+
+
 def open_dataset(path: str | os.PathLike) -> PatchDataset:
     """Open a finished dataset lazily (see :class:`PatchDataset`)."""
     return PatchDataset(path)

@@ -92,11 +92,14 @@ def _register_train(subparsers) -> None:
                     "ranks train with DDP.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--dataset", required=True, help="training dataset (NAME.zarr)")
+    p.add_argument("--dataset", required=True, nargs="+", metavar="DATASET",
+                   help="training dataset (NAME.zarr); several of one material, task and "
+                        "sampling (e.g. physics-noise and DRIT-styled) are mixed")
     p.add_argument("--out", required=True, help="bundle path without suffix (e.g. models/ReS2)")
     p.add_argument("--validation", help="held-out dataset logged during training")
-    p.add_argument("--eval-dataset",
-                   help="held-out test dataset; its accuracy is measured and written to the card")
+    p.add_argument("--eval-dataset", nargs="+", metavar="DATASET",
+                   help="held-out test dataset(s); the accuracy on each is measured and written "
+                        "to the card under its name")
     p.add_argument("--checkpoint-dir",
                    help="checkpoint folder (default: OUT.checkpoints next to the bundle)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
@@ -229,15 +232,25 @@ def run_train(args: argparse.Namespace) -> int:
 
     import torch
 
-    from stackview.datasets.store import open_dataset
+    from stackview.datasets.store import (
+        ConcatSource,
+        check_mixable,
+        mixture_summary,
+        open_dataset,
+    )
     from stackview.engine.jobs import TextProgress, null_progress
     from stackview.errors import Cancelled
     from stackview.inference.regressor import RegressorSpec
     from stackview.inference.train import train
     from stackview.models.bundle import ModelCard, save_bundle
 
-    ds = open_dataset(args.dataset)
+    parts = [open_dataset(p) for p in args.dataset]
+    check_mixable(parts)
+    ds = parts[0]
     dspec = ds.spec
+    data = mixture_summary(parts)
+    source = (_open_source(ds) if len(parts) == 1 else ConcatSource(
+        [_open_source(p, (4 << 30) // len(parts)) for p in parts]))
     spec = RegressorSpec(backbone=args.backbone, task=dspec.task, material=dspec.material,
                          layers=dspec.layers, head=_head(args, dspec.task, dspec.layers))
     config = _train_config(args)
@@ -246,7 +259,7 @@ def run_train(args: argparse.Namespace) -> int:
     rank = int(os.environ.get("RANK", "0"))
     with cancel_on_sigint() as cancel:
         try:
-            result = train(spec, _open_source(ds), config, out_dir=ckpt, resume=args.resume,
+            result = train(spec, source, config, out_dir=ckpt, resume=args.resume,
                            validation=validation,
                            progress=TextProgress("train") if rank == 0 else null_progress,
                            cancel=cancel, init_from=args.init_from)
@@ -262,11 +275,12 @@ def run_train(args: argparse.Namespace) -> int:
     card = ModelCard(
         name=Path(args.out).name, spec=spec.to_dict(), sampling_A=ds.sampling_A,
         patch_px=ds.patch_px, orientation=dspec.orientation,
-        style=dspec.style if dspec.style != "drit" else f"drit:{dspec.style_bundle}",
+        style=data["style"] if len(parts) > 1 else (
+            dspec.style if dspec.style != "drit" else f"drit:{dspec.style_bundle}"),
         description=args.description,
         training={
             "command": _command_line(), "config": dataclasses.asdict(config),
-            "data": ds.summary(), "dataset_spec": ds.attrs["spec"],
+            "data": data, "dataset_spec": ds.attrs["spec"],
             "seconds": round(result.seconds, 1), "images_per_s": round(result.images_per_s, 2),
             "precision": result.precision, "device": device, "torch": torch.__version__,
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
@@ -277,14 +291,14 @@ def run_train(args: argparse.Namespace) -> int:
     weights = save_bundle(args.out, result.model, card, half=not args.fp32_weights)
     print(f"wrote {weights} and {weights.with_suffix('.json')} "
           f"({result.seconds:.0f} s, {result.images_per_s:.1f} images/s)")
-    if args.eval_dataset:
-        from stackview.inference.evaluate import evaluate_bundle
-        from stackview.models.bundle import update_card
+    from stackview.inference.evaluate import evaluate_bundle
+    from stackview.models.bundle import update_card
 
-        res = evaluate_bundle(args.out, args.eval_dataset, progress=TextProgress("evaluate"))
+    for test in args.eval_dataset or []:
+        res = evaluate_bundle(args.out, test, progress=TextProgress("evaluate"))
         m = res["metrics"]
-        update_card(args.out, accuracy={Path(args.eval_dataset).stem: m})
-        print(_metrics_line(m))
+        update_card(args.out, accuracy={Path(test).stem: m})
+        print(f"{Path(test).stem}: " + _metrics_line(m))
     return 0
 
 
