@@ -111,6 +111,12 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
     assert read_card(tuned).training["init_from"]["bundle"] == "tiny"
     with pytest.raises(UsageError, match="cannot start"):
         initial_weights(str(out), RegressorSpec(backbone="tiny", material="MoS2", task="twist"))
+    # transfer to a related material: the same network, the new material's label scaling
+    rese2 = RegressorSpec(backbone="tiny", material="ReSe2", task="slip", head=spec.head)
+    moved = initial_weights(str(out), rese2)
+    assert all(torch.equal(moved[k], ref[k].float()) for k in ref if not k.startswith("label_"))
+    np.testing.assert_allclose(moved["label_scale"].numpy(), rese2.label_scale, rtol=1e-6)
+    assert not np.allclose(rese2.label_scale, spec.label_scale)
     # clean and physics-noise patches mixed in one run; each test set's accuracy in the card
     clean_ds = generate_dataset(DatasetSpec(count=16, seed=3, style="physics", **tiny),
                                 tmp_path / "clean.zarr", scheduler="sync")

@@ -105,7 +105,8 @@ def _register_train(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     p.add_argument("--init-from", metavar="MODEL",
                    help="fine-tune: start from this bundle (name or path) or checkpoint folder "
-                        "made for the same material, task and architecture")
+                        "made for the same task and architecture (of this material, or of a "
+                        "related one to transfer, e.g. ReS2 to ReSe2)")
     p.add_argument("--description", default="", help="free text for the card")
     p.add_argument("--fp32-weights", action="store_true",
                    help="store fp32 weights in the bundle (default: fp16 parameters)")

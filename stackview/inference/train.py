@@ -286,13 +286,23 @@ def initial_weights(source: str | os.PathLike, spec: RegressorSpec) -> dict[str,
         bundle = load_bundle(find_model(str(source)))
         other = bundle.model.spec
         weights = bundle.model.state_dict()
-    if other != spec:
+    same_net = all(getattr(other, k) == getattr(spec, k)
+                   for k in ("task", "layers", "backbone", "head", "hidden"))
+    if not same_net:
         raise UsageError(
             f"{path.name} was trained for {other.material} {other.task} with a {other.backbone} "
             f"{other.head} head; it cannot start a {spec.material} {spec.task} "
             f"{spec.backbone} {spec.head} model"
         )
-    return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+    if other != spec:
+        # Transfer from a related material (ReS2 → ReSe2): the network is the same and its
+        # outputs are in the labels' reduced coordinates; only the label scaling, which follows
+        # the lattice, must be the new material's.
+        log.info("transferring %s %s weights to %s", other.material, other.task, spec.material)
+        weights["label_offset"] = torch.tensor(spec.label_offset, dtype=torch.float32)
+        weights["label_scale"] = torch.tensor(spec.label_scale, dtype=torch.float32)
+    return weights
 
 
 def _restore(model: StackingRegressor, optimizer: torch.optim.Optimizer, state: dict,
