@@ -95,6 +95,10 @@ def test_atom_columns_and_displacement():
     assert d["mean_px"] == pytest.approx(0.7, abs=0.05)
     assert d["mean_A"] == pytest.approx(0.14, abs=0.01)
     assert column_displacement(sim, sim, 3)["mean_px"] == pytest.approx(0.0, abs=1e-9)
+    # noise moves no column; smoothing over about a column's width halves what it seems to move
+    noisy = PhysicsNoise(dose_per_px=10).apply(sim, 1)
+    floor_1px = column_displacement(sim, noisy, 3, smooth_px=1.0)["mean_px"]
+    assert column_displacement(sim, noisy, 3, smooth_px=2.0)["mean_px"] < 0.8 * floor_1px
 
 
 def test_style_scores_and_evaluation_table():
@@ -108,5 +112,6 @@ def test_style_scores_and_evaluation_table():
     assert ev.rows["physics"]["kl"] < ev.rows["noise-free"]["kl"]
     assert ev.rows["gaussian"]["kl"] < ev.rows["noise-free"]["kl"]
     assert ev.rows["noise-free"]["mean_A"] == 0.0
+    assert ev.parameters["retention_smooth_px"] == pytest.approx(1.5)  # 0.3 Å at 0.2 Å/px
     text = ev.table()
     assert "physics" in text and "KL" in text

@@ -124,6 +124,9 @@ class Evaluation:
             fig.savefig(tmp, format="png")
 
 
+RETENTION_SMOOTH_A = 0.3
+
+
 def evaluate_style(
     simulations: Sequence[np.ndarray],
     experimental: Sequence[np.ndarray],
@@ -157,6 +160,11 @@ def evaluate_style(
     translators = dict(translators or {})
     if min_distance_px is None:
         min_distance_px = max(2.0, 1.0 / sampling_A) if sampling_A else 3.0
+    # Smoothing over ~0.3 Å (about a column's width) before peak finding is a matched filter: it
+    # moves no symmetric peak and moves overlapping columns alike in the source and the styled
+    # image, but it cuts the shot-noise scatter of the positions, which otherwise dominates the
+    # shift measured on noisy images (physics noise read 0.12 Å with 1 px at 0.12 Å/px).
+    smooth_px = max(1.0, RETENTION_SMOOTH_A / sampling_A) if sampling_A else 1.0
     sigma = fit_gaussian_sigma(simulations[0], experimental, seed=seed)
     physics = fit_physics_noise(simulations[0], experimental, seed=seed)
     ev = Evaluation(
@@ -168,6 +176,7 @@ def evaluate_style(
                 k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(physics).items()
             },
             "min_distance_px": min_distance_px,
+            "retention_smooth_px": smooth_px,
             "seed": seed,
             "n_simulations": len(simulations),
             "n_experimental": len(experimental),
@@ -190,7 +199,8 @@ def evaluate_style(
             else:
                 cand = translators[kind].translate(sim)
             scores = style_scores(cand, experimental, source=sim)
-            scores.update(column_displacement(sim, cand, min_distance_px, sampling_A))
+            scores.update(column_displacement(sim, cand, min_distance_px, sampling_A,
+                                              smooth_px=smooth_px))
             ev.per_image.setdefault(kind, []).append({k: float(v) for k, v in scores.items()})
             if i == 0:
                 ev.samples[kind] = cand
