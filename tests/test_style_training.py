@@ -130,6 +130,36 @@ def test_train_job_cancel_then_resume(data, tmp_path):
     assert [h["iteration"] for h in history] == [1, 2, 3, 4]
 
 
+def test_fine_tune_from_checkpoint_or_bundle(data, tmp_path):
+    sims, exps = data
+    cfg = TINY.replace(iterations=2)
+    bundle = train_style(cfg, sims, exps, tmp_path / "base", preview_every=0)
+    trained = StyleTrainer(cfg, sims, exps)
+    trained.load_checkpoint(tmp_path / "base")
+    # a stronger Eq. (1) weight, a new schedule: every weight starts from the checkpoint
+    tuned = StyleTrainer(cfg.replace(lambda_consistency=10.0, iterations=5), sims, exps, seed=7)
+    assert "iteration 2" in tuned.init_weights(tmp_path / "base")
+    assert tuned.iteration == 0
+    for (k, a), b in zip(
+        trained.model.state_dict().items(), tuned.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), k
+    # from the bundle: encoders and generators, discriminators as initialised
+    fresh = StyleTrainer(cfg, sims, exps, seed=7)
+    dis_before = {k: v.clone() for k, v in fresh.model.state_dict().items() if k.startswith("dis")}
+    fresh.init_weights(bundle.parent / "style")
+    state = fresh.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in dis_before.items())
+    before = trained.model.state_dict()
+    assert all(torch.equal(v, before[k]) for k, v in state.items() if not k.startswith("dis"))
+    with pytest.raises(UsageError, match="another network"):
+        StyleTrainer(cfg.replace(width=6), sims, exps).init_weights(tmp_path / "base")
+    out = train_style(cfg.replace(lambda_consistency=10.0), sims, exps, tmp_path / "tuned",
+                      init_from=tmp_path / "base", preview_every=0)
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert "iteration 2" in card["training"]["init_from"]
+
+
 def test_learning_rate_schedule(data):
     sims, exps = data
     tr = StyleTrainer(TINY.replace(iterations=10, decay_start=0.2), sims, exps)

@@ -233,6 +233,12 @@ def register(subparsers) -> None:
         "--device", default="auto", help="cpu, cuda or auto (CUDA when available; default auto)"
     )
     t.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
+    t.add_argument(
+        "--init-from", metavar="PATH",
+        help="fine-tune: start from this style checkpoint (folder or file) or bundle of the same "
+             "network, with fresh optimisers and schedule (e.g. with a larger "
+             "--consistency-weight)",
+    )
     t.add_argument("--out", required=True, metavar="DIR", help="output folder")
     t.set_defaults(func=run_train)
 
@@ -483,6 +489,7 @@ def run_train(args: argparse.Namespace) -> int:
         checkpoint_every=max(1, args.checkpoint_every),
         preview_every=args.preview_every,
         card=card,
+        init_from=args.init_from,
         progress=_progress("train"),
     )
     print(f"style bundle written: {bundle} (+ {bundle.with_suffix('.json').name})")

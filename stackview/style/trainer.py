@@ -343,6 +343,51 @@ class StyleTrainer:
         log.info("resumed from %s at iteration %d", path, self.iteration)
 
 
+    def init_weights(self, source: str | os.PathLike) -> str:
+        """Start from trained weights (fine-tuning, e.g. with a stronger content-consistency
+        weight): a checkpoint (file or folder; discriminators included) or a style bundle (its
+        generators and encoders; the discriminators start afresh). The optimisers, schedule and
+        iteration count start afresh. Returns what was loaded, for the card."""
+        path = Path(source)
+        ckpt = path / CHECKPOINT_NAME if path.is_dir() else path
+        if ckpt.is_file() and ckpt.name == CHECKPOINT_NAME:
+            meta, tensors = _read_safetensors(ckpt, "checkpoint")
+            if meta.get("format") != CHECKPOINT_FORMAT:
+                raise UsageError(f"{ckpt.name} is not a stackview style checkpoint")
+            other = StyleConfig.from_dict(meta["config"])
+            state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+            kind = f"checkpoint at iteration {int(meta['iteration'])}"
+        else:
+            from safetensors.torch import load_file
+
+            from stackview.style.bundle import bundle_paths, read_card
+
+            weights, _ = bundle_paths(path)
+            if not weights.is_file():
+                raise UsageError(f"{source} is neither a style checkpoint nor a style bundle")
+            other = StyleConfig.from_dict(read_card(path)["config"])
+            state = load_file(str(weights))
+            kind = "bundle"
+        differ = [k for k in ARCHITECTURE_FIELDS if getattr(other, k) != getattr(self.cfg, k)]
+        if differ:
+            raise UsageError(
+                f"{path.name} has another network ({', '.join(differ)} differ); start from a "
+                "model of the same configuration"
+            )
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("dis") for k in missing):
+            raise UsageError(f"{path.name} does not fit this network")
+        log.info("initialised from the %s %s", kind, path)
+        return f"{path} ({kind})"
+
+
+# What the weights' shapes depend on; the loss weights, schedule and data may change.
+ARCHITECTURE_FIELDS = (
+    "width", "content_res_blocks", "gen_res_blocks", "attr_dim", "attr_width", "attr_blocks",
+    "dis_width", "dis_layers", "dis_scales", "spectral_norm", "random_discriminators",
+)
+
+
 def _read_safetensors(path: Path, key: str) -> tuple[dict, dict[str, torch.Tensor]]:
     """Read a safetensors file and the JSON stored under metadata ``key``; never unpickles."""
     from safetensors.torch import load_file
@@ -368,6 +413,7 @@ def train_style(
     log_every: int = 50,
     card: dict | None = None,
     device: str | None = None,
+    init_from: str | os.PathLike | None = None,
     progress: ProgressCallback = null_progress,
     cancel: CancelToken | None = None,
 ) -> Path:
@@ -390,6 +436,9 @@ def train_style(
         Extra fields for the bundle card (material, microscope, command, data, …).
     device
         Training device (default: CUDA when available, else CPU).
+    init_from
+        Start a new run from a checkpoint or bundle of the same network
+        (:meth:`StyleTrainer.init_weights`); ignored when resuming.
     progress, cancel
         Job API. On cancel a checkpoint is written before :class:`Cancelled` propagates.
 
@@ -408,6 +457,7 @@ def train_style(
         trainer.load_checkpoint(out_dir)
     elif (out_dir / CHECKPOINT_NAME).exists():
         raise UsageError(f"{out_dir} already holds a checkpoint: pass --resume or use a new folder")
+    initialised = trainer.init_weights(init_from) if init_from and not resume else None
     total = cfg.iterations
     progress(trainer.iteration, total, "starting")
     try:
@@ -452,6 +502,8 @@ def train_style(
             if k != "iteration"
         },
     )
+    if initialised:
+        training["init_from"] = initialised
     info["training"] = training
     return save_bundle(out_dir / "style", trainer.model, trainer.reference_attribute(), info)
 
