@@ -105,3 +105,17 @@ def test_a_missing_reader_library_is_named_not_blamed_on_the_file(tmp_path, monk
     path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))
     with pytest.raises(UsageError, match=r"needs the Python package 'h5py'.*pip install h5py"):
         read_image(path)
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from stackview.io.atomic import _UMASK, write_text_atomic
+
+    new = tmp_path / "card.json"
+    write_text_atomic(new, "{}")
+    assert stat.S_IMODE(new.stat().st_mode) == 0o666 & ~_UMASK  # not mkstemp's private 0600
+    os.chmod(new, 0o640)
+    write_text_atomic(new, "{ }")  # replacing a file keeps its mode
+    assert stat.S_IMODE(new.stat().st_mode) == 0o640 and new.read_text() == "{ }"
