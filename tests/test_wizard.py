@@ -353,3 +353,29 @@ def test_runner_headless_twist_and_trilayer(tmp_path, material, task, layers):
         assert np.mean(ev["errors"]) == pytest.approx(ev["metrics"]["mean_deg"])
     else:
         assert rows["ΔD mean"].endswith("Å") and len(ev["metrics"]["per_axis"]) == 4
+
+
+def test_runner_starts_a_related_material_from_a_bundled_model(tmp_path):
+    """Transfer: a ReSe2 slip model starts from the bundled ReS2 one (same network)."""
+    from stackview.engine.jobs import CancelToken, null_progress
+    from stackview.gui.wizard import runner
+    from stackview.models import read_card
+
+    p = Project.open(tmp_path / "proj")
+    p.update("material", name="ReSe2", task="slip", layers=2)
+    p.update("imaging", sampling_A=0.2)
+    p.update("style", skip=True)
+    p.update("dataset", count=4, patch_px=32, test_count=2)
+    p.update("regressor", backbone="resnet18", steps=1, batch_size=4, lr=3e-4)
+    p.update("finish", name="ReSe2-from-ReS2")
+    choices = runner.start_models(p)
+    assert "ReS2_slip_bilayer" in choices and "MoS2_twist_bilayer" not in choices
+    assert "ReS2_slip_bilayer" not in runner.start_models(p, backbone="tiny")
+    p.update("regressor", init_from="ReS2_slip_bilayer")
+    fn, command = runner.dataset_job(p)
+    fn(progress=null_progress, cancel=CancelToken())
+    fn, command = runner.regressor_job(p)
+    assert "--init-from ReS2_slip_bilayer" in command
+    result = fn(progress=null_progress, cancel=CancelToken())
+    card = read_card(result["bundle"])
+    assert card.material == "ReSe2" and card.training["init_from"]["bundle"] == "ReS2_slip_bilayer"

@@ -943,8 +943,15 @@ class RegressorPage(StepPage):
         self.steps = _spin(1, 10_000_000, 3000)
         self.batch = _spin(1, 4096, 32)
         self.lr = _spin(1e-6, 1, 1e-3, 6, 1e-4)
+        self.start_from = QComboBox()
+        self.start_from.setToolTip(
+            "Start from a trained model of the same kind (e.g. the ReS2 slip model for ReSe2): "
+            "it learns a related material in a fraction of the steps; use a lower learning "
+            "rate (e.g. 3e-4).")
+        self.backbone.currentTextChanged.connect(self._fill_start_models)
         form.addRow("Model name", self.name)
         form.addRow("Backbone", self.backbone)
+        form.addRow("Start from", self.start_from)
         form.addRow("Steps", self.steps)
         form.addRow("Batch size", self.batch)
         form.addRow("Learning rate", self.lr)
@@ -975,14 +982,24 @@ class RegressorPage(StepPage):
         self.project.update("finish", name=name)
         self.project.update("regressor", backbone=self.backbone.currentText(),
                             steps=self.steps.value(), batch_size=self.batch.value(),
-                            lr=self.lr.value())
+                            lr=self.lr.value(), init_from=self.start_from.currentData() or "")
         return True
+
+    def _fill_start_models(self, backbone: str) -> None:
+        keep = self.start_from.currentData() or self.project["regressor"].get("init_from", "")
+        self.start_from.clear()
+        self.start_from.addItem("nothing (train from scratch)", "")
+        for name in runner.start_models(self.project, backbone):
+            self.start_from.addItem(name, name)
+        index = self.start_from.findData(keep)
+        self.start_from.setCurrentIndex(max(0, index))
 
     def initializePage(self) -> None:  # noqa: N802 (Qt)
         r = self.project["regressor"]
         self.name.setText(self.project["finish"]["name"] or runner.default_model_name(
             self.project))
         self.backbone.setCurrentText(r["backbone"])
+        self._fill_start_models(r["backbone"])
         self.steps.setValue(int(r["steps"]))
         self.batch.setValue(int(r["batch_size"]))
         self.lr.setValue(float(r["lr"]))

@@ -39,7 +39,7 @@ DEFAULTS: dict = {
                 "test_count": 200, "vacancies": 0.0, "holes": 0.0, "contamination": 0.0,
                 "psnr": [], "train": "", "test": "", "seconds": 0.0, "command": ""},
     "regressor": {"backbone": "resnet18", "steps": 3000, "batch_size": 32, "lr": 1e-3,
-                  "bundle": "", "history": [], "device": "", "command": ""},
+                  "init_from": "", "bundle": "", "history": [], "device": "", "command": ""},
     "evaluation": {"metrics": {}, "report": "", "command": ""},
     "finish": {"name": "", "installed": ""},
 }

@@ -8,6 +8,7 @@ GUI runs ``fn`` on :class:`stackview.engine.qt.Job`; tests may call it directly.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 from pathlib import Path
@@ -333,6 +334,22 @@ def regressor_spec(project: Project):
                          head="invariant" if layers == 2 else "direct")
 
 
+def start_models(project: Project, backbone: str | None = None) -> list[str]:
+    """Installed or bundled models a new regressor can start from (transfer): the same task,
+    layer count, backbone and head, any material — e.g. the ReS2 slip model for ReSe2."""
+    from stackview.models.registry import list_models
+
+    spec = regressor_spec(project)
+    if backbone:
+        spec = dataclasses.replace(spec, backbone=backbone, label_offset=(), label_scale=())
+    names = []
+    for entry in list_models():
+        other = entry.card.spec
+        if all(other.get(k) == getattr(spec, k) for k in ("task", "layers", "backbone", "head")):
+            names.append(entry.name)
+    return names
+
+
 def bundle_stem(project: Project) -> Path:
     name = project["finish"]["name"] or default_model_name(project)
     return project.path("model", name)
@@ -349,13 +366,14 @@ def regressor_job(project: Project, resume: bool = False):
     stem = bundle_stem(project)
     ckpt = project.path("model", "checkpoints")
     spec = regressor_spec(project)
+    init_from = r.get("init_from") or None
     command = _q("stackview", "train", "--dataset", project.path("data", "train.zarr"),
                  "--out", stem, "--checkpoint-dir", ckpt, "--backbone", r["backbone"],
                  "--head", spec.head, "--steps", r["steps"], "--batch-size", r["batch_size"],
-                 "--lr", r["lr"], *(["--resume"] if resume else []))
+                 "--lr", r["lr"], *(["--init-from", init_from] if init_from else []),
+                 *(["--resume"] if resume else []))
 
     def fn(progress, cancel):
-        import dataclasses
         import platform
 
         import torch
@@ -369,7 +387,7 @@ def regressor_job(project: Project, resume: bool = False):
                              lr=float(r["lr"]),
                              checkpoint_every=max(1, int(r["steps"]) // 10))
         result = train(spec, ds.load(), config, out_dir=ckpt, resume=resume,
-                       progress=progress, cancel=cancel)
+                       progress=progress, cancel=cancel, init_from=init_from)
         device = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
                   else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)")
         dspec = ds.spec
@@ -383,7 +401,8 @@ def regressor_job(project: Project, resume: bool = False):
                       "seconds": round(result.seconds, 1),
                       "images_per_s": round(result.images_per_s, 2),
                       "precision": result.precision, "device": device,
-                      "torch": torch.__version__, "history": result.history[-20:]},
+                      "torch": torch.__version__, "history": result.history[-20:],
+                      **({"init_from": {"bundle": init_from}} if init_from else {})},
         )
         weights = save_bundle(stem, result.model, card)
         return {"bundle": str(stem), "weights": str(weights), "history": result.history,
