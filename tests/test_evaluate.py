@@ -108,7 +108,9 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
     assert main(["train", "--dataset", str(train_ds), "--out", str(tuned), "--backbone", "tiny",
                  "--steps", "2", "--batch-size", "8", "--threads", "1", "--precision", "fp32",
                  "--init-from", str(out)]) == 0
-    assert read_card(tuned).training["init_from"]["bundle"] == "tiny"
+    start = read_card(tuned).training["init_from"]
+    assert start["bundle"] == "tiny" and start["material"] == "ReS2"
+    assert start["accuracy"]["te"]["mean_A"] == pytest.approx(card.accuracy["te"]["mean_A"])
     with pytest.raises(UsageError, match="cannot start"):
         initial_weights(str(out), RegressorSpec(backbone="tiny", material="MoS2", task="twist"))
     # transfer to a related material: the same network, the new material's label scaling

@@ -218,8 +218,13 @@ def _init_summary(source: str) -> dict:
         return {"checkpoint": path.name, "step": state["step"], "config": state["config"],
                 "history": state.get("history", [])[-5:]}
     card = read_card(find_model(source))
-    return {"bundle": card.name, "command": card.training.get("command"),
-            "seconds": card.training.get("seconds")}
+    keys = ("n", "mean_A", "median_A", "p95_A", "mean_deg", "median_deg", "p95_deg",
+            "confusions")
+    return {"bundle": card.name, "material": card.material, "style": card.style,
+            "command": card.training.get("command"), "seconds": card.training.get("seconds"),
+            # what the start measured, so the card shows what the fine-tune changed
+            "accuracy": {name: {k: m[k] for k in keys if k in m}
+                         for name, m in (card.accuracy or {}).items()}}
 
 
 def _open_source(ds, limit_bytes: int = 4 << 30):
