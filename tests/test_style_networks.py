@@ -12,6 +12,7 @@ from stackview.style.losses import (
     generator_step_losses,
     kl_loss,
     l1,
+    structure_consistency,
 )
 from stackview.style.networks import DRIT
 
@@ -115,6 +116,20 @@ def test_all_loss_terms_present_and_ablation(model):
     assert r.joint["consistency"].item() == pytest.approx(expect.item())
     r2 = generator_step_losses(model, x, y, TINY.replace(content_consistency=False))
     assert "consistency" not in r2.joint
+    r3 = generator_step_losses(model, x, y, TINY.replace(lambda_structure=2.0, sampling_A=0.2))
+    assert 0.0 <= r3.joint["structure"].item() <= 2.0 * 4.0
+
+
+def test_structure_consistency_sees_columns_not_contrast_or_noise():
+    from test_style_support import lattice
+
+    sim = torch.from_numpy(lattice(64)).float()[None, None]
+    g = torch.Generator().manual_seed(0)
+    styled = 0.3 + 0.5 * sim + 0.05 * torch.randn(sim.shape, generator=g)  # contrast + noise
+    moved = torch.roll(sim, shifts=2, dims=-1)  # columns moved by 2 px
+    same = structure_consistency(sim, sim, styled, styled, sigma_px=1.5).item()
+    assert same < 0.1  # contrast is free; noise barely counts after the low-pass
+    assert structure_consistency(sim, sim, moved, moved, sigma_px=1.5).item() > 10 * same
 
 
 def test_latent_regression_gradient_reaches_weights(model):

@@ -194,6 +194,14 @@ def register(subparsers) -> None:
         help="weight of the content-consistency loss (default 1)",
     )
     t.add_argument(
+        "--structure-weight",
+        type=float,
+        metavar="W",
+        help="weight of the structure-consistency loss: 1 − NCC of the source and the "
+        "translation low-passed over 0.3 Å, which keeps atom columns in place while the style "
+        "changes noise, brightness and contrast (default 0: off)",
+    )
+    t.add_argument(
         "--clip-percentile",
         type=float,
         default=0.0,
@@ -457,6 +465,8 @@ def run_train(args: argparse.Namespace) -> int:
         changes["content_consistency"] = False
     if args.consistency_weight is not None:
         changes["lambda_consistency"] = args.consistency_weight
+    if args.structure_weight is not None:
+        changes["lambda_structure"] = args.structure_weight
     cfg = cfg.replace(**changes)
     sim_names, sims, _ = _load_set(sim_paths, args.sim_sampling_nm, model_A)
     exp_names, exps, _ = _load_set(

@@ -52,7 +52,10 @@ class StyleConfig:
         Loss weights: adversarial (``adv``), content adversarial (``content_adv``), cross-cycle
         (``cycle``), self reconstruction (``self_recon``), KL of attributes (``kl``), L2 of
         content codes (``content_l2``), latent regression (``latent``), content consistency
-        (``consistency``).
+        (``consistency``), structure consistency (``structure``, default 0: off).
+    structure_blur_A
+        Gaussian sigma (Å) of the low-pass filter of the structure-consistency loss
+        (:func:`stackview.style.losses.structure_consistency`).
     lr, beta1, beta2
         Adam learning rate and betas (DRIT: 1e-4, 0.5, 0.999).
     batch_size
@@ -94,6 +97,8 @@ class StyleConfig:
     lambda_content_l2: float = 0.01
     lambda_latent: float = 10.0
     lambda_consistency: float = 1.0
+    lambda_structure: float = 0.0
+    structure_blur_A: float = 0.3
     lr: float = 1e-4
     beta1: float = 0.5
     beta2: float = 0.999

@@ -67,6 +67,39 @@ def content_consistency(
     return l1(u, y) + l1(v, x)
 
 
+def _gaussian_blur(img: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    radius = max(1, int(round(3 * sigma_px)))
+    t = torch.arange(-radius, radius + 1, dtype=img.dtype, device=img.device)
+    k = torch.exp(-0.5 * (t / sigma_px) ** 2)
+    k = k / k.sum()
+    c = img.shape[1]
+    padded = F.pad(img, (radius, radius, radius, radius), mode="reflect")
+    out = F.conv2d(padded, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def _ncc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a = a - a.mean(dim=(-2, -1), keepdim=True)
+    b = b - b.mean(dim=(-2, -1), keepdim=True)
+    num = (a * b).sum(dim=(-2, -1))
+    den = torch.sqrt((a * a).sum(dim=(-2, -1)) * (b * b).sum(dim=(-2, -1))) + 1e-8
+    return (num / den).mean()
+
+
+def structure_consistency(
+    x: torch.Tensor, y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, sigma_px: float
+) -> torch.Tensor:
+    """``(1 − NCC(g∗u, g∗y)) + (1 − NCC(g∗v, g∗x))`` with ``g`` a Gaussian of ``sigma_px``.
+
+    An extension of Eq. (1) aimed at atom-column positions: the low-pass filter ignores the
+    noise texture the style should add, and the normalised cross-correlation ignores brightness
+    and contrast (which the style should change too), so what is left to match is where the
+    columns are and how bright they are relative to each other."""
+    return (1 - _ncc(_gaussian_blur(u, sigma_px), _gaussian_blur(y, sigma_px))) + (
+        1 - _ncc(_gaussian_blur(v, sigma_px), _gaussian_blur(x, sigma_px))
+    )
+
+
 @dataclass
 class ForwardResult:
     """Loss terms (weighted) and the images of one DRIT forward pass."""
@@ -174,6 +207,11 @@ def generator_step_losses(
     if cfg.content_consistency:
         r.joint["consistency"] = cfg.lambda_consistency * content_consistency(
             x, y, im["fake_a"], im["fake_b"]
+        )
+    if cfg.lambda_structure > 0:
+        sigma_px = cfg.structure_blur_A / cfg.sampling_A if cfg.sampling_A else 2.0
+        r.joint["structure"] = cfg.lambda_structure * structure_consistency(
+            x, y, im["fake_a"], im["fake_b"], max(0.5, sigma_px)
         )
     r.alone["latent"] = cfg.lambda_latent * (
         l1(cd["mu_rand_a"], cd["z_rand"]) + l1(cd["mu_rand_b"], cd["z_rand"])
