@@ -33,7 +33,7 @@ from stackview.style.metrics import grey_histogram, line_profile, style_scores
 from stackview.style.physics_noise import fit_gaussian_sigma, fit_physics_noise, gaussian_noise
 from stackview.style.retention import column_displacement
 
-METRIC_KEYS = ("kl", "ra", "ra_diff", "psd", "psnr_vs_source", "mean_A", "mean_px", "matched")
+METRIC_KEYS = ("kl", "kl_robust", "ra", "ra_diff", "psd", "psnr_vs_source", "mean_A", "mean_px", "matched")
 
 
 @dataclass
@@ -63,25 +63,27 @@ class Evaluation:
     def table(self) -> str:
         """The comparison as a plain-text table (one row per candidate kind)."""
         head = (
-            f"{'image':<28}{'KL':>8}{'R_a':>8}{'|dR_a|':>8}{'PSD':>8}"
+            f"{'image':<28}{'KL':>8}{'KL1-99':>8}{'R_a':>8}{'|dR_a|':>8}{'PSD':>8}"
             f"{'PSNR dB':>9}{'shift':>9}{'found':>7}"
         )
         unit = "Å" if self.sampling_A else "px"
         lines = [
             head,
             "-" * len(head),
-            f"{'experimental':<28}{'0':>8}{self.experimental_ra:8.3f}{'0':>8}{'0':>8}"
+            f"{'experimental':<28}{'0':>8}{'0':>8}{self.experimental_ra:8.3f}{'0':>8}{'0':>8}"
             f"{'':>9}{'':>9}{'':>7}",
         ]
         for name, r in self.rows.items():
             shift = r.get("mean_A", r.get("mean_px", float("nan")))
             lines.append(
-                f"{name:<28.28}{r['kl']:8.3f}{r['ra']:8.3f}{r['ra_diff']:8.3f}{r['psd']:8.3f}"
+                f"{name:<28.28}{r['kl']:8.3f}{r.get('kl_robust', float('nan')):8.3f}"
+                f"{r['ra']:8.3f}{r['ra_diff']:8.3f}{r['psd']:8.3f}"
                 f"{r.get('psnr_vs_source', float('nan')):9.2f}{shift:8.3f}{unit[0]}"
                 f"{100 * r.get('matched', float('nan')):6.0f}%"
             )
         lines.append(
-            f"KL: grey-level D_KL(exp || image), 64 bins; R_a: mean line-profile "
+            f"KL: grey-level D_KL(exp || image), 64 bins (KL1-99: images normalised between "
+            f"their 1st and 99th percentiles); R_a: mean line-profile "
             f"roughness; PSD: log power-spectrum RMS distance; PSNR vs the noise-free "
             f"source; shift: mean atom-column displacement ({unit}); found: source "
             f"columns found again."

@@ -148,7 +148,8 @@ def style_scores(
 ) -> dict[str, float]:
     """All metrics of ``candidate`` against the experimental image(s).
 
-    Returns a dict with ``kl`` (histogram KL, lower is closer), ``ra`` (mean profile R_a of the
+    Returns a dict with ``kl`` (histogram KL, lower is closer), ``kl_robust`` (the same on
+    images normalised between their 1st and 99th percentiles), ``ra`` (mean profile R_a of the
     candidate), ``ra_exp`` (same for the experimental images), ``ra_diff`` (|ra − ra_exp|),
     ``psd`` (spectrum distance) and, with a ``source`` (the noise-free simulation),
     ``psnr_vs_source`` in dB.
@@ -158,6 +159,10 @@ def style_scores(
     ra_exp = float(np.mean([mean_profile_ra(a) for a in exps]))
     out = {
         "kl": kl_divergence(exps, candidate, bins),
+        # the same after 1st–99th percentile normalisation: a few bright outliers (implants,
+        # contamination, hot pixels) otherwise decide where the lattice's grey levels sit
+        "kl_robust": kl_divergence([normalise(e, 1.0) for e in exps],
+                                   normalise(candidate, 1.0), bins),
         "ra": ra,
         "ra_exp": ra_exp,
         "ra_diff": abs(ra - ra_exp),
