@@ -33,7 +33,8 @@ from stackview.style.metrics import grey_histogram, line_profile, style_scores
 from stackview.style.physics_noise import fit_gaussian_sigma, fit_physics_noise, gaussian_noise
 from stackview.style.retention import column_displacement
 
-METRIC_KEYS = ("kl", "kl_robust", "ra", "ra_diff", "psd", "psnr_vs_source", "mean_A", "mean_px", "matched")
+METRIC_KEYS = ("kl", "kl_robust", "ra", "ra_diff", "psd", "psnr_vs_source", "mean_A", "mean_px",
+               "matched")
 
 
 @dataclass
