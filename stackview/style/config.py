@@ -150,6 +150,7 @@ class StyleConfig:
         need(0 < lo <= hi <= 1, "crop_fraction must be (low, high) with 0 < low <= high <= 1")
         need(0 <= self.flip_probability <= 1, "flip_probability must lie between 0 and 1")
         need(self.sampling_A is None or self.sampling_A > 0, "sampling_A must be positive")
+        need(0 < self.structure_blur_A <= 5, "structure_blur_A must lie in (0, 5] Å")
         for field in dataclasses.fields(self):
             if field.name.startswith("lambda_"):
                 need(getattr(self, field.name) >= 0, f"{field.name} must not be negative")
