@@ -63,6 +63,14 @@ def test_bad_input_is_one_sentence(tmp_path, capsys):
             ]
         )
     assert exc.value.code == 2
+    capsys.readouterr()
+    save_png(tmp_path / "s" / "sim.png", lattice(48))
+    save_png(tmp_path / "e" / "exp.png", experimental(48))
+    rc = main(["style", "train", "--simulations", str(tmp_path / "s"), "--experimental",
+               str(tmp_path / "e"), "--sim-sampling-nm", "0.02", "--exp-sampling-nm", "0.02",
+               "--structure-weight", "-1", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "(--structure-weight) must not be negative" in err
 
 
 def test_cli_end_to_end(tmp_path, capsys):

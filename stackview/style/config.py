@@ -151,9 +151,12 @@ class StyleConfig:
         need(0 <= self.flip_probability <= 1, "flip_probability must lie between 0 and 1")
         need(self.sampling_A is None or self.sampling_A > 0, "sampling_A must be positive")
         need(0 < self.structure_blur_A <= 5, "structure_blur_A must lie in (0, 5] Å")
+        flags = {"lambda_consistency": "the content-consistency weight (--consistency-weight)",
+                 "lambda_structure": "the structure-consistency weight (--structure-weight)"}
         for field in dataclasses.fields(self):
             if field.name.startswith("lambda_"):
-                need(getattr(self, field.name) >= 0, f"{field.name} must not be negative")
+                name = flags.get(field.name, field.name)
+                need(getattr(self, field.name) >= 0, f"{name} must not be negative")
 
     def replace(self, **changes) -> StyleConfig:
         """A copy with some fields changed (validated again)."""
