@@ -275,20 +275,26 @@ def check_mixable(datasets) -> None:
                 )
 
 
+def mixture_style(datasets) -> str:
+    """The style a model card records: e.g. ``physics`` or ``physics + drit:BUNDLE``."""
+    names = []
+    for d in datasets:
+        spec = d.attrs["spec"]
+        name = spec["style"] if spec["style"] != "drit" else f"drit:{spec['style_bundle']}"
+        if name not in names:
+            names.append(name)
+    return " + ".join(names)
+
+
 def mixture_summary(datasets) -> dict:
     """The card's ``training.data`` for one dataset or a mixture: the first dataset's summary
     (its optics name the microscope) with the total size, the styles joined, and the parts."""
     parts = [d.summary() for d in datasets]
     if len(parts) == 1:
         return parts[0]
-    styles = []
-    for s in parts:
-        name = s["style"] if s["style"] != "drit" else f"drit:{s['style_bundle']}"
-        if name not in styles:
-            styles.append(name)
-    return {**parts[0], "path": " + ".join(s["path"] for s in parts),
-            "n": sum(s["n"] for s in parts), "count": sum(s["n"] for s in parts),
-            "style": " + ".join(styles), "parts": parts}
+    n = sum(s["n"] for s in parts)
+    return {**parts[0], "path": " + ".join(s["path"] for s in parts), "n": n, "count": n,
+            "style": mixture_style(datasets), "parts": parts}
 
 
 def open_dataset(path: str | os.PathLike) -> PatchDataset:

@@ -241,6 +241,7 @@ def run_train(args: argparse.Namespace) -> int:
     from stackview.datasets.store import (
         ConcatSource,
         check_mixable,
+        mixture_style,
         mixture_summary,
         open_dataset,
     )
@@ -281,8 +282,7 @@ def run_train(args: argparse.Namespace) -> int:
     card = ModelCard(
         name=Path(args.out).name, spec=spec.to_dict(), sampling_A=ds.sampling_A,
         patch_px=ds.patch_px, orientation=dspec.orientation,
-        style=data["style"] if len(parts) > 1 else (
-            dspec.style if dspec.style != "drit" else f"drit:{dspec.style_bundle}"),
+        style=mixture_style(parts),
         description=args.description,
         training={
             "command": _command_line(), "config": dataclasses.asdict(config),

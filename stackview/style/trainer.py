@@ -358,16 +358,10 @@ class StyleTrainer:
             state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
             kind = f"checkpoint at iteration {int(meta['iteration'])}"
         else:
-            from safetensors.torch import load_file
+            from stackview.style.bundle import load_bundle
 
-            from stackview.style.bundle import bundle_paths, read_card
-
-            weights, _ = bundle_paths(path)
-            if not weights.is_file():
-                raise UsageError(f"{source} is neither a style checkpoint nor a style bundle")
-            other = StyleConfig.from_dict(read_card(path)["config"])
-            state = load_file(str(weights))
-            kind = "bundle"
+            model, _ = load_bundle(path)  # checks the header and the weights' SHA-256
+            other, state, kind = model.cfg, model.state_dict(), "bundle"
         differ = [k for k in ARCHITECTURE_FIELDS if getattr(other, k) != getattr(self.cfg, k)]
         if differ:
             raise UsageError(

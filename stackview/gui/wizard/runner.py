@@ -340,14 +340,10 @@ def start_models(project: Project, backbone: str | None = None) -> list[str]:
     from stackview.models.registry import list_models
 
     spec = regressor_spec(project)
-    if backbone:
-        spec = dataclasses.replace(spec, backbone=backbone, label_offset=(), label_scale=())
-    names = []
-    for entry in list_models():
-        other = entry.card.spec
-        if all(other.get(k) == getattr(spec, k) for k in ("task", "layers", "backbone", "head")):
-            names.append(entry.name)
-    return names
+    want = {"task": spec.task, "layers": spec.layers, "backbone": backbone or spec.backbone,
+            "head": spec.head}
+    return [e.name for e in list_models()
+            if all(e.card.spec.get(k) == v for k, v in want.items())]
 
 
 def bundle_stem(project: Project) -> Path:
