@@ -401,3 +401,20 @@ def test_garbage_is_collected_only_in_the_gui_thread(qapp, qtbot):
     qtbot.waitUntil(lambda: bool(seen), timeout=10_000)
     job.wait()
     assert seen == [False] and not gc.isenabled()
+
+
+def test_libraries_cannot_switch_automatic_collection_back_on(qapp, qtbot):
+    """dask's ``disable_gc`` turned automatic collection on after every dask-array slice, and
+    workers then collected widgets again (a CI hang); the GUI keeps it off."""
+    import gc
+
+    import dask.array as da
+
+    from stackview.engine.qt import collect_garbage_in_gui_thread
+
+    collect_garbage_in_gui_thread()
+    assert not gc.isenabled()
+    assert da.zeros((8, 8), chunks=4)[2:5].shape == (3, 8)
+    assert not gc.isenabled()
+    gc.enable()  # any other library: the collector's timer switches it off again
+    qtbot.waitUntil(lambda: not gc.isenabled(), timeout=5_000)

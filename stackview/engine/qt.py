@@ -12,6 +12,7 @@ Only this module and ``stackview.gui`` import Qt.
 
 from __future__ import annotations
 
+import gc
 import logging
 import traceback
 from collections.abc import Callable
@@ -39,7 +40,32 @@ def collect_garbage_in_gui_thread() -> None:
     if _collector is None:
         from pyqtgraph.util.garbage_collector import GarbageCollector
 
-        _collector = GarbageCollector(interval=0.5)
+        class GuiThreadCollector(GarbageCollector):
+            def check(self) -> None:
+                if gc.isenabled():  # a library switched it back on; don't leave it on
+                    gc.disable()
+                super().check()
+
+        _keep_dask_from_enabling_gc()
+        _collector = GuiThreadCollector(interval=0.5)
+
+
+def _keep_dask_from_enabling_gc() -> None:
+    """``dask.utils.disable_gc`` remembers whether the collector was on when the decorator was
+    created (at import, when it was) and switches it on after every call, so slicing any dask
+    array (zarr datasets, abTEM) re-enabled automatic collection in worker threads — the
+    deadlock above, which hung CI. Remember the state on entry instead, as intended."""
+    try:
+        from dask.utils import disable_gc
+    except ImportError:  # pragma: no cover (dask is a dependency)
+        return
+
+    def __enter__(self):  # noqa: N807
+        self._gc_enabled = gc.isenabled()
+        gc.disable()
+        return self
+
+    disable_gc.__enter__ = __enter__
 
 
 def describe_error(exc: BaseException, what: str) -> str:
