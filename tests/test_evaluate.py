@@ -119,6 +119,22 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
     assert all(torch.equal(moved[k], ref[k].float()) for k in ref if not k.startswith("label_"))
     np.testing.assert_allclose(moved["label_scale"].numpy(), rese2.label_scale, rtol=1e-6)
     assert not np.allclose(rese2.label_scale, spec.label_scale)
+    # a trilayer model starts from the bilayer model's backbone; its head starts afresh
+    tri = RegressorSpec(backbone="tiny", material="ReS2", layers=3, head="invariant")
+    part = initial_weights(str(out), tri)
+    assert part and all(k.startswith("backbone.") for k in part)
+    assert all(torch.equal(part[k], ref[k].float()) for k in part)
+    from stackview.inference.train import ArraySource, TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    res = train(tri, ArraySource(rng.normal(size=(8, 32, 32)).astype(np.float32),
+                                 rng.uniform(0, 5, (8, 4))),
+                TrainConfig(steps=1, batch_size=4, lr=1e-9, warmup_steps=0, checkpoint_every=0,
+                            threads=1, precision="fp32", channels_last=False),
+                init_from=str(out))
+    got = res.model.state_dict()
+    assert all(torch.allclose(got[k].float(), part[k], atol=1e-6) for k in part
+               if "running" not in k and "num_batches" not in k)
     # clean and physics-noise patches mixed in one run; each test set's accuracy in the card
     clean_ds = generate_dataset(DatasetSpec(count=16, seed=3, style="physics", **tiny),
                                 tmp_path / "clean.zarr", scheduler="sync")

@@ -10,6 +10,7 @@ from stackview.inference.invariant import (
     label_features,
     make_decoder,
     slip_features,
+    trilayer_features,
 )
 from stackview.inference.labels import SlipLabels, TwistLabels
 from stackview.inference.loss import RawOutputLoss
@@ -57,6 +58,42 @@ def test_twist_features_decode_into_the_domain(material, mirror):
         assert np.abs(other - label_features(space, np.array([20.0]))).max() > 0.5
 
 
+def _reversed_stack(labels):
+    return np.concatenate([-labels[:, 2:], -labels[:, :2]], 1)
+
+
+def test_trilayer_features_are_invariant_and_decode_exactly():
+    space = SlipLabels("ReS2", layers=3)
+    rng = np.random.default_rng(4)
+    labels = rng.uniform(-9, 9, (400, 4))
+    f = trilayer_features(labels, space.lengths_A)
+    shifted = labels + np.tile(space.lengths_A, 2) * rng.integers(-3, 4, (400, 4))
+    np.testing.assert_allclose(trilayer_features(shifted, space.lengths_A), f, atol=1e-9)
+    np.testing.assert_allclose(trilayer_features(_reversed_stack(labels), space.lengths_A), f,
+                               atol=1e-12)
+    # what the symmetries do not relate stays distinct: reversing one slip only, or swapping
+    assert np.abs(trilayer_features(labels * [1, 1, -1, -1], space.lengths_A) - f).max() > 0.3
+    assert np.abs(trilayer_features(labels[:, [2, 3, 0, 1]], space.lengths_A) - f).max() > 0.3
+    decoded, residual = make_decoder(space)(torch.from_numpy(f).float())
+    assert space.distance(decoded.numpy(), labels).max() < 1e-4
+    assert residual.max() < 1e-4
+    np.testing.assert_allclose(decoded.numpy(), space.canonical(decoded.numpy()), atol=1e-5)
+    # a feature error of 0.05 costs about 0.05 Å
+    noisy = f + rng.normal(0, 0.05, f.shape)
+    decoded, _ = make_decoder(space)(torch.from_numpy(noisy).float())
+    assert np.mean(space.distance(decoded.numpy(), labels)) < 0.08
+
+
+def test_trilayer_raw_loss_is_zero_on_true_features_and_on_the_reversed_stack():
+    spec = RegressorSpec(backbone="tiny", layers=3, head="invariant")
+    loss = RawOutputLoss(spec)
+    labels = torch.tensor([[1.0, 2.0, -0.5, 3.0], [3.5, 0.3, 2.0, 2.0]], dtype=torch.float64)
+    raw = label_features(spec.label_space(), labels).float()
+    assert loss(raw, labels.float()).item() < 1e-6
+    assert loss(raw, torch.from_numpy(_reversed_stack(labels.numpy())).float()).item() < 1e-6
+    assert loss(raw, labels.float() + 1.0).item() > 0.01
+
+
 def test_decoder_is_robust_to_feature_noise_and_flags_nonsense():
     space = SlipLabels("ReS2")
     rng = np.random.default_rng(2)
@@ -73,8 +110,7 @@ def test_spec_rejects_invariant_head_where_it_does_not_apply():
     assert RegressorSpec(backbone="tiny", head="invariant").n_raw == 10
     assert RegressorSpec(backbone="tiny", task="twist", material="MoS2", head="invariant").n_raw \
         == 3
-    with pytest.raises(UsageError, match="bilayers"):
-        RegressorSpec(backbone="tiny", layers=3, head="invariant")
+    assert RegressorSpec(backbone="tiny", layers=3, head="invariant").n_raw == 14
     with pytest.raises(UsageError, match="head"):
         RegressorSpec(backbone="tiny", head="sideways")
 
@@ -93,19 +129,20 @@ def test_raw_loss_is_zero_on_true_features_and_symmetric():
 
 def _slip_images(labels, px=32):
     """Images that depend on the slip only through its invariant features (no simulator)."""
-    space = SlipLabels("ReS2")
+    space = SlipLabels("ReS2", layers=1 + labels.shape[1] // 2)
     yy, xx = np.mgrid[0:px, 0:px] / px
-    f = slip_features(labels, space.lengths_A)
+    f = label_features(space, labels)
     basis = [np.cos(2 * np.pi * (k + 1) * (xx + 0.3 * k * yy)) for k in range(f.shape[1])]
     return np.einsum("nk,kyx->nyx", f, np.array(basis)).astype(np.float32)
 
 
-def test_tiny_invariant_model_learns_and_round_trips_through_a_bundle(tmp_path):
+@pytest.mark.parametrize("layers", [2, 3])
+def test_tiny_invariant_model_learns_and_round_trips_through_a_bundle(tmp_path, layers):
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
-    labels = rng.uniform(0, 6, (16, 2))
+    labels = rng.uniform(0, 6, (16, 2 * (layers - 1)))
     images = _slip_images(labels)
-    spec = RegressorSpec(backbone="tiny", material="ReS2", head="invariant")
+    spec = RegressorSpec(backbone="tiny", material="ReS2", layers=layers, head="invariant")
     cfg = TrainConfig(steps=150, batch_size=16, lr=3e-3, warmup_steps=3, checkpoint_every=0,
                       threads=1, precision="fp32", channels_last=False, seed=0)
     res = train(spec, ArraySource(images, labels), cfg)

@@ -57,8 +57,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="torchvision backbone (paper: resnet50; resnet18 for CPUs)")
     g.add_argument("--head", choices=("auto", "direct", "invariant"), default="auto",
                    help="output head: 'direct' regresses the labels (paper); 'invariant' "
-                        "predicts symmetry-invariant features of the slip or twist (bilayers "
-                        "only; learns much faster); 'auto' picks invariant for bilayers")
+                        "predicts symmetry-invariant features of the slip or twist (learns much "
+                        "faster); 'auto' picks invariant")
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=10000, help="optimiser steps")
     g.add_argument("--batch-size", type=int, default=32)
@@ -200,10 +200,8 @@ def _train_config(args):
     )
 
 
-def _head(args, task: str, layers: int) -> str:
-    if args.head != "auto":
-        return args.head
-    return "invariant" if layers == 2 else "direct"
+def _head(args) -> str:
+    return "invariant" if args.head == "auto" else args.head
 
 
 def _init_summary(source: str) -> dict:
@@ -259,7 +257,7 @@ def run_train(args: argparse.Namespace) -> int:
     source = (_open_source(ds) if len(parts) == 1 else ConcatSource(
         [_open_source(p, (4 << 30) // len(parts)) for p in parts]))
     spec = RegressorSpec(backbone=args.backbone, task=dspec.task, material=dspec.material,
-                         layers=dspec.layers, head=_head(args, dspec.task, dspec.layers))
+                         layers=dspec.layers, head=_head(args))
     config = _train_config(args)
     ckpt = Path(args.checkpoint_dir) if args.checkpoint_dir else Path(args.out + ".checkpoints")
     validation = open_dataset(args.validation) if args.validation else None
@@ -372,7 +370,7 @@ def run_study(args: argparse.Namespace) -> int:
                                    style_bundle=args.style_bundle, seed=args.data_seed)
                 rspec = RegressorSpec(backbone=args.backbone, task="slip",
                                       material=base.material, layers=args.layers,
-                                      head=_head(args, "slip", args.layers))
+                                      head=_head(args))
                 summary = ev.study_train_step(
                     args.out, base, rspec, _train_config(args), steps_A=tuple(args.grid_steps),
                     test_step_A=args.test_step, scheduler=args.scheduler, workers=args.workers,

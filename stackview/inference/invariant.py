@@ -196,20 +196,106 @@ def twist_features(theta_deg, period_deg: float, mirror: bool):
     return feats.numpy() if as_numpy else feats
 
 
+def _circle(frac: torch.Tensor) -> torch.Tensor:
+    """(…, 2) fractional slips → (…, 4): cos and sin of 2π·fa and of 2π·fb."""
+    phase = 2 * math.pi * frac
+    return torch.stack([torch.cos(phase[..., 0]), torch.sin(phase[..., 0]),
+                        torch.cos(phase[..., 1]), torch.sin(phase[..., 1])], -1)
+
+
+_CONJ = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=torch.float64)  # φ(−D) = conj φ(D)
+_TRIU = torch.triu_indices(4, 4)
+
+
+def _trilayer_from_frac(frac: torch.Tensor) -> torch.Tensor:
+    """Features (B, 14) of fractional trilayer slips (B, 2, 2)."""
+    conj = _CONJ.to(frac.dtype).to(frac.device)
+    p1, p2 = _circle(frac[:, 0]), _circle(frac[:, 1])
+    w = p1 + conj * p2
+    u = p1 - conj * p2
+    outer = u[:, :, None] * u[:, None, :]
+    return torch.cat([w, outer[:, _TRIU[0], _TRIU[1]]], -1)
+
+
+def trilayer_features(labels_A, lengths_A):
+    """Features (B, 14) of trilayer slips (B, 4) = (D1, D2) in Å (numpy or torch).
+
+    With φ(D) = (cos 2πfa, sin 2πfa, cos 2πfb, sin 2πfb) and φ(−D) its conjugate, the features
+    are w = φ(D1) + φ(−D2) and the upper triangle of u·uᵀ, u = φ(D1) − φ(−D2): periodic in
+    each slip, and unchanged by the stack's reversal (D1, D2) → (−D2, −D1), which keeps w and
+    turns u into −u. Together they fix (D1, D2) up to exactly those symmetries (u up to its
+    sign from u·uᵀ, then φ(D1) = (w + u)/2 and φ(−D2) = (w − u)/2)."""
+    as_numpy = not isinstance(labels_A, torch.Tensor)
+    lab = torch.as_tensor(np.asarray(labels_A, dtype=np.float64)) if as_numpy else labels_A
+    lengths = torch.as_tensor(np.asarray(lengths_A, dtype=np.float64), dtype=lab.dtype,
+                              device=lab.device)
+    feats = _trilayer_from_frac(lab.reshape(-1, 2, 2) / lengths)
+    return feats.numpy() if as_numpy else feats
+
+
+class TrilayerDecoder(nn.Module):
+    """Trilayer features (B, 14) → slips (B, 4) in Å in the canonical domain, and the residual.
+
+    Closed form first (u from the leading eigenvector of the predicted u·uᵀ, then the angles of
+    (w ± u)/2), then Gauss–Newton on all 14 features over the four fractional coordinates."""
+
+    def __init__(self, space) -> None:
+        super().__init__()
+        self.space = space
+        self.register_buffer("lengths", torch.tensor(np.asarray(space.lengths_A, float)),
+                             persistent=False)
+
+    @torch.no_grad()
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = features.double()
+        w = f[:, :4]
+        m = torch.zeros(len(f), 4, 4, dtype=f.dtype, device=f.device)
+        m[:, _TRIU[0], _TRIU[1]] = f[:, 4:]
+        m = m + m.transpose(1, 2) - torch.diag_embed(torch.diagonal(m, dim1=1, dim2=2))
+        vals, vecs = torch.linalg.eigh(m)
+        u = vecs[:, :, -1] * vals[:, -1:].clamp(min=0).sqrt()
+        conj = _CONJ.to(f.dtype).to(f.device)
+        p1, p2 = (w + u) / 2, conj * (w - u) / 2
+        frac = torch.stack([torch.atan2(p[:, [1, 3]], p[:, [0, 2]]) for p in (p1, p2)], 1)
+        frac = frac / (2 * math.pi)  # (B, 2, 2)
+        h = 1e-4
+        for _ in range(_GN_STEPS):
+            r = _trilayer_from_frac(frac) - f
+            cols = []
+            for j in range(4):
+                step = torch.zeros(4, dtype=f.dtype, device=f.device)
+                step[j] = h
+                step = step.reshape(2, 2)
+                cols.append((_trilayer_from_frac(frac + step) - _trilayer_from_frac(frac - step))
+                            / (2 * h))
+            jac = torch.stack(cols, -1)  # (B, 14, 4)
+            jtj = jac.transpose(1, 2) @ jac + 1e-6 * torch.eye(4, dtype=f.dtype)
+            delta = torch.linalg.solve(jtj, jac.transpose(1, 2) @ r[..., None])[..., 0]
+            frac = frac - delta.clamp(-0.02, 0.02).reshape(-1, 2, 2)
+        residual = torch.sqrt(((_trilayer_from_frac(frac) - f) ** 2).mean(-1))
+        labels = (frac * self.lengths).reshape(-1, 4)
+        canonical = torch.as_tensor(self.space.canonical(labels.cpu().numpy()), dtype=f.dtype)
+        return canonical.float().to(features.device), residual.float()
+
+
 def label_features(space, labels):
-    """Invariant features of labels in a :class:`SlipLabels` (bilayer) or :class:`TwistLabels`
-    space."""
+    """Invariant features of labels in a :class:`SlipLabels` (bilayer or trilayer) or
+    :class:`TwistLabels` space."""
     if hasattr(space, "period_deg"):
         return twist_features(labels, space.period_deg, space.mirror)
     lengths = space.lengths_A
     if isinstance(labels, torch.Tensor):
         lengths = torch.as_tensor(np.asarray(lengths), dtype=labels.dtype, device=labels.device)
+    if space.layers == 3:
+        return trilayer_features(labels, lengths)
     return slip_features(labels, lengths, space.layer_swap)
 
 
 def n_label_features(space) -> int:
     if hasattr(space, "period_deg"):
         return 3 if space.mirror else 4
+    if space.layers == 3:
+        return 14
     return n_features(space.layer_swap)
 
 
@@ -217,8 +303,11 @@ def make_decoder(space) -> nn.Module:
     """The decoder (features → labels, residual) of a label space."""
     if hasattr(space, "period_deg"):
         return TwistDecoder(space.period_deg, space.mirror)
+    if space.layers == 3:
+        return TrilayerDecoder(space)
     return InvariantDecoder(space.lengths_A, space.layer_swap)
 
 
-__all__ = ["ORDERS", "InvariantDecoder", "TwistDecoder", "label_features", "make_decoder",
-           "n_features", "n_label_features", "slip_features", "twist_features"]
+__all__ = ["ORDERS", "InvariantDecoder", "TrilayerDecoder", "TwistDecoder", "label_features",
+           "make_decoder", "n_features", "n_label_features", "slip_features",
+           "trilayer_features", "twist_features"]

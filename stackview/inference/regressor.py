@@ -28,8 +28,8 @@ from stackview.inference.labels import SlipLabels, TwistLabels
 #: first layer is a 3-channel Conv2d works; these are the ones tested and benchmarked)
 RECOMMENDED_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d")
 TASKS = ("slip", "twist")
-#: ``direct``: the paper's head, regressing the labels; ``invariant``: bilayer slip or twist
-#: through symmetry-invariant features (:mod:`stackview.inference.invariant`)
+#: ``direct``: the paper's head, regressing the labels; ``invariant``: slip (bi- or trilayer) or
+#: twist through symmetry-invariant features (:mod:`stackview.inference.invariant`)
 HEADS = ("direct", "invariant")
 
 
@@ -52,9 +52,9 @@ class RegressorSpec:
     hidden
         Width of the head's hidden layer (paper: 512).
     head
-        ``"direct"`` (the paper: outputs are the normalised labels) or ``"invariant"`` (bilayers:
-        outputs are symmetry-invariant features of the slip or twist, decoded by table search and
-        Gauss–Newton; see :mod:`stackview.inference.invariant`).
+        ``"direct"`` (the paper: outputs are the normalised labels) or ``"invariant"`` (outputs
+        are symmetry-invariant features of the slip or twist, decoded by table search or in
+        closed form, then Gauss–Newton; see :mod:`stackview.inference.invariant`).
     """
 
     backbone: str = "resnet50"
@@ -71,8 +71,6 @@ class RegressorSpec:
             raise UsageError(f"the task must be 'slip' or 'twist', not {self.task!r}")
         if self.head not in HEADS:
             raise UsageError(f"the head must be 'direct' or 'invariant', not {self.head!r}")
-        if self.head == "invariant" and self.layers != 2:
-            raise UsageError("the invariant head is for bilayers; use the direct head")
         if self.task == "twist" and self.layers != 2:
             raise UsageError("twist models are for bilayers (layers = 2)")
         if self.task == "slip" and self.layers not in (2, 3):

@@ -273,7 +273,9 @@ def load_checkpoint(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Te
 
 
 def initial_weights(source: str | os.PathLike, spec: RegressorSpec) -> dict[str, torch.Tensor]:
-    """fp32 weights of a checkpoint folder or a bundle made for ``spec``, to start training from."""
+    """fp32 weights of a checkpoint folder or a bundle made for ``spec``, to start training from
+    (only the backbone's when the source has the same backbone and task but another head or
+    number of layers)."""
     from stackview.models.bundle import load_bundle
     from stackview.models.registry import find_model
 
@@ -288,6 +290,13 @@ def initial_weights(source: str | os.PathLike, spec: RegressorSpec) -> dict[str,
         weights = bundle.model.state_dict()
     same_net = all(getattr(other, k) == getattr(spec, k)
                    for k in ("task", "layers", "backbone", "head", "hidden"))
+    if not same_net and other.backbone == spec.backbone and other.task == spec.task:
+        # e.g. a bilayer model starting a trilayer one: what the backbone learned to see in
+        # images of the material carries over; the head, whose outputs differ, starts afresh
+        log.info("starting the %s backbone from %s; the head starts afresh", spec.backbone,
+                 path.name)
+        return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()
+                if k.startswith("backbone.")}
     if not same_net:
         raise UsageError(
             f"{path.name} was trained for {other.material} {other.task} with a {other.backbone} "
@@ -385,7 +394,8 @@ def train(
     history: list[dict] = []
     start_step = 0
     if init_from is not None and not resume:
-        model.load_state_dict(initial_weights(init_from, spec))
+        weights = initial_weights(init_from, spec)
+        model.load_state_dict(weights, strict=set(weights) == set(model.state_dict()))
         log.info("initialised from %s", init_from)
     if resume:
         if out_dir is None:

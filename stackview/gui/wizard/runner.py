@@ -328,10 +328,8 @@ def regressor_spec(project: Project):
     from stackview.inference.regressor import RegressorSpec
 
     m = project["material"]
-    layers = int(m["layers"])
     return RegressorSpec(backbone=project["regressor"]["backbone"], task=m["task"],
-                         material=m["name"], layers=layers,
-                         head="invariant" if layers == 2 else "direct")
+                         material=m["name"], layers=int(m["layers"]), head="invariant")
 
 
 def start_models(project: Project, backbone: str | None = None) -> list[str]:
