@@ -344,7 +344,7 @@ def test_runner_headless_twist_and_trilayer(tmp_path, material, task, layers):
 
     go(runner.dataset_job(p))
     result = go(runner.regressor_job(p))
-    assert read_card(result["bundle"]).spec["head"] == ("invariant" if layers == 2 else "direct")
+    assert read_card(result["bundle"]).spec["head"] == "invariant"
     ev = go(runner.evaluation_job(p))
     rows = dict(runner.accuracy_rows(ev["metrics"]))
     assert rows["test patches"] == "4"
