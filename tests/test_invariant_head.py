@@ -58,8 +58,10 @@ def test_twist_features_decode_into_the_domain(material, mirror):
         assert np.abs(other - label_features(space, np.array([20.0]))).max() > 0.5
 
 
-def _reversed_stack(labels):
-    return np.concatenate([-labels[:, 2:], -labels[:, :2]], 1)
+def _orders(labels):
+    from stackview.inference.labels import layer_orders
+
+    return [v.reshape(len(labels), 4) for v in layer_orders(labels.reshape(-1, 2, 2))]
 
 
 def test_trilayer_features_are_invariant_and_decode_exactly():
@@ -69,29 +71,30 @@ def test_trilayer_features_are_invariant_and_decode_exactly():
     f = trilayer_features(labels, space.lengths_A)
     shifted = labels + np.tile(space.lengths_A, 2) * rng.integers(-3, 4, (400, 4))
     np.testing.assert_allclose(trilayer_features(shifted, space.lengths_A), f, atol=1e-9)
-    np.testing.assert_allclose(trilayer_features(_reversed_stack(labels), space.lengths_A), f,
-                               atol=1e-12)
-    # what the symmetries do not relate stays distinct: reversing one slip only, or swapping
-    assert np.abs(trilayer_features(labels * [1, 1, -1, -1], space.lengths_A) - f).max() > 0.3
-    assert np.abs(trilayer_features(labels[:, [2, 3, 0, 1]], space.lengths_A) - f).max() > 0.3
+    for other in _orders(labels)[1:]:  # any order of the three layers
+        np.testing.assert_allclose(trilayer_features(other, space.lengths_A), f, atol=1e-9)
+    # what the symmetries do not relate stays distinct: the inverted stack, one interface
+    assert np.median(np.abs(trilayer_features(-labels, space.lengths_A) - f).max(1)) > 0.3
+    assert np.median(np.abs(trilayer_features(labels * [1, 1, -1, -1], space.lengths_A)
+                            - f).max(1)) > 0.3
     decoded, residual = make_decoder(space)(torch.from_numpy(f).float())
-    assert space.distance(decoded.numpy(), labels).max() < 1e-4
+    assert space.distance(decoded.numpy(), labels).max() < 1e-3
     assert residual.max() < 1e-4
-    np.testing.assert_allclose(decoded.numpy(), space.canonical(decoded.numpy()), atol=1e-5)
+    np.testing.assert_allclose(decoded.numpy(), space.canonical(decoded.numpy()), atol=1e-4)
     # a feature error of 0.05 costs about 0.05 Å
     noisy = f + rng.normal(0, 0.05, f.shape)
     decoded, _ = make_decoder(space)(torch.from_numpy(noisy).float())
     assert np.mean(space.distance(decoded.numpy(), labels)) < 0.08
 
 
-def test_trilayer_raw_loss_is_zero_on_true_features_and_on_the_reversed_stack():
+def test_trilayer_raw_loss_is_zero_on_true_features_and_on_every_layer_order():
     spec = RegressorSpec(backbone="tiny", layers=3, head="invariant")
     loss = RawOutputLoss(spec)
-    labels = torch.tensor([[1.0, 2.0, -0.5, 3.0], [3.5, 0.3, 2.0, 2.0]], dtype=torch.float64)
-    raw = label_features(spec.label_space(), labels).float()
-    assert loss(raw, labels.float()).item() < 1e-6
-    assert loss(raw, torch.from_numpy(_reversed_stack(labels.numpy())).float()).item() < 1e-6
-    assert loss(raw, labels.float() + 1.0).item() > 0.01
+    labels = np.array([[1.0, 2.0, -0.5, 3.0], [3.5, 0.3, 2.0, 2.0]])
+    raw = label_features(spec.label_space(), torch.from_numpy(labels)).float()
+    for other in _orders(labels):
+        assert loss(raw, torch.from_numpy(other).float()).item() < 1e-6
+    assert loss(raw, torch.from_numpy(labels).float() + 1.0).item() > 0.01
 
 
 def test_decoder_is_robust_to_feature_noise_and_flags_nonsense():
@@ -110,7 +113,7 @@ def test_spec_rejects_invariant_head_where_it_does_not_apply():
     assert RegressorSpec(backbone="tiny", head="invariant").n_raw == 10
     assert RegressorSpec(backbone="tiny", task="twist", material="MoS2", head="invariant").n_raw \
         == 3
-    assert RegressorSpec(backbone="tiny", layers=3, head="invariant").n_raw == 14
+    assert RegressorSpec(backbone="tiny", layers=3, head="invariant").n_raw == 22
     with pytest.raises(UsageError, match="head"):
         RegressorSpec(backbone="tiny", head="sideways")
 

@@ -196,35 +196,40 @@ def twist_features(theta_deg, period_deg: float, mirror: bool):
     return feats.numpy() if as_numpy else feats
 
 
-def _circle(frac: torch.Tensor) -> torch.Tensor:
-    """(…, 2) fractional slips → (…, 4): cos and sin of 2π·fa and of 2π·fb."""
-    phase = 2 * math.pi * frac
-    return torch.stack([torch.cos(phase[..., 0]), torch.sin(phase[..., 0]),
-                        torch.cos(phase[..., 1]), torch.sin(phase[..., 1])], -1)
+#: bispectrum pairs (g1, g2) of the trilayer features
+_BISPECTRUM = (((1, 0), (0, 1)), ((1, 0), (1, 0)), ((0, 1), (0, 1)), ((1, 0), (0, -1)),
+               ((1, 1), (1, -1)), ((1, 0), (1, 1)))
+N_TRILAYER_FEATURES = len(ORDERS) + 2 * len(_BISPECTRUM)
 
 
-_CONJ = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=torch.float64)  # φ(−D) = conj φ(D)
-_TRIU = torch.triu_indices(4, 4)
+def _comb(frac: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """S(g) = Σ_k exp(2πi g·t_k) over the layer offsets t = {0, D1, D1 + D2}: (B, G) complex."""
+    t1 = frac[:, 0]
+    t2 = frac[:, 0] + frac[:, 1]
+    ph1, ph2 = 2 * math.pi * (t1 @ g.T), 2 * math.pi * (t2 @ g.T)
+    return 1 + torch.polar(torch.ones_like(ph1), ph1) + torch.polar(torch.ones_like(ph2), ph2)
 
 
 def _trilayer_from_frac(frac: torch.Tensor) -> torch.Tensor:
-    """Features (B, 14) of fractional trilayer slips (B, 2, 2)."""
-    conj = _CONJ.to(frac.dtype).to(frac.device)
-    p1, p2 = _circle(frac[:, 0]), _circle(frac[:, 1])
-    w = p1 + conj * p2
-    u = p1 - conj * p2
-    outer = u[:, :, None] * u[:, None, :]
-    return torch.cat([w, outer[:, _TRIU[0], _TRIU[1]]], -1)
+    """Features (B, 22) of fractional trilayer slips (B, 2, 2)."""
+    g = torch.tensor(ORDERS, dtype=frac.dtype, device=frac.device)
+    power = (_comb(frac, g).abs() ** 2 - 3) / 2  # = Σ over D1, D2, D1+D2 of cos 2π g·d
+    g1 = torch.tensor([p[0] for p in _BISPECTRUM], dtype=frac.dtype, device=frac.device)
+    g2 = torch.tensor([p[1] for p in _BISPECTRUM], dtype=frac.dtype, device=frac.device)
+    bi = _comb(frac, g1) * _comb(frac, g2) * torch.conj(_comb(frac, g1 + g2)) / 9
+    return torch.cat([power, bi.real, bi.imag], -1)
 
 
 def trilayer_features(labels_A, lengths_A):
-    """Features (B, 14) of trilayer slips (B, 4) = (D1, D2) in Å (numpy or torch).
+    """Features (B, 22) of trilayer slips (B, 4) = (D1, D2) in Å (numpy or torch).
 
-    With φ(D) = (cos 2πfa, sin 2πfa, cos 2πfb, sin 2πfb) and φ(−D) its conjugate, the features
-    are w = φ(D1) + φ(−D2) and the upper triangle of u·uᵀ, u = φ(D1) − φ(−D2): periodic in
-    each slip, and unchanged by the stack's reversal (D1, D2) → (−D2, −D1), which keeps w and
-    turns u into −u. Together they fix (D1, D2) up to exactly those symmetries (u up to its
-    sign from u·uᵀ, then φ(D1) = (w + u)/2 and φ(−D2) = (w − u)/2)."""
+    The layers sit at offsets t = {0, D1, D1 + D2} and the image depends only on that set (in
+    any order, up to a translation). With S(g) = Σ_k exp(2πi g·t_k), the features are the
+    power (|S(g)|² − 3)/2 = Σ cos 2π g·d over the pairwise differences d ∈ {D1, D2, D1 + D2}
+    for the ten orders g of the bilayer features, and the bispectrum S(g1)·S(g2)·S*(g1 + g2)/9
+    for six pairs: unchanged by lattice translations, by a common translation of the offsets
+    and by any order of the layers; the bispectrum's phase tells (D1, D2) from (−D1, −D2),
+    which the power alone cannot."""
     as_numpy = not isinstance(labels_A, torch.Tensor)
     lab = torch.as_tensor(np.asarray(labels_A, dtype=np.float64)) if as_numpy else labels_A
     lengths = torch.as_tensor(np.asarray(lengths_A, dtype=np.float64), dtype=lab.dtype,
@@ -233,49 +238,61 @@ def trilayer_features(labels_A, lengths_A):
     return feats.numpy() if as_numpy else feats
 
 
+_TRI_TABLE_STEPS = 20  # per fractional axis: 20⁴ table entries, refined by Gauss–Newton
+
+
 class TrilayerDecoder(nn.Module):
-    """Trilayer features (B, 14) → slips (B, 4) in Å in the canonical domain, and the residual.
+    """Trilayer features (B, 22) → slips (B, 4) in Å in the canonical domain, and the residual.
 
-    Closed form first (u from the leading eigenvector of the predicted u·uᵀ, then the angles of
-    (w ± u)/2), then Gauss–Newton on all 14 features over the four fractional coordinates."""
+    The nearest entries of a table over both slips' full cells (the few best, since the table is
+    coarse), each refined by Gauss–Newton on all features over the four fractional coordinates;
+    the best fit wins."""
 
-    def __init__(self, space) -> None:
+    def __init__(self, space, candidates: int = 16) -> None:
         super().__init__()
         self.space = space
+        self.candidates = int(candidates)
         self.register_buffer("lengths", torch.tensor(np.asarray(space.lengths_A, float)),
                              persistent=False)
+        axis = torch.arange(_TRI_TABLE_STEPS, dtype=torch.float64) / _TRI_TABLE_STEPS
+        grid = torch.stack(torch.meshgrid(axis, axis, axis, axis, indexing="ij"), -1)
+        grid = grid.reshape(-1, 2, 2)
+        self.register_buffer("grid", grid, persistent=False)
+        table = _trilayer_from_frac(grid).float()
+        self.register_buffer("table", table, persistent=False)
+        self.register_buffer("table_sq", (table**2).sum(-1), persistent=False)
+
+    def _refine(self, frac: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        h = 1e-5
+        eye = torch.eye(4, dtype=frac.dtype, device=frac.device).reshape(4, 2, 2) * h
+        for _ in range(10):
+            r = _trilayer_from_frac(frac) - target
+            jac = torch.stack([(_trilayer_from_frac(frac + e) - _trilayer_from_frac(frac - e))
+                               / (2 * h) for e in eye], -1)  # (B, F, 4)
+            jtj = jac.transpose(1, 2) @ jac + 1e-6 * torch.eye(4, dtype=frac.dtype)
+            delta = torch.linalg.solve(jtj, jac.transpose(1, 2) @ r[..., None])[..., 0]
+            frac = frac - delta.clamp(-0.5 / _TRI_TABLE_STEPS, 0.5 / _TRI_TABLE_STEPS) \
+                .reshape(-1, 2, 2)
+        return frac
 
     @torch.no_grad()
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = features.double()
-        w = f[:, :4]
-        m = torch.zeros(len(f), 4, 4, dtype=f.dtype, device=f.device)
-        m[:, _TRIU[0], _TRIU[1]] = f[:, 4:]
-        m = m + m.transpose(1, 2) - torch.diag_embed(torch.diagonal(m, dim1=1, dim2=2))
-        vals, vecs = torch.linalg.eigh(m)
-        u = vecs[:, :, -1] * vals[:, -1:].clamp(min=0).sqrt()
-        conj = _CONJ.to(f.dtype).to(f.device)
-        p1, p2 = (w + u) / 2, conj * (w - u) / 2
-        frac = torch.stack([torch.atan2(p[:, [1, 3]], p[:, [0, 2]]) for p in (p1, p2)], 1)
-        frac = frac / (2 * math.pi)  # (B, 2, 2)
-        h = 1e-4
-        for _ in range(_GN_STEPS):
-            r = _trilayer_from_frac(frac) - f
-            cols = []
-            for j in range(4):
-                step = torch.zeros(4, dtype=f.dtype, device=f.device)
-                step[j] = h
-                step = step.reshape(2, 2)
-                cols.append((_trilayer_from_frac(frac + step) - _trilayer_from_frac(frac - step))
-                            / (2 * h))
-            jac = torch.stack(cols, -1)  # (B, 14, 4)
-            jtj = jac.transpose(1, 2) @ jac + 1e-6 * torch.eye(4, dtype=f.dtype)
-            delta = torch.linalg.solve(jtj, jac.transpose(1, 2) @ r[..., None])[..., 0]
-            frac = frac - delta.clamp(-0.02, 0.02).reshape(-1, 2, 2)
-        residual = torch.sqrt(((_trilayer_from_frac(frac) - f) ** 2).mean(-1))
+        f = features.float()
+        picks = []
+        for chunk in torch.split(f, 64):
+            score = self.table_sq[None, :] - 2.0 * chunk @ self.table.T
+            picks.append(score.topk(self.candidates, dim=1, largest=False).indices)
+        pick = torch.cat(picks)  # (B, K)
+        b, k = pick.shape
+        target = f.double().repeat_interleave(k, 0)
+        frac = self._refine(self.grid[pick.reshape(-1)], target)
+        err = ((_trilayer_from_frac(frac) - target) ** 2).mean(-1).reshape(b, k)
+        best = err.argmin(dim=1)
+        frac = frac.reshape(b, k, 2, 2)[torch.arange(b), best]
+        residual = err[torch.arange(b), best].sqrt()
         labels = (frac * self.lengths).reshape(-1, 4)
         canonical = torch.as_tensor(self.space.canonical(labels.cpu().numpy()), dtype=f.dtype)
-        return canonical.float().to(features.device), residual.float()
+        return canonical.to(features.device), residual.float()
 
 
 def label_features(space, labels):
@@ -295,7 +312,7 @@ def n_label_features(space) -> int:
     if hasattr(space, "period_deg"):
         return 3 if space.mirror else 4
     if space.layers == 3:
-        return 14
+        return N_TRILAYER_FEATURES
     return n_features(space.layer_swap)
 
 

@@ -4,8 +4,11 @@ Slip labels are ``(Da, Db)`` per interface, in Å along the unit vectors â, b̂
 in-plane cell (``D = Da·â + Db·b̂``). Two slips describe the same stack when they differ by a
 lattice vector, ``D ≡ D + m·a + n·b``, and — because the two layers are identical and have the
 same orientation, and an ADF image is (nearly) a projection — when they are opposite,
-``D ≡ −D`` (swapping the layers turns slip D into −D up to a translation of the image). For a
-trilayer with slips (D1, D2) the swap reverses the stack: ``(D1, D2) ≡ (−D2, −D1)``.
+``D ≡ −D`` (swapping the layers turns slip D into −D up to a translation of the image). A
+trilayer with slips (D1, D2) has its layers at offsets {0, D1, D1 + D2}; the projection is their
+sum, which does not say which layer lies in the middle, so every order of the three layers gives
+the same image: (D1, D2) ≡ (−D2, −D1) (the reversed stack) ≡ (D1 + D2, −D2) ≡ (D2, −D1 − D2) ≡
+(−D1, D1 + D2) ≡ (−D1 − D2, D1) — six labels of one image (checked on simulations: NCC 1.0).
 
 Canonical fundamental domain of a bilayer: ``Da ∈ [0, |a|)``, ``Db ∈ [0, |b|/2]`` (with
 ``Da ∈ [0, |a|/2]`` on the lines ``Db = 0`` and ``Db = |b|/2``). Distances are Cartesian lengths
@@ -30,6 +33,27 @@ from stackview.materials.catalog import get_material
 from stackview.materials.cell import Material
 
 _NEIGHBOURS = np.array(list(itertools.product((-1, 0, 1), repeat=2)), dtype=float)
+
+
+def layer_orders(pairs):
+    """The labels of the same projected stack for every order of its layers: a list of arrays
+    shaped like ``pairs`` (..., n_interfaces, 2); numpy or torch. Bilayer: D, −D. Trilayer: the
+    six orders of the layer offsets {0, D1, D1 + D2}."""
+    if pairs.shape[-2] == 1:
+        return [pairs, -pairs]
+    d1, d2 = pairs[..., 0:1, :], pairs[..., 1:2, :]
+    s = d1 + d2
+    if isinstance(pairs, np.ndarray):
+        stack = np.concatenate
+    else:  # a torch tensor, from the training loss
+        import torch
+
+        stack = torch.cat
+
+    def cat(x, y):
+        return stack([x, y], -2)
+
+    return [pairs, cat(-d2, -d1), cat(s, -d2), cat(d2, -s), cat(-d1, s), cat(-s, d1)]
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,10 +106,11 @@ class SlipLabels:
         frac = (pairs / self.lengths_A) % 1.0
         frac[np.isclose(frac, 1.0, atol=1e-12)] = 0.0
         if self.layer_swap:
-            swapped = (-frac[..., ::-1, :]) % 1.0
-            swapped[np.isclose(swapped, 1.0, atol=1e-12)] = 0.0
-            use_swapped = self._prefer(swapped, frac)
-            frac = np.where(use_swapped[..., None, None], swapped, frac)
+            for other in layer_orders(frac)[1:]:
+                other = other % 1.0
+                other[np.isclose(other, 1.0, atol=1e-12)] = 0.0
+                use = self._prefer(other, frac)
+                frac = np.where(use[..., None, None], other, frac)
         out = frac * self.lengths_A
         return out.reshape(*out.shape[:-2], self.n_outputs)
 
@@ -115,9 +140,7 @@ class SlipLabels:
     def equivalents(self, labels, reach: int = 1) -> np.ndarray:
         """All equivalent labels within ``reach`` lattice vectors: shape (..., M, n_outputs)."""
         pairs = self._as_pairs(labels)
-        variants = [pairs]
-        if self.layer_swap:
-            variants.append(-pairs[..., ::-1, :])
+        variants = layer_orders(pairs) if self.layer_swap else [pairs]
         steps = np.arange(-reach, reach + 1)
         shifts = np.array(list(itertools.product(steps, repeat=2)), dtype=float) * self.lengths_A
         n_int = self.layers - 1
@@ -152,7 +175,7 @@ class SlipLabels:
         p = self._as_pairs(predicted)
         t = self._as_pairs(true)
         p, t = np.broadcast_arrays(p, t)
-        options = [t, -t[..., ::-1, :]] if self.layer_swap else [t]
+        options = layer_orders(t) if self.layer_swap else [t]
         best_err = None
         best_true = None
         best_norm = None

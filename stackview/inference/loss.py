@@ -2,7 +2,8 @@
 true label (the paper's loss, made invariant under the label symmetries). No Qt here.
 
 Slip (:class:`SymmetricSlipLoss`): for every sample the true label is replaced by the
-equivalent — ``D + m·a + n·b`` and, with layer swap, ``−D`` (trilayers: ``(D1, D2) ≡ (−D2, −D1)``)
+equivalent — ``D + m·a + n·b`` and, with layer swap, ``−D`` (trilayers: the six orders of the
+layers, :func:`stackview.inference.labels.layer_orders`)
 — whose Cartesian distance to the prediction is smallest; this is the same minimum-image search
 as :meth:`stackview.inference.labels.SlipLabels.residual`, written in torch so that it runs on the
 training device without a round trip to numpy. The loss is then taken on the Cartesian error
@@ -29,7 +30,7 @@ import itertools
 
 import torch
 
-from stackview.inference.labels import SlipLabels, TwistLabels
+from stackview.inference.labels import SlipLabels, TwistLabels, layer_orders
 
 #: weight of the L1 term (paper: λ_MSE = 1, λ_L1 = 0.5)
 L1_WEIGHT = 0.5
@@ -100,7 +101,7 @@ class SymmetricSlipLoss(torch.nn.Module):
         """Cartesian error vectors (B, k, 2) and the nearest equivalent true labels (B, n)."""
         p = self._pairs(predicted_A)
         t = self._pairs(true_A.to(predicted_A.dtype))
-        options = [t, -t.flip(-2)] if self.labels.layer_swap else [t]
+        options = layer_orders(t) if self.labels.layer_swap else [t]
         errors = torch.stack([self._min_image(p - o) for o in options])  # (O, B, k, 2)
         norms = (errors**2).sum(dim=(-1, -2))  # (O, B)
         choice = norms.argmin(dim=0)  # (B,)

@@ -111,7 +111,7 @@ def tta_views(card, n_shifts: int = 4) -> list[tuple[str, callable, callable]]:
     -------
     list of (name, image_transform, label_back)
         ``label_back`` maps the prediction on the transformed image back to the original
-        image's label (identity for all views used here).
+        image's label (a sign change after a half turn of a slip patch, else the identity).
     """
     identity = lambda y: y  # noqa: E731
 
@@ -133,7 +133,9 @@ def tta_views(card, n_shifts: int = 4) -> list[tuple[str, callable, callable]]:
     order, mirror = projected_symmetry(card.material)
     if card.task == "slip":
         if order % 2 == 0:
-            views.append(("rot180", lambda im: np.ascontiguousarray(im[::-1, ::-1]), identity))
+            # a half turn moves the layers to −t: slips (−D1, −D2) (a bilayer's −D ≡ D)
+            views.append(("rot180", lambda im: np.ascontiguousarray(im[::-1, ::-1]),
+                          lambda y: -np.asarray(y)))
     else:
         if card.orientation == "random":
             for k in (1, 2, 3):
