@@ -200,6 +200,12 @@ def twist_features(theta_deg, period_deg: float, mirror: bool):
 _BISPECTRUM = (((1, 0), (0, 1)), ((1, 0), (1, 0)), ((0, 1), (0, 1)), ((1, 0), (0, -1)),
                ((1, 1), (1, -1)), ((1, 0), (1, 1)))
 N_TRILAYER_FEATURES = len(ORDERS) + 2 * len(_BISPECTRUM)
+# Over uniform slips the power features spread with a standard deviation of ~1.2, the
+# bispectrum's real parts ~0.55·9 and its imaginary parts only ~0.2·9: scaled to ~1 each, so
+# that the loss does not neglect the imaginary parts, the only ones that tell (D1, D2) from the
+# half-turned (−D1, −D2) (unscaled, a network left them at zero and confused the two).
+_BI_REAL_SCALE = 2.0 / 9
+_BI_IMAG_SCALE = 6.0 / 9
 
 
 def _comb(frac: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -216,8 +222,8 @@ def _trilayer_from_frac(frac: torch.Tensor) -> torch.Tensor:
     power = (_comb(frac, g).abs() ** 2 - 3) / 2  # = Σ over D1, D2, D1+D2 of cos 2π g·d
     g1 = torch.tensor([p[0] for p in _BISPECTRUM], dtype=frac.dtype, device=frac.device)
     g2 = torch.tensor([p[1] for p in _BISPECTRUM], dtype=frac.dtype, device=frac.device)
-    bi = _comb(frac, g1) * _comb(frac, g2) * torch.conj(_comb(frac, g1 + g2)) / 9
-    return torch.cat([power, bi.real, bi.imag], -1)
+    bi = _comb(frac, g1) * _comb(frac, g2) * torch.conj(_comb(frac, g1 + g2))
+    return torch.cat([power, bi.real * _BI_REAL_SCALE, bi.imag * _BI_IMAG_SCALE], -1)
 
 
 def trilayer_features(labels_A, lengths_A):
@@ -226,8 +232,8 @@ def trilayer_features(labels_A, lengths_A):
     The layers sit at offsets t = {0, D1, D1 + D2} and the image depends only on that set (in
     any order, up to a translation). With S(g) = Σ_k exp(2πi g·t_k), the features are the
     power (|S(g)|² − 3)/2 = Σ cos 2π g·d over the pairwise differences d ∈ {D1, D2, D1 + D2}
-    for the ten orders g of the bilayer features, and the bispectrum S(g1)·S(g2)·S*(g1 + g2)/9
-    for six pairs: unchanged by lattice translations, by a common translation of the offsets
+    for the ten orders g of the bilayer features, and the bispectrum S(g1)·S(g2)·S*(g1 + g2)
+    for six pairs (real and imaginary parts scaled to a spread of ~1): unchanged by lattice translations, by a common translation of the offsets
     and by any order of the layers; the bispectrum's phase tells (D1, D2) from (−D1, −D2),
     which the power alone cannot."""
     as_numpy = not isinstance(labels_A, torch.Tensor)
