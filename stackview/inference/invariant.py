@@ -233,8 +233,9 @@ def trilayer_features(labels_A, lengths_A):
     any order, up to a translation). With S(g) = Σ_k exp(2πi g·t_k), the features are the
     power (|S(g)|² − 3)/2 = Σ cos 2π g·d over the pairwise differences d ∈ {D1, D2, D1 + D2}
     for the ten orders g of the bilayer features, and the bispectrum S(g1)·S(g2)·S*(g1 + g2)
-    for six pairs (real and imaginary parts scaled to a spread of ~1): unchanged by lattice translations, by a common translation of the offsets
-    and by any order of the layers; the bispectrum's phase tells (D1, D2) from (−D1, −D2),
+    for six pairs (real and imaginary parts scaled to a spread of ~1): unchanged by lattice
+    translations, by a common translation of the offsets and by any order of the layers; the
+    bispectrum's phase tells (D1, D2) from (−D1, −D2),
     which the power alone cannot."""
     as_numpy = not isinstance(labels_A, torch.Tensor)
     lab = torch.as_tensor(np.asarray(labels_A, dtype=np.float64)) if as_numpy else labels_A
