@@ -20,7 +20,8 @@ from stackview.io.readers import read_image
 from stackview.models.bundle import load_bundle
 from stackview.models.registry import find_model
 
-img = read_image("resources/samples/ReS2_bilayer_tedgen_sample4.png").data
+ROOT = Path(__file__).resolve().parents[1]
+img = read_image(ROOT / "resources/samples/ReS2_bilayer_tedgen_sample4.png").data
 b = load_bundle(find_model("ReS2_slip_bilayer"))
 card = b.card
 cal = calibrate(img, "ReS2", None, None)

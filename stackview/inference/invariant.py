@@ -235,8 +235,7 @@ def trilayer_features(labels_A, lengths_A):
     for the ten orders g of the bilayer features, and the bispectrum S(g1)·S(g2)·S*(g1 + g2)
     for six pairs (real and imaginary parts scaled to a spread of ~1): unchanged by lattice
     translations, by a common translation of the offsets and by any order of the layers; the
-    bispectrum's phase tells (D1, D2) from (−D1, −D2),
-    which the power alone cannot."""
+    bispectrum's phase tells (D1, D2) from (−D1, −D2), which the power alone cannot."""
     as_numpy = not isinstance(labels_A, torch.Tensor)
     lab = torch.as_tensor(np.asarray(labels_A, dtype=np.float64)) if as_numpy else labels_A
     lengths = torch.as_tensor(np.asarray(lengths_A, dtype=np.float64), dtype=lab.dtype,
@@ -276,7 +275,8 @@ class TrilayerDecoder(nn.Module):
             r = _trilayer_from_frac(frac) - target
             jac = torch.stack([(_trilayer_from_frac(frac + e) - _trilayer_from_frac(frac - e))
                                / (2 * h) for e in eye], -1)  # (B, F, 4)
-            jtj = jac.transpose(1, 2) @ jac + 1e-6 * torch.eye(4, dtype=frac.dtype)
+            jtj = jac.transpose(1, 2) @ jac + 1e-6 * torch.eye(4, dtype=frac.dtype,
+                                                             device=frac.device)
             delta = torch.linalg.solve(jtj, jac.transpose(1, 2) @ r[..., None])[..., 0]
             frac = frac - delta.clamp(-0.5 / _TRI_TABLE_STEPS, 0.5 / _TRI_TABLE_STEPS) \
                 .reshape(-1, 2, 2)

@@ -53,8 +53,8 @@ class RegressorSpec:
         Width of the head's hidden layer (paper: 512).
     head
         ``"direct"`` (the paper: outputs are the normalised labels) or ``"invariant"`` (outputs
-        are symmetry-invariant features of the slip or twist, decoded by table search or in
-        closed form, then Gauss–Newton; see :mod:`stackview.inference.invariant`).
+        are symmetry-invariant features of the slip or twist, decoded by table search and
+        Gauss–Newton; see :mod:`stackview.inference.invariant`).
     """
 
     backbone: str = "resnet50"
