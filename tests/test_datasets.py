@@ -137,6 +137,28 @@ def test_cancel_then_resume_gives_the_same_dataset(tmp_path):
     np.testing.assert_array_equal(out.get(np.arange(24))[0], ref.get(np.arange(24))[0])
 
 
+def test_process_workers_stream_the_same_dataset_and_cancel_cleanly(tmp_path):
+    spec = DatasetSpec(count=40, seed=5, vacancy_range=(0.0, 0.1), psnr_range_dB=(7.0, 30.0),
+                       **TINY)
+    ref = open_dataset(generate_dataset(spec, tmp_path / "ref.zarr", scheduler="sync"))
+    got = open_dataset(generate_dataset(spec, tmp_path / "p.zarr", scheduler="processes",
+                                        workers=2))
+    np.testing.assert_array_equal(got.get(np.arange(40))[0], ref.get(np.arange(40))[0])
+    cancel = CancelToken()
+
+    def stop(done, total, message=""):
+        if done == 2:
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        generate_dataset(spec, tmp_path / "x.zarr", scheduler="processes", workers=2,
+                         progress=stop, cancel=cancel)
+    assert not (tmp_path / "x.zarr").exists()
+    out = open_dataset(generate_dataset(spec, tmp_path / "x.zarr", scheduler="processes",
+                                        workers=2, resume=True))
+    np.testing.assert_array_equal(out.get(np.arange(40))[0], ref.get(np.arange(40))[0])
+
+
 def test_holes_remove_one_layer_in_a_disk():
     spec = DatasetSpec(count=1, **TINY)
     cond = {k: v[0] for k, v in sample_conditions(spec, 1).items()}

@@ -160,8 +160,9 @@ class PatchDataset:
                 "vacancy_range", "hole_probability", "mask_probability",
                 "contamination_probability", "psnr_range_dB", "style", "style_bundle",
                 "style_diverse", "physics", "seed")
+        extra = {k: self.attrs[k] for k in ("cross_sections",) if k in self.attrs}
         return {"path": self.path.name, "n": len(self), **{k: s.get(k) for k in keys},
-                "stackview_version": self.attrs.get("stackview_version")}
+                "stackview_version": self.attrs.get("stackview_version"), **extra}
 
     # --- data --------------------------------------------------------------------------------
     def _read_chunk(self, k: int) -> np.ndarray:

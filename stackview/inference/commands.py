@@ -129,6 +129,8 @@ def _register_evaluate(subparsers) -> None:
     p.add_argument("--max-samples", type=int, help="evaluate only the first N patches")
     p.add_argument("--update-card", metavar="NAME",
                    help="store the metrics in the bundle's card under this name")
+    p.add_argument("--device", default="auto",
+                   help="cpu, cuda or auto (CUDA when available; default auto)")
     p.set_defaults(func=run_evaluate)
 
 
@@ -225,9 +227,20 @@ def _init_summary(source: str) -> dict:
                          for name, m in (card.accuracy or {}).items()}}
 
 
-def _open_source(ds, limit_bytes: int = 4 << 30):
+def in_memory_limit_bytes() -> int:
+    """How much training data is read into memory rather than streamed: a quarter of the
+    machine's memory (random batches from a stream decompress a whole chunk per patch)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX
+        total = 16 << 30
+    return max(1 << 30, total // 4)
+
+
+def _open_source(ds, limit_bytes: int | None = None):
     """Load small datasets into memory; stream large ones chunk by chunk."""
-    return ds.load() if ds.nbytes <= limit_bytes else ds
+    limit = in_memory_limit_bytes() if limit_bytes is None else limit_bytes
+    return ds.load() if ds.nbytes <= limit else ds
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -255,7 +268,7 @@ def run_train(args: argparse.Namespace) -> int:
     dspec = ds.spec
     data = mixture_summary(parts)
     source = (_open_source(ds) if len(parts) == 1 else ConcatSource(
-        [_open_source(p, (4 << 30) // len(parts)) for p in parts]))
+        [_open_source(p, in_memory_limit_bytes() // len(parts)) for p in parts]))
     spec = RegressorSpec(backbone=args.backbone, task=dspec.task, material=dspec.material,
                          layers=dspec.layers, head=_head(args))
     config = _train_config(args)
@@ -299,7 +312,7 @@ def run_train(args: argparse.Namespace) -> int:
     from stackview.models.bundle import update_card
 
     for test in args.eval_dataset or []:
-        res = evaluate_bundle(args.out, test, progress=TextProgress("evaluate"))
+        res = evaluate_bundle(args.out, test, progress=TextProgress("evaluate"), device="auto")
         m = res["metrics"]
         update_card(args.out, accuracy={Path(test).stem: m})
         print(f"{Path(test).stem}: " + _metrics_line(m))
@@ -326,7 +339,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         try:
             res = evaluate_bundle(bundle, args.dataset, tta=args.tta,
                                   max_samples=args.max_samples,
-                                  progress=TextProgress("evaluate"), cancel=cancel)
+                                  progress=TextProgress("evaluate"), cancel=cancel,
+                                  device=args.device)
         except Cancelled:
             print("stackview: cancelled.", file=sys.stderr)
             return 130

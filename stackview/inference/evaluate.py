@@ -105,7 +105,7 @@ def metrics_for(space, predicted, true) -> dict:
 # --- a bundle on a dataset ----------------------------------------------------------------------
 def evaluate_bundle(
     bundle, dataset, tta: bool = False, batch_size: int = 64, max_samples: int | None = None,
-    progress=null_progress, cancel: CancelToken | None = None,
+    progress=null_progress, cancel: CancelToken | None = None, device: str | None = "cpu",
 ) -> dict:
     """Predict a labelled dataset with a bundle; returns metrics, predictions and labels.
 
@@ -120,6 +120,9 @@ def evaluate_bundle(
         Average label-preserving test-time views (slower; see :mod:`.predict`).
     max_samples
         Evaluate only the first N patches.
+    device
+        ``cpu``, ``cuda`` or ``auto`` (CUDA when available); the model is moved there for the
+        evaluation and back afterwards.
     """
     from stackview.datasets.store import PatchDataset
     from stackview.inference.predict import _as_bundle, predict_many
@@ -133,19 +136,26 @@ def evaluate_bundle(
                          f"{card.material} {card.task}")
     if ds.labels.shape[1] != card.regressor_spec().n_outputs:
         raise UsageError("the dataset's labels do not match the model's outputs (layers?)")
+    from stackview.engine.devices import module_device, resolve_device
+
     n = len(ds) if max_samples is None else min(len(ds), int(max_samples))
     preds = np.empty((n, ds.labels.shape[1]))
     unc = np.empty(n)
     step = max(1, batch_size // (1 if not tta else 8))
-    for start in range(0, n, step):
-        cancel.check()
-        idx = np.arange(start, min(n, start + step))
-        images, _ = ds.get(idx)
-        results = predict_many(list(images), bundle, sampling_A=ds.sampling_A, tta=tta,
-                               batch_size=batch_size)
-        preds[idx] = np.stack([r.values for r in results])
-        unc[idx] = [r.uncertainty for r in results]
-        progress(int(idx[-1]) + 1, n, "predicting")
+    home = module_device(bundle.model)
+    bundle.model.to(resolve_device(device))
+    try:
+        for start in range(0, n, step):
+            cancel.check()
+            idx = np.arange(start, min(n, start + step))
+            images, _ = ds.get(idx)
+            results = predict_many(list(images), bundle, sampling_A=ds.sampling_A, tta=tta,
+                                   batch_size=batch_size)
+            preds[idx] = np.stack([r.values for r in results])
+            unc[idx] = [r.uncertainty for r in results]
+            progress(int(idx[-1]) + 1, n, "predicting")
+    finally:
+        bundle.model.to(home)
     space = bundle.label_space
     metrics = metrics_for(space, preds, ds.labels[:n])
     metrics["dataset"] = ds.summary()

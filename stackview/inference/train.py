@@ -442,22 +442,27 @@ def train(
             if on_checkpoint is not None:
                 on_checkpoint(step_now, history[-1] if history else {})
 
+    def load_batch(step_now: int) -> tuple[torch.Tensor, np.ndarray]:
+        idx = batch_indices(step_now, n, config.batch_size, config.seed)
+        idx = idx[dist_info.rank * local_batch : (dist_info.rank + 1) * local_batch]
+        images, labels = source.get(np.sort(idx))
+        order = np.argsort(np.argsort(idx))  # back to the permutation's order
+        images = np.asarray(images, dtype=np.float32)[order]
+        labels = np.asarray(labels, dtype=np.float64)[order]
+        if augmenter is not None:
+            rng = np.random.default_rng([config.seed, 104729, step_now, dist_info.rank])
+            images = augmenter(images, rng)
+        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
+        # page-locked, so that the copy to the GPU overlaps the step before it
+        return (x.pin_memory() if dev.type == "cuda" else x), labels
+
     model.train()
     progress(start_step, config.steps, "training")
+    batches = _prefetched(load_batch, start_step, config.steps)
     try:
-        for step in range(start_step, config.steps):
+        for step, (x, labels) in batches:
             cancel.check()
-            idx = batch_indices(step, n, config.batch_size, config.seed)
-            idx = idx[dist_info.rank * local_batch : (dist_info.rank + 1) * local_batch]
-            images, labels = source.get(np.sort(idx))
-            order = np.argsort(np.argsort(idx))  # back to the permutation's order
-            images = np.asarray(images, dtype=np.float32)[order]
-            labels = np.asarray(labels, dtype=np.float64)[order]
-            if augmenter is not None:
-                rng = np.random.default_rng([config.seed, 104729, step, dist_info.rank])
-                images = augmenter(images, rng)
-            x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
-            x = x.to(dev)
+            x = x.to(dev, non_blocking=dev.type == "cuda")
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = torch.from_numpy(labels).float().to(dev)
@@ -500,6 +505,7 @@ def train(
                 log.exception("could not save the checkpoint after the interruption")
         raise
     finally:
+        batches.close()  # waits for the batch being loaded, here rather than at collection
         if dist_info.world > 1:
             import torch.distributed as dist
 
@@ -511,6 +517,24 @@ def train(
         model=model, step=config.steps, history=history, seconds=seconds,
         images_per_s=seen / seconds if seconds > 0 else math.nan, precision=precision,
     )
+
+
+def _prefetched(load: Callable[[int], tuple], start: int, stop: int):
+    """``(step, load(step))`` for each step, loading the next batch in a thread while the current
+    one trains: reading, converting and augmenting a batch is numpy work that releases the GIL, and
+    on a GPU it would otherwise leave the device idle for a good part of every step. Each batch
+    depends only on its step, so prefetching changes nothing in the results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if start >= stop:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stackview-batches") as pool:
+        pending = pool.submit(load, start)
+        for step in range(start, stop):
+            batch = pending.result()
+            if step + 1 < stop:
+                pending = pool.submit(load, step + 1)
+            yield step, batch
 
 
 @torch.no_grad()

@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 _PARAMETRIZATIONS = ("kirkland", "lobato")
 _FALLBACK_EXPONENT = 1.7
+_WARNED: set[tuple] = set()
 
 
 @functools.lru_cache(maxsize=4)
@@ -199,11 +200,13 @@ def adf_cross_sections(
     zs = np.flatnonzero(np.bincount(numbers))  # O(N), unlike np.unique's sort
     values = [_cross_section_cached(int(z), *_optics_key(optics), parametrization) for z in zs]
     if any(v is None for v in values):
-        logger.warning(
-            "Scattering factors unavailable for some of Z=%s: using Z^%.1f for all atoms.",
-            list(zs),
-            _FALLBACK_EXPONENT,
-        )
+        if (key := (tuple(zs.tolist()), parametrization)) not in _WARNED:
+            _WARNED.add(key)  # once per process: a dataset renders thousands of patches
+            logger.warning(
+                "Scattering factors unavailable for some of Z=%s: using Z^%.1f for all atoms.",
+                list(zs),
+                _FALLBACK_EXPONENT,
+            )
         table = zs.astype(float) ** _FALLBACK_EXPONENT
     else:
         table = np.asarray(values, dtype=float)
