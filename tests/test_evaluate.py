@@ -91,6 +91,10 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
     m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert m["mean_A"] == pytest.approx(card.accuracy["te"]["mean_A"], rel=1e-6)
     assert read_card(out).accuracy["te-again"]["n"] == 16
+    if not torch.cuda.is_available():  # asking for a GPU that is not there: one sentence, exit 2
+        capsys.readouterr()
+        assert main(["evaluate", str(out), "--dataset", str(test_ds), "--device", "cuda"]) == 2
+        assert "no CUDA GPU" in capsys.readouterr().err
     # a twist dataset does not fit a slip model
     tw = generate_dataset(DatasetSpec(task="twist", material="MoS2", count=4, positions=4,
                                       **tiny), tmp_path / "tw.zarr", scheduler="sync")
