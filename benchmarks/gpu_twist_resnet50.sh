@@ -7,8 +7,9 @@
 # (bash's SECONDS), the number of training steps is set from the throughput measured by a short
 # real training run, and the results (bundle, evaluation reports, log) are packed into $OUT as a
 # tar split in 15 MiB pieces. Knobs (environment): PX, NVAL, NTEST, NPART, PARTS, GEN_UNTIL,
-# TRAIN_UNTIL, TTA_UNTIL (seconds since the start), BACKBONE, BATCH, LR, WORKERS, WORK, OUT.
-# A tiny CPU rehearsal: PX=64 NVAL=32 NTEST=64 NPART=128 PARTS=2 BACKBONE=tiny \
+# TRAIN_UNTIL, TTA_UNTIL (seconds since the start), BACKBONE, BATCH, LR, WORKERS, WORK, OUT;
+# wheels carried in .whl/ (packages missing on the GPU machine) are installed unless NO_WHEELS=1.
+# A tiny CPU rehearsal: NO_WHEELS=1 PX=64 NVAL=32 NTEST=64 NPART=128 PARTS=2 BACKBONE=tiny \
 #   GEN_UNTIL=5 TRAIN_UNTIL=60 TTA_UNTIL=120 benchmarks/gpu_twist_resnet50.sh
 set -uo pipefail
 OUT=${OUT:-$PWD/.gpuout}; WORK=${WORK:-/tmp/sv_gpu}

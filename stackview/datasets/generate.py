@@ -339,7 +339,9 @@ def _one_thread_per_worker() -> None:
 
 
 class _Runner:
-    """Runs chunk tasks in waves on a dask scheduler and yields (chunk index, images)."""
+    """Runs chunk tasks and yields (chunk index, images) as they finish: local process workers
+    and a dask.distributed cluster are fed one task per finished one; threads and sync run on
+    dask's local schedulers in waves."""
 
     def __init__(self, scheduler: str, workers: int) -> None:
         self.scheduler = scheduler

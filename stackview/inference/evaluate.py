@@ -125,6 +125,7 @@ def evaluate_bundle(
         evaluation and back afterwards.
     """
     from stackview.datasets.store import PatchDataset
+    from stackview.engine.devices import module_device, resolve_device
     from stackview.inference.predict import _as_bundle, predict_many
 
     cancel = cancel or CancelToken()
@@ -136,8 +137,6 @@ def evaluate_bundle(
                          f"{card.material} {card.task}")
     if ds.labels.shape[1] != card.regressor_spec().n_outputs:
         raise UsageError("the dataset's labels do not match the model's outputs (layers?)")
-    from stackview.engine.devices import module_device, resolve_device
-
     n = len(ds) if max_samples is None else min(len(ds), int(max_samples))
     preds = np.empty((n, ds.labels.shape[1]))
     unc = np.empty(n)
