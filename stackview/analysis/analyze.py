@@ -44,13 +44,18 @@ class AnalysisResult:
     notes: list[str]
     seconds: float
     frame_scores: list[float] = field(default_factory=list)
+    #: whether the reading can be trusted, and why not (one sentence) when it cannot
+    reliable: bool = True
+    reliability_reason: str = ""
+    #: the lattice reading (:class:`stackview.analysis.lattice_reading.LatticeReading`)
+    lattice: object | None = None
 
     def stats_row(self) -> dict:
         """This image's row of ``stats.csv`` (CLI folder runs and the GUI's batch panel)."""
         s = self.summary()
         row = {"image": self.path.name if self.path else "image", "n_windows": s["n_patches"],
                "pixel_size_nm": float(f"{s['pixel_size_nm']:.6g}"),
-               "calibration": s["calibration_source"]}
+               "calibration": s["calibration_source"], "reliable": s["reliable"]}
         for n in self.smap.names:
             if n + "_median" in s:
                 row[f"{n}_median"] = round(s[n + "_median"], 4)
@@ -80,6 +85,8 @@ class AnalysisResult:
             "seconds": round(self.seconds, 3),
             "spm_seconds": round(float(s.seconds), 3),
             "patches_per_second": round(s.n_patches / s.seconds, 2) if s.seconds else None,
+            "reliable": bool(self.reliable),
+            "reliable_reason": self.reliability_reason,
             "statistics": self.statistics,
             "notes": self.notes,
             "label_convention": card.label_convention(),
@@ -93,6 +100,8 @@ class AnalysisResult:
                                     "mirror": self.frame.mirror,
                                     "a_px": list(self.frame.a_px), "b_px": list(self.frame.b_px),
                                     "candidate_scores_ncc": self.frame_scores}
+        if s.ncc_points is not None and np.isfinite(s.ncc_points).any():
+            out["resimulation_ncc_median"] = round(float(np.nanmedian(s.ncc_points)), 4)
         if s.extra:
             out["refinement"] = s.extra
         if len(self.interface):

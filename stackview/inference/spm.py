@@ -54,6 +54,11 @@ class SpmMap:
         for the coarse/regular grid, 1 for refinement windows).
     mode
         ``window``, ``refine`` or ``dense``.
+    ncc, ncc_points
+        Re-simulation agreement: the normalised cross-correlation of each window with the
+        noise-free simulation of the labels read in it, on the grid (ny, nx) and per row of
+        ``points``; None until :func:`stackview.analysis.trust.score_windows` has run, NaN
+        where a window was not scored.
     """
 
     x_nm: np.ndarray
@@ -67,6 +72,8 @@ class SpmMap:
     points: np.ndarray
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    ncc: np.ndarray | None = None
+    ncc_points: np.ndarray | None = None
 
     @property
     def n_patches(self) -> int:
