@@ -258,7 +258,8 @@ def write_results(result: AnalysisResult, out_dir: str | Path, stem: str | None 
         write_map_tiffs(tmp, result.smap)
         write_figure(tmp / f"figure.{figure_format}", result.image,
                      result.calibration.pixel_size_nm, result.smap, result.field,
-                     result.interface, title=stem)
+                     result.interface, title=stem, reliable=result.reliable,
+                     reliability_reason=result.reliability_reason)
         write_summary(tmp / "summary.json", result.summary())
         if final.exists():
             shutil.rmtree(final)

@@ -67,7 +67,8 @@ def _scale_bar(ax, width_nm: float, height_nm: float) -> None:
 
 
 def write_figure(path: Path, image: np.ndarray, pixel_size_nm: float, smap, field=None,
-                 interface=None, title: str = "", pel=None) -> Path:
+                 interface=None, title: str = "", pel=None, reliable: bool = True,
+                 reliability_reason: str = "") -> Path:
     """Image with the window size, label maps with colour bars, slip arrows (PNG or SVG)."""
     import matplotlib
 
