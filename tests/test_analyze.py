@@ -31,7 +31,7 @@ def test_analyze_writes_all_outputs(tiny_bundle, res2_image, tmp_path):
     assert folder == tmp_path / "res2"
     names = sorted(p.name for p in folder.iterdir())
     assert names == ["figure.png", "map.csv", "map_Da_A.tif", "map_Db_A.tif",
-                     "map_uncertainty.tif", "summary.json"]
+                     "map_ncc.tif", "map_uncertainty.tif", "summary.json"]
     assert not list(tmp_path.glob(".*partial"))
     summary = json.loads((folder / "summary.json").read_text())
     for key in ("material", "task", "model", "pixel_size_nm", "calibration_source", "window_nm",

@@ -24,9 +24,6 @@ from stackview.errors import UsageError
 
 log = logging.getLogger(__name__)
 
-#: below this median NCC between windows and their re-simulations, the analysis warns
-POOR_MATCH_NCC = 0.5
-
 
 @dataclass
 class AnalysisResult:
@@ -49,6 +46,7 @@ class AnalysisResult:
     reliability_reason: str = ""
     #: the lattice reading (:class:`stackview.analysis.lattice_reading.LatticeReading`)
     lattice: object | None = None
+    undistorted: bool = True
 
     def stats_row(self) -> dict:
         """This image's row of ``stats.csv`` (CLI folder runs and the GUI's batch panel)."""
@@ -95,6 +93,10 @@ class AnalysisResult:
             if name in self.statistics:
                 out[f"{name}_median"] = self.statistics[name]["median"]
                 out[f"{name}_iqr"] = self.statistics[name]["iqr"]
+        if self.lattice is not None:
+            out["lattice_reading"] = self.lattice.to_dict()
+            out["scan_distortion"] = {**self.lattice.distortion.to_dict(),
+                                      "corrected": bool(self.undistorted)}
         if self.frame is not None:
             out["lattice_frame"] = {"rotation_deg": self.frame.rotation_deg,
                                     "mirror": self.frame.mirror,
@@ -155,6 +157,7 @@ def analyze_image(
     fine_stride_nm: float = 0.1,
     roi_nm=None,
     n_views: int = 3,
+    undistort: bool = True,
     progress=null_progress,
     cancel: CancelToken | None = None,
 ) -> AnalysisResult:
@@ -175,11 +178,15 @@ def analyze_image(
         around interfaces.
     """
     from stackview.analysis.fields import interface_polyline, label_statistics, slip_vector_field
-    from stackview.analysis.orient import candidate_frames
-    from stackview.analysis.resimulate import choose_frame
-    from stackview.inference.labels import SlipLabels, projected_symmetry
-    from stackview.inference.spm import refine_map, spm_map
-    from stackview.io.calibration import calibrate, calibrate_from_lattice
+    from stackview.analysis.lattice_reading import (
+        ResimulationScorer,
+        measured_lattice,
+        read_lattice,
+    )
+    from stackview.analysis.trust import Resimulator, judge, score_windows
+    from stackview.inference.labels import SlipLabels
+    from stackview.inference.spm import WindowSampler, refine_map, spm_map
+    from stackview.io.calibration import Calibration, calibrate
     from stackview.io.readers import read_image
 
     cancel = cancel or CancelToken()
@@ -203,24 +210,44 @@ def analyze_image(
         if get_material(material).name != card.material:
             raise UsageError(f"model {card.name} is for {card.material}, not {material}")
     cancel.check()
-    calibration = calibrate(image, card.material, pixel_size_nm, meta_px)
-    frame, scores = None, []
-    if card.orientation == "aligned":
-        lattice = (calibration.lattice_px if calibration.lattice_px is not None
-                   else calibrate_from_lattice(image, card.material).lattice_px)
-        order, _ = projected_symmetry(card.material)
-        frames = candidate_frames(lattice, bundle.label_space.material,
-                                  two_fold=order % 2 == 0)
-        cancel.check()
-        frame, scores = choose_frame(image, calibration.pixel_size_nm, bundle, frames,
-                                     optics_for_card(card), cancel=cancel)
-        notes.append(f"read the lattice with a along {frame.rotation_deg:+.1f}° from +x"
-                     + (" on the mirrored image (the other face)" if frame.mirror else "")
-                     + f" (best of {len(frames)} readings by re-simulation)")
-        if max(scores) < POOR_MATCH_NCC:
-            notes.append(f"the re-simulated windows match the image poorly (best NCC "
-                         f"{max(scores):.2f}): check the material, the pixel size and that the "
-                         "image shows a bilayer; the maps may be meaningless")
+    progress(0, 1, "reading the lattice")
+    fixed_px = pixel_size_nm if pixel_size_nm is not None else meta_px
+    calibration = calibrate(image, None, pixel_size_nm, meta_px) if fixed_px else None
+    reading, frame, scores = None, None, []
+    try:
+        lattice_px, _ = measured_lattice(image)
+    except UsageError as exc:
+        if card.orientation == "aligned" or fixed_px is None:
+            raise UsageError(f"{exc}; {card.name} needs the lattice to read the image") from None
+        lattice_px = None
+        notes.append(f"{exc}; the windows are read unrotated and without distortion correction")
+    if lattice_px is not None:
+        scorer = ResimulationScorer(image, bundle, optics_for_card(card), undistort=undistort,
+                                    pixel_size_nm=fixed_px)
+        try:
+            reading = read_lattice(image, card.material, scorer, pixel_size_nm=fixed_px,
+                                   lattice_px=lattice_px, cancel=cancel, progress=progress)
+        except UsageError:
+            if pixel_size_nm is not None or meta_px is None:
+                raise
+            # the file's tags are more than 10 % off the lattice: read the scale from it
+            scorer.pixel_size_nm = fixed_px = calibration = None
+            reading = read_lattice(image, card.material, scorer, lattice_px=lattice_px,
+                                   cancel=cancel, progress=progress)
+            notes.append(f"the file's pixel size ({meta_px:.5g} nm) does not fit the "
+                         f"{card.material} lattice; the lattice gives "
+                         f"{reading.pixel_size_nm:.5g} nm, which is used")
+        frame = reading.best.frame(undistort, fixed_px)
+        scores = [h.score for h in reading.hypotheses]
+        if calibration is None:
+            calibration = Calibration(
+                reading.pixel_size_nm, "fft", reading.confidence,
+                np.stack([reading.best.a_px, reading.best.b_px]),
+                f"pixel size {reading.pixel_size_nm:.5g} nm/px from the {card.material} "
+                f"lattice, decided by re-simulation among {len(scores)} readings "
+                f"(confidence {reading.confidence:.2f})")
+        notes.append(_frame_note(frame, card, reading, undistort))
+    resimulator = scorer.resim if lattice_px is not None else None
     if refine:
         smap = refine_map(image, calibration.pixel_size_nm, bundle, coarse_stride_nm=stride_nm,
                           fine_stride_nm=fine_stride_nm, roi_nm=roi_nm, frame=frame,
@@ -228,12 +255,46 @@ def analyze_image(
     else:
         smap = spm_map(image, calibration.pixel_size_nm, bundle, stride_nm, window_nm, roi_nm,
                        frame, n_views=n_views, progress=progress, cancel=cancel)
+    cancel.check()
+    resimulator = resimulator or Resimulator(card.material, card.task, card.sampling_A,
+                                             card.patch_px, optics_for_card(card))
+    sampler = WindowSampler(image, calibration.pixel_size_nm, card.sampling_A, card.patch_px,
+                            frame)
+    if sampler.frame is not None and _beyond_edges(image, calibration.pixel_size_nm, smap,
+                                                   sampler):
+        notes.append("the image is about one window wide: the windows' corners reach beyond "
+                     "its edges and are filled with the lattice continued by whole cells")
+    score_windows(image, calibration.pixel_size_nm, smap, sampler, resimulator, progress,
+                  cancel)
+    reliable, reason = judge(smap, reading)
     space = bundle.label_space
     stats = label_statistics(smap.values.reshape(-1, len(smap.names)), smap.names, space)
     field_ = slip_vector_field(smap, space, frame) if isinstance(space, SlipLabels) else None
     interface = interface_polyline(smap, space)
     return AnalysisResult(path, image, calibration, bundle, smap, frame, field_, interface,
-                          stats, notes, time.perf_counter() - start, scores)
+                          stats, notes, time.perf_counter() - start, scores, reliable, reason,
+                          reading, undistort)
+
+
+def _frame_note(frame, card, reading, undistort: bool) -> str:
+    d = reading.distortion
+    text = (f"read the lattice with a along {frame.rotation_deg:+.1f}° from +x"
+            + (" on the mirrored image (the other face)" if frame.mirror else "")
+            + f" (best of {len(reading.hypotheses)} readings of scale, orientation and face "
+            f"by re-simulation, NCC {reading.best.score:.2f})")
+    if d.magnitude > 0.003:
+        text += ("; undid" if undistort else "; did not undo (--no-undistort)") + (
+            f" a scan distortion of {100 * (d.scale_x / d.scale_y - 1):+.1f} % fast/slow scale "
+            f"and {100 * d.shear:+.1f} % shear")
+    return text
+
+
+def _beyond_edges(image, pixel_size_nm: float, smap, sampler) -> bool:
+    ny, nx = np.shape(image)
+    half_nm = sampler.half_extent_px * pixel_size_nm
+    x, y = smap.points[:, 0], smap.points[:, 1]
+    return bool(np.any((x - half_nm < -1e-6) | (x + half_nm > nx * pixel_size_nm + 1e-6)
+                       | (y - half_nm < -1e-6) | (y + half_nm > ny * pixel_size_nm + 1e-6)))
 
 
 def write_results(result: AnalysisResult, out_dir: str | Path, stem: str | None = None,

@@ -38,6 +38,9 @@ def register(subparsers) -> None:
                    help="analyse only this region (nm from the top-left corner)")
     p.add_argument("--views", type=int, default=3,
                    help="test-time views per window for the uncertainty (1 = fastest)")
+    p.add_argument("--no-undistort", dest="undistort", action="store_false",
+                   help="do not undo the scan distortion measured from the lattice (windows "
+                        "are then only rotated and scaled)")
     p.add_argument("--device", default="auto",
                    help="where the network runs: auto (a CUDA GPU when torch sees one), cpu or "
                         "cuda (default auto)")
@@ -94,6 +97,7 @@ def run_analyze(args: argparse.Namespace) -> int:
                 path, bundle=bundle, material=args.material, pixel_size_nm=args.pixel_size,
                 window_nm=args.window, stride_nm=args.stride, refine=args.refine,
                 fine_stride_nm=args.fine_stride, roi_nm=args.roi, n_views=args.views,
+                undistort=args.undistort,
                 progress=TextProgress(path.name[:24]),
             )
         except UsageError as exc:

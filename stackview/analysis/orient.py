@@ -36,6 +36,11 @@ class Frame:
         The chosen lattice vectors in the original image (pixels, (x, y)).
     length_error
         Relative mismatch of |a|, |b| and gamma with the material's cell (smaller is better).
+    px_per_A
+        Optional full affine map (2×2, rows x, y) from the aligned frame's offsets (Å) to the
+        original image's offsets (px), scan distortion included
+        (:mod:`stackview.analysis.lattice_reading`); windows are then sampled through it
+        instead of through the rotation, mirror and a single pixel size.
     """
 
     rotation_deg: float
@@ -43,6 +48,7 @@ class Frame:
     a_px: tuple[float, float]
     b_px: tuple[float, float]
     length_error: float
+    px_per_A: tuple | None = None
 
     def matrix(self) -> np.ndarray:
         """2×2 map from original pixel offsets (x, y) to aligned-frame offsets (x, y)."""

@@ -96,12 +96,15 @@ def resample_to_model(image: np.ndarray, pixel_size_nm: float, sampling_A: float
 
 
 class WindowSampler:
-    """Cut model-ready windows (the model's sampling, optionally in a rotated/mirrored frame)
-    centred on given points of the original image.
+    """Cut model-ready windows (the model's sampling, optionally in a rotated/mirrored or
+    affine-corrected frame) centred on given points of the original image.
 
     Without a frame the image is resampled once and windows are slices; with a frame
     (:class:`stackview.analysis.orient.Frame`) each window is interpolated (cubic spline) on
-    its rotated grid, so maps stay on the original image's regular grid.
+    its rotated grid — through the frame's full affine map when it has one, which undoes scan
+    distortion — so maps stay on the original image's regular grid. Where a window reaches
+    beyond the image, its pixels are taken one lattice translation inside (the frame's a, b),
+    which continues a crystal seamlessly where mirroring would fold it.
     """
 
     def __init__(self, image: np.ndarray, pixel_size_nm: float, sampling_A: float,
@@ -111,19 +114,30 @@ class WindowSampler:
         self.frame = frame
         img = np.asarray(image, dtype=np.float32)
         self.shape = img.shape
-        identity = frame is None or (not frame.mirror and abs(frame.rotation_deg) < 1e-9)
+        affine = getattr(frame, "px_per_A", None) if frame is not None else None
+        identity = frame is None or (affine is None and not frame.mirror
+                                     and abs(frame.rotation_deg) < 1e-9)
         if identity:
             self.frame = None
             self.resampled = resample_to_model(img, pixel_size_nm, sampling_A)
+            self.reach = 1.0
         else:
+            if affine is not None:
+                to_px = np.asarray(affine, dtype=float) * sampling_A  # model px -> original px
+            else:
+                to_px = np.linalg.inv(frame.matrix()) * self.scale
+            sv = np.linalg.svd(to_px, compute_uv=False)
+            self.scale = float(math.sqrt(abs(np.linalg.det(to_px))))
+            self.reach = float(sv[0]) / self.scale  # longest stretch relative to the mean
             if self.scale > 1:
                 img = ndimage.gaussian_filter(img, sigma=0.8 * 0.5 * self.scale)
             self.coeffs = ndimage.spline_filter(img, order=3, output=np.float32)
-            inv = np.linalg.inv(frame.matrix()) * self.scale  # aligned model px -> original px
+            del img
             u = np.arange(self.patch_px) - (self.patch_px - 1) / 2.0
             uu, vv = np.meshgrid(u, u, indexing="xy")  # x along columns, y along rows
-            off = inv @ np.vstack([uu.ravel(), vv.ravel()])
-            self.offsets = off  # (2, P*P): x, y offsets in original px
+            self.offsets = to_px @ np.vstack([uu.ravel(), vv.ravel()])  # (2, P*P) px
+            self.cell_px = np.column_stack([frame.a_px, frame.b_px]).astype(float)
+            self.to_px = to_px
 
     @property
     def half_extent_px(self) -> float:
@@ -131,8 +145,34 @@ class WindowSampler:
         half = self.patch_px * self.scale / 2.0
         if self.frame is None:
             return half
-        t = math.radians(self.frame.rotation_deg)
-        return half * (abs(math.cos(t)) + abs(math.sin(t)))
+        return float(max(np.abs(self.offsets[0]).max(), np.abs(self.offsets[1]).max())) + 0.5
+
+    @property
+    def inscribed_half_px(self) -> float:
+        """Half the window's own side (original px): a window centred this far from every
+        edge has its inscribed circle inside the image (corners filled by lattice
+        translation)."""
+        return self.patch_px * self.scale * self.reach / 2.0
+
+    def _fold_inside(self, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Move sample points outside the image by whole lattice vectors to inside it."""
+        ny, nx = self.shape
+        out = (xs < 0) | (xs > nx - 1) | (ys < 0) | (ys > ny - 1)
+        if not out.any():
+            return xs, ys
+        cell = self.cell_px
+        inv = np.linalg.inv(cell)
+        diag = float(np.linalg.norm(cell[:, 0]) + np.linalg.norm(cell[:, 1]))
+        mx, my = min(diag, (nx - 1) / 2), min(diag, (ny - 1) / 2)
+        px, py = xs[out], ys[out]
+        for _ in range(3):
+            qx, qy = np.clip(px, mx, nx - 1 - mx), np.clip(py, my, ny - 1 - my)
+            n = np.round(inv @ np.vstack([px - qx, py - qy]))
+            t = cell @ n
+            px, py = px - t[0], py - t[1]
+        xs, ys = xs.copy(), ys.copy()
+        xs[out], ys[out] = px, py
+        return xs, ys
 
     def extract(self, centers_xy_px: np.ndarray) -> np.ndarray:
         """Windows (N, P, P) centred on ``centers_xy_px`` (N, 2) in original pixels (x, y)."""
@@ -151,7 +191,8 @@ class WindowSampler:
         # pixel (i, j) of the original image is centred at (j + 0.5, i + 0.5)
         xs = c[:, :1] + self.offsets[0][None, :] - 0.5
         ys = c[:, 1:] + self.offsets[1][None, :] - 0.5
-        vals = ndimage.map_coordinates(self.coeffs, [ys.ravel(), xs.ravel()], order=3,
+        xs, ys = self._fold_inside(xs.ravel(), ys.ravel())
+        vals = ndimage.map_coordinates(self.coeffs, [ys, xs], order=3,
                                        prefilter=False, mode="mirror")
         return vals.reshape(len(c), P, P).astype(np.float32)
 
@@ -169,12 +210,19 @@ def window_centres_nm(shape_px, pixel_size_nm: float, sampler: WindowSampler,
         x_lo, y_lo = max(x_lo, rx0), max(y_lo, ry0)
         x_hi, y_hi = min(x_hi, rx1), min(y_hi, ry1)
 
+    inscribed = (getattr(sampler, "inscribed_half_px", half_nm / pixel_size_nm)
+                 * pixel_size_nm)
+
     def axis(lo, hi):
-        span = (hi - lo) - 2 * half_nm
+        # windows whose rotated corners would leave the image are allowed only where no
+        # window fits otherwise (the image is about one window wide): the sampler fills the
+        # corners by lattice translation
+        half = half_nm if (hi - lo) - 2 * half_nm >= -1e-9 else inscribed
+        span = (hi - lo) - 2 * half
         if span < -1e-9:
             return np.zeros(0)
         n = int(math.floor(max(span, 0.0) / stride_nm + 1e-9)) + 1
-        first = lo + half_nm + (span - (n - 1) * stride_nm) / 2.0
+        first = lo + half + (span - (n - 1) * stride_nm) / 2.0
         return first + stride_nm * np.arange(n)
 
     return axis(x_lo, x_hi), axis(y_lo, y_hi)

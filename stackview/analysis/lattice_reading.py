@@ -1,0 +1,511 @@
+"""Reading a real image's lattice: pixel size, lattice frame, face and scan distortion.
+
+The FFT of a real file gives a measured lattice (two vectors in pixels), but not which cell of
+the material it is: projected stacks have weak fundamental reflections and strong higher orders
+(hexagonal cells: √3 and 2 shells; ReS2/ReSe2: Re4-chain reflections), so the strongest peaks
+may index a sub- or supercell, and near-hexagonal cells fit the measured vectors in several
+orientations. So the reading is a search over hypotheses: every cell of index 1–4 related to
+the measured lattice (super- and sub-cells) × every assignment of the material's a, b to its
+short vectors (both faces), kept when the affine map between the material's cell and the
+measured one is a plausible scan distortion, and decided by how well the re-simulated stack
+matches a few windows read under each hypothesis (:func:`read_lattice`). The affine map itself
+is the distortion correction: windows are sampled through it, so a few per cent of fast/slow
+scan scale and shear (linear drift) are undone before the model sees them.
+
+Geometry: image offsets are (x = column, y = row) in pixels; the material's Cartesian frame
+(Å) has a along +x. ``px_per_A`` maps material Cartesian offsets (Å) to image offsets (px).
+No Qt here; torch only inside the scorers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from stackview.analysis.orient import Frame
+from stackview.errors import UsageError
+from stackview.materials import get_material
+from stackview.materials.cell import Material, reduce_basis_2d
+
+log = logging.getLogger(__name__)
+
+#: the FFT is taken on a central crop at most this many pixels on a side (memory and time stay
+#: bounded for 8k² images; a 2048² crop still holds tens of unit cells)
+MAX_SPECTRUM_PX = 2048
+#: hypotheses whose affine map is more anisotropic than this are not scan distortions
+MAX_ANISOTROPY = 0.07
+#: best re-simulation NCC below which a reading is not trusted
+MIN_NCC = 0.5
+#: NCC margin by which the best scale must beat the best other scale to be called decided
+MIN_SCALE_MARGIN = 0.05
+
+
+@dataclass(frozen=True)
+class ScanDistortion:
+    """Affine scan distortion in the image frame, relative to an undistorted square pixel.
+
+    The image's px-per-Å map is ``s · T · Q`` with Q orthogonal (the lattice orientation and
+    face), s the mean scale and T = [[scale_x, shear], [0, scale_y]] (det 1): ``scale_x`` and
+    ``scale_y`` are the relative pixel scales along the fast (x) and slow (y) scan, ``shear``
+    the x displacement per unit y (a linear drift along x during the slow scan).
+    """
+
+    scale_x: float
+    scale_y: float
+    shear: float
+
+    @classmethod
+    def from_matrix(cls, px_per_A: np.ndarray) -> ScanDistortion:
+        t = _triangular_part(px_per_A)
+        return cls(float(t[0, 0]), float(t[1, 1]), float(t[0, 1]))
+
+    @property
+    def magnitude(self) -> float:
+        """Largest relative deviation from an undistorted pixel (0.01 = 1 %)."""
+        return max(abs(self.scale_x - 1), abs(self.scale_y - 1), abs(self.shear))
+
+    def to_dict(self) -> dict:
+        return {"scale_x": round(self.scale_x, 5), "scale_y": round(self.scale_y, 5),
+                "shear": round(self.shear, 5),
+                "fast_slow_ratio": round(self.scale_x / self.scale_y, 5)}
+
+
+def _triangular_part(m: np.ndarray) -> np.ndarray:
+    """T of m = s·T·Q (T upper triangular, positive diagonal, det 1; Q orthogonal)."""
+    m = np.asarray(m, dtype=float)
+    # RQ decomposition from QR of the flipped transpose
+    p = np.array([[0.0, 1.0], [1.0, 0.0]])
+    q, r = np.linalg.qr((p @ m).T)
+    t = p @ r.T @ p
+    signs = np.sign(np.diag(t))
+    t = t * signs[None, :]
+    return t / math.sqrt(abs(np.linalg.det(t)))
+
+
+@dataclass(frozen=True)
+class LatticeHypothesis:
+    """One reading of the measured lattice as the material's cell.
+
+    Attributes
+    ----------
+    px_per_A
+        2×2 map from the material's Cartesian offsets (Å) to image offsets (px).
+    a_px, b_px
+        The material's a and b in the image (px, (x, y)).
+    scale_label
+        The cell relative to the measured lattice, e.g. ``"×1"`` or ``"index 3 supercell"``.
+    score
+        Median re-simulation NCC of the windows read under it (NaN until scored).
+    """
+
+    px_per_A: tuple
+    a_px: tuple
+    b_px: tuple
+    scale_label: str
+    score: float = float("nan")
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return np.asarray(self.px_per_A, dtype=float)
+
+    @property
+    def pixel_size_nm(self) -> float:
+        return 0.1 / math.sqrt(abs(np.linalg.det(self.matrix)))
+
+    @property
+    def distortion(self) -> ScanDistortion:
+        return ScanDistortion.from_matrix(self.matrix)
+
+    @property
+    def anisotropy(self) -> float:
+        s = np.linalg.svd(self.matrix, compute_uv=False)
+        return float(s[0] / s[1] - 1)
+
+    def frame(self, undistort: bool = True, pixel_size_nm: float | None = None,
+              rotate: bool = True) -> Frame:
+        """The :class:`~stackview.analysis.orient.Frame` windows are sampled in.
+
+        ``undistort``: sample through the full affine map (else its closest similarity);
+        ``pixel_size_nm``: force the mean scale (a user's or the file's calibration);
+        ``rotate``: False for models trained on any orientation (only the distortion is
+        undone, the image keeps its orientation).
+        """
+        m = self.matrix
+        u, s, vt = np.linalg.svd(m)
+        q = u @ vt  # closest orthogonal map: the lattice orientation (and face)
+        scale = math.sqrt(abs(np.linalg.det(m)))
+        if pixel_size_nm is not None:
+            m = m * (0.1 / pixel_size_nm) / scale
+            scale = 0.1 / pixel_size_nm
+        if not rotate:
+            sym = m @ q.T  # the image-frame stretch alone (symmetric part of the polar form)
+            m = sym if undistort else np.eye(2) * scale
+            q = np.eye(2)
+        elif not undistort:
+            m = q * scale
+        mirror = bool(np.linalg.det(q) < 0)
+        r = q.T @ (np.diag([1.0, -1.0]) if mirror else np.eye(2))
+        rot = math.degrees(math.atan2(r[1, 0], r[0, 0]))
+        return Frame(round(rot, 6), mirror, tuple(self.a_px), tuple(self.b_px),
+                     self.anisotropy, px_per_A=tuple(map(tuple, m)))
+
+
+@dataclass
+class LatticeReading:
+    """The chosen hypothesis and the evidence for it.
+
+    ``confidence`` (0–1) combines the best NCC and its margin over the best reading at another
+    scale; ``reliable`` is False with a one-sentence ``reason`` when the best match is poor or
+    another scale matches almost as well.
+    """
+
+    best: LatticeHypothesis
+    hypotheses: list[LatticeHypothesis]
+    confidence: float
+    reliable: bool
+    reason: str = ""
+    scale_margin: float = float("nan")
+    frame_margin: float = float("nan")
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def pixel_size_nm(self) -> float:
+        return self.best.pixel_size_nm
+
+    @property
+    def distortion(self) -> ScanDistortion:
+        return self.best.distortion
+
+    def to_dict(self) -> dict:
+        return {"pixel_size_nm": round(self.pixel_size_nm, 7),
+                "confidence": round(self.confidence, 3), "reliable": self.reliable,
+                "reason": self.reason, "best_ncc": _r(self.best.score),
+                "scale_margin_ncc": _r(self.scale_margin),
+                "frame_margin_ncc": _r(self.frame_margin),
+                "scan_distortion": self.distortion.to_dict(),
+                "hypotheses": [{"pixel_size_nm": round(h.pixel_size_nm, 7),
+                                "scale": h.scale_label, "anisotropy": round(h.anisotropy, 4),
+                                "ncc": _r(h.score)} for h in self.hypotheses]}
+
+
+def _r(v: float) -> float | None:
+    return None if not np.isfinite(v) else round(float(v), 4)
+
+
+# --- the measured lattice ------------------------------------------------------------------
+def central_crop(image: np.ndarray, max_px: int = MAX_SPECTRUM_PX) -> tuple[np.ndarray, tuple]:
+    """The central part of the image at most ``max_px`` on a side, and its (x0, y0) offset."""
+    img = np.asarray(image)
+    ny, nx = img.shape
+    h, w = min(ny, max_px), min(nx, max_px)
+    y0, x0 = (ny - h) // 2, (nx - w) // 2
+    return img[y0:y0 + h, x0:x0 + w], (x0, y0)
+
+
+def measured_lattice(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The real-space lattice (rows: two vectors in px, (x, y)) that indexes the FFT's peaks
+    of the image's central part, and the fraction of peak power it explains."""
+    from stackview.io.calibration import _fft_peaks, _finer_lattice, _fit_reciprocal_lattice
+
+    crop, _ = central_crop(np.asarray(image, dtype=np.float32))
+    vecs, strength, spectrum = _fft_peaks(crop)
+    if len(vecs) < 4:
+        raise UsageError("the image's FFT shows no clear lattice peaks, so its lattice cannot be "
+                         "read; check that it is an atomic-resolution image")
+    g1, g2, explained = _fit_reciprocal_lattice(vecs, strength)
+    g1, g2 = _finer_lattice(g1, g2, spectrum, float(np.linalg.norm(vecs, axis=1).max()))
+    real = np.linalg.inv(np.stack([g1, g2])).T
+    return real, float(explained)
+
+
+def _integer_matrices(det: int):
+    rng = range(-2, 3)
+    for m in itertools.product(rng, rng, rng, rng):
+        if m[0] * m[3] - m[1] * m[2] == det:
+            yield np.array(m, dtype=float).reshape(2, 2)
+
+
+def related_cells(lattice_px: np.ndarray) -> list[tuple[np.ndarray, str]]:
+    """Reduced cells of index 1–4 related to the measured lattice: supercells N·L and the
+    sub-cells C with L = N·C (the measured lattice a supercell of the true one)."""
+    base = np.asarray(lattice_px, dtype=float)
+    out: list[tuple[np.ndarray, str]] = []
+    seen: list[np.ndarray] = []
+
+    def add(cell, label):
+        try:
+            u, v = reduce_basis_2d(cell[0], cell[1])
+        except UsageError:
+            return
+        c = np.stack([u, v])
+        area = abs(np.linalg.det(c))
+        for s in seen:
+            # the same lattice: each basis an integer combination of the other
+            if math.isclose(abs(np.linalg.det(s)), area, rel_tol=1e-6):
+                k = c @ np.linalg.inv(s)
+                if np.allclose(k, np.round(k), atol=1e-6):
+                    return
+        seen.append(c)
+        out.append((c, label))
+
+    add(base, "×1")
+    for det in (2, 3, 4):
+        for n in _integer_matrices(det):
+            add(n @ base, f"index-{det} supercell")
+        for n in _integer_matrices(det):
+            add(np.linalg.inv(n) @ base, f"index-{det} sub-cell")
+    return out
+
+
+def lattice_hypotheses(lattice_px: np.ndarray, material: Material | str,
+                       max_anisotropy: float = MAX_ANISOTROPY,
+                       pixel_size_nm: float | None = None,
+                       pixel_tolerance: float = 0.1) -> list[LatticeHypothesis]:
+    """Every plausible reading of the measured lattice as the material's cell.
+
+    For each related cell and each choice of the material's a among its three shortest
+    lattice vectors (±) with b completing the cell (either handedness: the two faces), the
+    affine map material → image is kept when its anisotropy (ratio of singular values − 1) is
+    at most ``max_anisotropy``; readings that differ by a symmetry of the projected layer are
+    one reading. With ``pixel_size_nm`` only readings within ``pixel_tolerance`` of that
+    pixel size are kept.
+    """
+    from stackview.inference.labels import projected_symmetry
+
+    material = get_material(material)
+    cell_A = material.cell_2d.T  # columns a, b (Å)
+    order, has_mirror = projected_symmetry(material)
+    ops = _symmetry_ops(material, order, has_mirror)
+    hyps: list[LatticeHypothesis] = []
+    for cell, label in related_cells(lattice_px):
+        u, v = cell
+        shell = sorted([u, v, u + v, u - v], key=lambda w: float(np.linalg.norm(w)))[:3]
+        for a in shell:
+            for b in shell:
+                for sa, sb in itertools.product((1, -1), (1, -1)):
+                    av, bv = sa * a, sb * b
+                    if abs(av[0] * bv[1] - av[1] * bv[0]) < 1e-6 * np.linalg.norm(av) ** 2:
+                        continue
+                    m = np.column_stack([av, bv]) @ np.linalg.inv(cell_A)
+                    s = np.linalg.svd(m, compute_uv=False)
+                    if s[0] / s[1] - 1 > max_anisotropy:
+                        continue
+                    h = LatticeHypothesis(tuple(map(tuple, m)), tuple(av), tuple(bv), label)
+                    if pixel_size_nm is not None and abs(
+                            h.pixel_size_nm / pixel_size_nm - 1) > pixel_tolerance:
+                        continue
+                    if any(_same_reading(h.matrix, g.matrix, ops) for g in hyps):
+                        continue
+                    hyps.append(h)
+    hyps.sort(key=lambda h: h.anisotropy)
+    return hyps
+
+
+def _symmetry_ops(material: Material, order: int, has_mirror: bool) -> list[np.ndarray]:
+    """Cartesian point operations of the projected monolayer (rotations, and mirrors)."""
+    ops = []
+    for k in range(order):
+        t = 2 * math.pi * k / order
+        ops.append(np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]]))
+    if has_mirror:
+        a, b = material.cell_2d
+        found = None
+        for w in (a, b, a + b, a - b):
+            for phi in (math.atan2(w[1], w[0]), math.atan2(w[1], w[0]) + math.pi / 2):
+                ref = np.array([[math.cos(2 * phi), math.sin(2 * phi)],
+                                [math.sin(2 * phi), -math.cos(2 * phi)]])
+                if _is_symmetry(material, ref):
+                    found = ref
+                    break
+            if found is not None:
+                break
+        if found is not None:
+            ops += [r @ found for r in ops]
+    return ops
+
+
+def _is_symmetry(material: Material, op: np.ndarray) -> bool:
+    from stackview.inference.labels import _has_site
+
+    cell = material.cell_2d
+    m = (cell @ op.T) @ np.linalg.inv(cell)
+    if not np.allclose(m, np.round(m), atol=1e-3):
+        return False
+    xy = material.frac_ab @ cell
+    sym = np.array(material.symbols)
+    new = xy @ op.T
+    for j in np.nonzero(sym == sym[0])[0]:
+        moved = new + (xy[j] - new[0])
+        if all(_has_site(moved[i], xy[sym == sym[i]], cell, 0.05) for i in range(len(sym))):
+            return True
+    return False
+
+
+def _same_reading(m1: np.ndarray, m2: np.ndarray, ops) -> bool:
+    """m2 = m1·op for a symmetry op of the layer: the two readings see the same image."""
+    inv = np.linalg.inv(m1)
+    k = inv @ m2
+    return any(np.allclose(k, op, atol=2e-3) for op in ops)
+
+
+# --- deciding by re-simulation -------------------------------------------------------------
+def score_positions_px(shape, half_px: float, n: int = 6, seed: int = 0) -> np.ndarray:
+    """``n`` window centres (px, (x, y)) spread over the image, ``half_px`` from its edges
+    (the centre alone when the image is only one window wide)."""
+    ny, nx = shape
+    rng = np.random.default_rng(seed)
+    lo_x, hi_x = min(half_px, nx / 2), max(nx - half_px, nx / 2)
+    lo_y, hi_y = min(half_px, ny / 2), max(ny - half_px, ny / 2)
+    k = max(1, int(math.ceil(math.sqrt(n))))
+    gx = np.linspace(lo_x, hi_x, k + 2)[1:-1] if hi_x > lo_x else np.array([nx / 2])
+    gy = np.linspace(lo_y, hi_y, k + 2)[1:-1] if hi_y > lo_y else np.array([ny / 2])
+    pts = np.array([(x, y) for y in gy for x in gx])
+    if len(pts) > n:
+        pts = pts[rng.choice(len(pts), size=n, replace=False)]
+    return pts
+
+
+def read_lattice(image: np.ndarray, material: Material | str, scorer=None,
+                 pixel_size_nm: float | None = None, lattice_px: np.ndarray | None = None,
+                 cancel=None, progress=None) -> LatticeReading:
+    """Read the image's lattice (see module docstring).
+
+    Parameters
+    ----------
+    image
+        2-D image.
+    material
+        The sample's material.
+    scorer
+        ``scorer(hypothesis) -> float``: agreement (median NCC) of windows read under a
+        hypothesis with their re-simulation (:class:`ResimulationScorer`); default: a
+        monolayer re-simulation of the material (for images without a model).
+    pixel_size_nm
+        A known pixel size (the user's or the file's): only readings within 10 % of it are
+        searched, and the orientation/face/distortion still are.
+    lattice_px
+        The measured lattice, if already known (rows, px).
+    """
+    material = get_material(material)
+    img = np.asarray(image, dtype=np.float32)
+    if lattice_px is None:
+        lattice_px, _ = measured_lattice(img)
+    hyps = lattice_hypotheses(lattice_px, material, pixel_size_nm=pixel_size_nm)
+    if not hyps:
+        if pixel_size_nm is not None:
+            raise UsageError(
+                f"no {material.name} lattice with a pixel size near {pixel_size_nm:.5g} nm fits "
+                "the image's FFT; check the pixel size and the material")
+        raise UsageError(f"the lattice in the image does not match {material.name}'s cell "
+                         "(even allowing for scan distortion); check the material")
+    if scorer is None:
+        scorer = MonolayerScorer(img, material)
+    scored = []
+    for i, h in enumerate(hyps):
+        if cancel is not None:
+            cancel.check()
+        scored.append(replace(h, score=float(scorer(h))))
+        if progress is not None:
+            progress(i + 1, len(hyps), "lattice readings")
+    scored.sort(key=lambda h: -np.nan_to_num(h.score, nan=-2))
+    best = scored[0]
+    other_scale = [h.score for h in scored[1:]
+                   if abs(h.pixel_size_nm / best.pixel_size_nm - 1) > 0.03]
+    same_scale = [h.score for h in scored[1:]
+                  if abs(h.pixel_size_nm / best.pixel_size_nm - 1) <= 0.03]
+    scale_margin = best.score - max(other_scale) if other_scale else 1.0
+    frame_margin = best.score - max(same_scale) if same_scale else 1.0
+    confidence = float(np.clip((best.score - 0.3) / 0.4, 0, 1)
+                       * np.clip(scale_margin / (2 * MIN_SCALE_MARGIN), 0, 1))
+    reason = ""
+    if not best.score >= MIN_NCC:
+        reason = (f"no reading of the {material.name} lattice re-simulates the image well "
+                  f"(best NCC {best.score:.2f}); check the material, the pixel size and that the "
+                  "image shows this stack")
+    elif scale_margin < MIN_SCALE_MARGIN:
+        alt = next(h for h in scored[1:] if abs(h.pixel_size_nm / best.pixel_size_nm - 1) > 0.03)
+        reason = (f"the pixel size is ambiguous: {best.pixel_size_nm:.5g} nm/px (NCC "
+                  f"{best.score:.2f}) and {alt.pixel_size_nm:.5g} nm/px (NCC {alt.score:.2f}) "
+                  "re-simulate the image almost equally well; give --pixel-size")
+    return LatticeReading(best, scored, confidence, not reason, reason, float(scale_margin),
+                          float(frame_margin))
+
+
+class MonolayerScorer:
+    """Agreement of windows read under a hypothesis with a monolayer re-simulation (for a
+    monolayer image, or when no model is at hand)."""
+
+    def __init__(self, image, material, optics=None, sampling_A: float = 0.12,
+                 patch_px: int = 128, n_windows: int = 4) -> None:
+        from stackview.datasets.spec import DEFAULT_OPTICS, FALLBACK_OPTICS
+        from stackview.simulation import resolve_optics
+
+        self.image = image
+        self.material = get_material(material)
+        self.optics = optics or resolve_optics(DEFAULT_OPTICS.get(self.material.name,
+                                                                  FALLBACK_OPTICS))
+        self.sampling_A, self.patch_px, self.n_windows = sampling_A, patch_px, n_windows
+        self._sim = None
+
+    def __call__(self, hyp: LatticeHypothesis) -> float:
+        from stackview.analysis.resimulate import compare_window, simulate_window
+        from stackview.inference.spm import WindowSampler
+
+        if self._sim is None:
+            self._sim = simulate_window(self.material, "slip", np.zeros((0, 2)),
+                                        self.sampling_A, self.patch_px, self.optics)
+        frame = hyp.frame()
+        sampler = WindowSampler(self.image, hyp.pixel_size_nm, self.sampling_A, self.patch_px,
+                                frame)
+        pts = score_positions_px(self.image.shape, sampler.half_extent_px, self.n_windows)
+        windows = sampler.extract(pts)
+        return float(np.median([compare_window(w, self._sim).ncc for w in windows]))
+
+
+class ResimulationScorer:
+    """Agreement of a model's reading of a few windows with their re-simulation: the windows
+    are read under a hypothesis, the model predicts their labels, and the noise-free
+    simulation of those labels is registered onto each window (median NCC)."""
+
+    def __init__(self, image, bundle, optics, n_windows: int = 6, undistort: bool = True,
+                 pixel_size_nm: float | None = None) -> None:
+        from stackview.analysis.trust import Resimulator
+
+        card = bundle.card
+        self.image, self.bundle, self.card = image, bundle, card
+        self.n_windows, self.undistort, self.pixel_size_nm = n_windows, undistort, pixel_size_nm
+        self.resim = Resimulator(card.material, card.task, card.sampling_A, card.patch_px,
+                                 optics)
+
+    def sampler(self, hyp: LatticeHypothesis):
+        from stackview.inference.spm import WindowSampler
+
+        frame = hyp.frame(self.undistort, self.pixel_size_nm)
+        px = self.pixel_size_nm or hyp.pixel_size_nm
+        return WindowSampler(self.image, px, self.card.sampling_A, self.card.patch_px, frame)
+
+    def __call__(self, hyp: LatticeHypothesis) -> float:
+        import torch
+
+        from stackview.engine.devices import module_device
+
+        sampler = self.sampler(hyp)
+        ny, nx = self.image.shape
+        half = sampler.half_extent_px
+        if 2 * half > min(ny, nx):
+            half = sampler.inscribed_half_px
+        if 2 * half > min(ny, nx) + 1:
+            return -1.0  # at this scale the image is smaller than one window
+        pts = score_positions_px(self.image.shape, half, self.n_windows)
+        windows = sampler.extract(pts)
+        with torch.inference_mode():
+            x = torch.from_numpy(windows).unsqueeze(1).to(module_device(self.bundle.model))
+            preds = self.bundle.model(x).float().cpu().numpy()
+        space = self.bundle.label_space
+        nccs = [self.resim.ncc(w, np.atleast_1d(space.canonical(p)))
+                for w, p in zip(windows, preds, strict=True)]
+        return float(np.median(nccs))

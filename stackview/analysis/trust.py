@@ -1,0 +1,129 @@
+"""Whether a reading can be trusted: every window against the re-simulation of its labels.
+
+A network always prints a number; whether the stack it names explains the window is a
+separate, model-free question. :class:`Resimulator` simulates the labels a window was read as
+(noise-free, the model's imaging conditions; cached by label, since neighbouring windows mostly
+share one), registers the simulation onto the window and returns their NCC;
+:func:`score_windows` does it for every window of a map; :func:`judge` turns the lattice
+reading and the window scores into the ``reliable`` flag and its one-sentence reason.
+No Qt here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from stackview.engine.jobs import CancelToken, null_progress
+
+#: median window NCC below which a map is not trusted
+MIN_MEDIAN_NCC = 0.5
+#: a window below this NCC does not look like the stack it was read as
+POOR_WINDOW_NCC = 0.3
+#: fraction of poor windows above which a map is not trusted
+MAX_POOR_FRACTION = 0.5
+
+
+class Resimulator:
+    """NCC of windows against noise-free simulations of labels (cached by rounded label)."""
+
+    def __init__(self, material, task: str, sampling_A: float, patch_px: int, optics,
+                 slip_step_A: float = 0.05, theta_step_deg: float = 0.1,
+                 max_cache: int = 512) -> None:
+        self.material, self.task = material, task
+        self.sampling_A, self.patch_px, self.optics = sampling_A, int(patch_px), optics
+        self.step = theta_step_deg if task == "twist" else slip_step_A
+        self.max_cache = max_cache
+        self._cache: dict[tuple, np.ndarray] = {}
+
+    def simulation(self, values) -> np.ndarray:
+        from stackview.analysis.resimulate import simulate_window
+
+        v = np.atleast_1d(np.asarray(values, dtype=float))
+        key = tuple(np.round(v / self.step).astype(int))
+        sim = self._cache.get(key)
+        if sim is None:
+            if len(self._cache) >= self.max_cache:
+                self._cache.pop(next(iter(self._cache)))
+            sim = simulate_window(self.material, self.task, np.asarray(key) * self.step,
+                                  self.sampling_A, self.patch_px, self.optics)
+            self._cache[key] = sim
+        return sim
+
+    def ncc(self, window: np.ndarray, values) -> float:
+        """Agreement of ``window`` with the simulation of ``values`` (registered; for twist
+        the better of θ and −θ, which a window in the lattice frame of either layer shows)."""
+        from stackview.analysis.resimulate import compare_window
+
+        v = np.atleast_1d(np.asarray(values, dtype=float))
+        if not np.all(np.isfinite(v)):
+            return float("nan")
+        if self.task == "twist":
+            return max(compare_window(window, self.simulation(s * v)).ncc for s in (1, -1))
+        return compare_window(window, self.simulation(v)).ncc
+
+
+def score_windows(image, pixel_size_nm: float, smap, sampler, resimulator: Resimulator,
+                  progress=null_progress, cancel: CancelToken | None = None) -> None:
+    """Fill ``smap.ncc_points`` and ``smap.ncc`` with every window's re-simulation NCC."""
+    cancel = cancel or CancelToken()
+    pts = smap.points
+    n_lab = len(smap.names)
+    centres_px = pts[:, :2] / pixel_size_nm
+    out = np.full(len(pts), np.nan)
+    chunk = 32
+    for s in range(0, len(pts), chunk):
+        cancel.check()
+        windows = sampler.extract(centres_px[s:s + chunk])
+        for k, w in enumerate(windows):
+            out[s + k] = resimulator.ncc(w, pts[s + k, 2:2 + n_lab])
+        progress(min(s + chunk, len(pts)), len(pts), "windows checked")
+    smap.ncc_points = out
+    grid = np.full(smap.values.shape[:2], np.nan)
+    tol = 1e-6 + 1e-3 * smap.stride_nm
+    ix = np.searchsorted(smap.x_nm, pts[:, 0] - tol)
+    iy = np.searchsorted(smap.y_nm, pts[:, 1] - tol)
+    ok = ((ix < len(smap.x_nm)) & (iy < len(smap.y_nm)))
+    ix, iy = np.minimum(ix, len(smap.x_nm) - 1), np.minimum(iy, len(smap.y_nm) - 1)
+    ok &= (np.abs(smap.x_nm[ix] - pts[:, 0]) < tol) & (np.abs(smap.y_nm[iy] - pts[:, 1]) < tol)
+    # later rows (refinement windows) overwrite the coarse window at the same cell
+    grid[iy[ok], ix[ok]] = out[ok]
+    if smap.mode == "refine" and np.isnan(grid).any():
+        # fine cells not evaluated carry the nearest coarse window's value (as the labels do)
+        coarse = pts[:, -1] == 0
+        cx, cy = pts[coarse, 0], pts[coarse, 1]
+        yy, xx = np.meshgrid(smap.y_nm, smap.x_nm, indexing="ij")
+        missing = np.isnan(grid)
+        d = np.hypot(xx[missing][:, None] - cx[None], yy[missing][:, None] - cy[None])
+        grid[missing] = out[coarse][d.argmin(axis=1)]
+    smap.ncc = grid
+
+
+def judge(smap, lattice_reading=None) -> tuple[bool, str]:
+    """The ``reliable`` flag and, when False, why (one sentence)."""
+    if lattice_reading is not None and not lattice_reading.reliable:
+        return False, lattice_reading.reason
+    if smap.ncc_points is None:
+        return True, ""
+    scores = smap.ncc_points[np.isfinite(smap.ncc_points)]
+    if not len(scores):
+        return False, "no window could be compared with a re-simulation"
+    med = float(np.median(scores))
+    poor = float(np.mean(scores < POOR_WINDOW_NCC))
+    if med < MIN_MEDIAN_NCC:
+        return False, (f"the windows match the re-simulated stacks poorly (median NCC "
+                       f"{med:.2f}): check the material, the pixel size and that the image "
+                       "shows this stack; the maps may be meaningless")
+    if poor > MAX_POOR_FRACTION:
+        return False, (f"{100 * poor:.0f} % of the windows do not match their re-simulation "
+                       f"(NCC < {POOR_WINDOW_NCC}): the image may hold another material, "
+                       "vacuum or heavy contamination")
+    return True, ""
+
+
+def poor_fraction(smap) -> float:
+    if smap.ncc_points is None:
+        return math.nan
+    s = smap.ncc_points[np.isfinite(smap.ncc_points)]
+    return float(np.mean(s < POOR_WINDOW_NCC)) if len(s) else math.nan
