@@ -15,7 +15,9 @@ def register(subparsers) -> None:
         description="Analyse images (files or folders) with a model: per-window slip (Da, Db) "
                     "or twist maps by strided pattern matching. For each image OUT/<stem>/ gets "
                     "map.csv, map_*.tif (calibrated), figure.png and summary.json; a folder "
-                    "also gets OUT/stats.csv.",
+                    "also gets OUT/stats.csv. An image whose reading cannot be trusted is "
+                    "flagged unreliable (printed, in summary.json, on the figure, and in "
+                    "stats.csv, whose printed aggregate leaves it out).",
         epilog="Example: stackview analyze resources/samples/ReS2_bilayer_tedgen_sample4.png "
                "--out results/",
     )
@@ -71,6 +73,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 def run_analyze(args: argparse.Namespace) -> int:
     from stackview.analysis.analyze import analyze_image, resolve_bundle, write_results
+    from stackview.analysis.batch import batch_statistics, stats_row
     from stackview.analysis.export import write_stats_csv
     from stackview.engine.jobs import TextProgress
 
@@ -118,10 +121,16 @@ def run_analyze(args: argparse.Namespace) -> int:
               + ", ".join(f"{n} median {s[n + '_median']:.3f} (IQR {s[n + '_iqr']:.3f})"
                           for n in result.smap.names if n + "_median" in s)
               + f" -> {folder}")
+        row = stats_row(result)
+        if not result.reliable:
+            print(f"  WARNING: unreliable: {row['reliable_reason']}")
         for note in result.notes:
             print(f"  note: {note}")
-        rows.append(result.stats_row())
+        rows.append(row)
     if len(files) > 1 and rows:
         stats = write_stats_csv(out / "stats.csv", rows)
-        print(f"statistics over {len(rows)} images -> {stats}")
+        batch = batch_statistics(rows)
+        print(f"{batch.headline()} -> {stats}")
+        for line in batch.aggregate_lines():
+            print(f"  {line}")
     return 0 if not failures else 2

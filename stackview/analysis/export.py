@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -15,28 +16,51 @@ import numpy as np
 from stackview.io.atomic import atomic_path, write_text_atomic
 from stackview.io.tiff import write_calibrated_tiff
 
+#: a window whose re-simulation NCC is below this is drawn hatched and grey in the figure (and
+#: greyed in the GUI): its labels do not reproduce what the window shows
+POOR_WINDOW_NCC = 0.5
+
+#: the longest side of the image the figure draws; larger images are block-averaged first. A
+#: panel is ~500 px wide at the figure's dpi, so 1024 px loses nothing visible, while
+#: matplotlib spends ~15 bytes per drawn pixel: an 8504² image took 25 s and 4.1 GB drawn at
+#: full resolution, 1.8 s and 57 MB block-averaged to 945² (2048 px: 2.1 s, 177 MB)
+FIGURE_MAX_PX = 1024
+
 
 def write_map_csv(path: Path, smap) -> Path:
-    """One row per evaluated window: x_nm, y_nm, labels, uncertainty, level."""
+    """One row per evaluated window: x_nm, y_nm, labels, uncertainty, level and, when the
+    windows were scored, ``ncc`` (their re-simulation NCC; empty where not scored)."""
     unit = "deg" if smap.names == ("theta_deg",) else "A"
     header = ["x_nm", "y_nm", *smap.names, f"uncertainty_{unit}", "level"]
+    ncc = getattr(smap, "ncc_points", None)
+    if ncc is not None:
+        ncc = np.asarray(ncc, dtype=float).ravel()
+        if len(ncc) != len(smap.points):
+            raise ValueError(f"ncc_points has {len(ncc)} values for {len(smap.points)} windows")
+        header.append("ncc")
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(header)
-        for row in smap.points:
-            w.writerow([f"{row[0]:.4f}", f"{row[1]:.4f}", *(f"{v:.4f}" for v in row[2:-1]),
-                        int(row[-1])])
+        for k, row in enumerate(smap.points):
+            cells = [f"{row[0]:.4f}", f"{row[1]:.4f}", *(f"{v:.4f}" for v in row[2:-1]),
+                     int(row[-1])]
+            if ncc is not None:
+                cells.append(f"{ncc[k]:.4f}" if np.isfinite(ncc[k]) else "")
+            w.writerow(cells)
     return path
 
 
 def write_map_tiffs(folder: Path, smap) -> list[Path]:
-    """Each label map (and the uncertainty) as a float32 TIFF with the stride as pixel size."""
+    """Each label map, the uncertainty and (when scored) the re-simulation NCC as float32 TIFFs
+    with the stride as pixel size."""
     out = []
     for k, name in enumerate(smap.names):
         out.append(write_calibrated_tiff(folder / f"map_{name}.tif", smap.values[..., k],
                                          smap.stride_nm))
     out.append(write_calibrated_tiff(folder / "map_uncertainty.tif", smap.uncertainty,
                                      smap.stride_nm))
+    if getattr(smap, "ncc", None) is not None:
+        out.append(write_calibrated_tiff(folder / "map_ncc.tif", smap.ncc, smap.stride_nm))
     return out
 
 
@@ -66,27 +90,149 @@ def _scale_bar(ax, width_nm: float, height_nm: float) -> None:
             ha="center", va="bottom", fontsize=9)
 
 
+def display_copy(image: np.ndarray, max_px: int | None = None) -> tuple[np.ndarray, int]:
+    """A block-averaged copy of ``image`` with at most ``max_px`` pixels a side, and the block
+    side ``f`` (1: the image itself, as float32).
+
+    Block (i, j) averages the image's pixels [i·f, (i+1)·f) × [j·f, (j+1)·f) (the last row and
+    column of blocks average what is left), so drawn as f × f source pixels it sits exactly
+    where its pixels are. The image is read in bands of block rows: the extra memory is a few
+    bands plus the copy, not a full-resolution float64 temporary.
+    """
+    img = np.asarray(image)
+    ny, nx = img.shape
+    f = max(1, int(np.ceil(max(ny, nx) / (max_px or FIGURE_MAX_PX))))
+    if f == 1:
+        return img.astype(np.float32, copy=False), 1
+    by, bx = -(-ny // f), -(-nx // f)
+    cols = np.arange(0, nx, f)
+    col_counts = np.diff(np.append(cols, nx)).astype(np.float64)
+    out = np.empty((by, bx), dtype=np.float32)
+    band = max(1, (8 << 20) // (8 * nx * f))  # block rows per band: ~8 MB of float64 sums
+    for b0 in range(0, by, band):
+        b1 = min(by, b0 + band)
+        rows = img[b0 * f:min(ny, b1 * f)]
+        sums = np.add.reduceat(rows, cols, axis=1, dtype=np.float64)  # (rows, bx)
+        starts = np.arange(0, len(rows), f)
+        sums = np.add.reduceat(sums, starts, axis=0)  # (b1 - b0, bx)
+        row_counts = np.diff(np.append(starts, len(rows))).astype(np.float64)
+        out[b0:b1] = sums / row_counts[:, None] / col_counts[None, :]
+    return out, f
+
+
+def _mark_unreliable(fig, axes, reason: str, matplotlib) -> float:
+    """A red banner across the whole top of the figure and red frames on the given panels;
+    returns the banner's height as a fraction of the figure's."""
+    width_in, height_in = fig.get_size_inches()
+    text = "UNRELIABLE — " + (reason or "the analysis did not say why")
+    # wrap to the figure's width (about 9 characters per inch at 12 pt bold)
+    lines = textwrap.wrap(text, width=max(30, int(width_in * 9)))
+    band = (0.22 * len(lines) + 0.16) / height_in  # ~0.22 in a line of 12 pt, plus a margin
+    fig.patches.append(matplotlib.patches.Rectangle((0, 1 - band), 1, band, facecolor="#c62828",
+                                                    edgecolor="none", transform=fig.transFigure,
+                                                    figure=fig))
+    fig.text(0.5, 1 - band / 2, "\n".join(lines), ha="center", va="center", color="white",
+             fontsize=12, fontweight="bold")
+    for ax in axes:
+        for spine in ax.spines.values():
+            spine.set_edgecolor("#d50000")
+            spine.set_linewidth(4)
+    return band
+
+
+def _hatch_whole(ax, extent, matplotlib) -> None:
+    """Red tint and diagonal hatching over a map panel of an unreliable result."""
+    x0, x1, y1, y0 = extent
+    ax.add_patch(matplotlib.patches.Rectangle((x0, y0), x1 - x0, y1 - y0,
+                                              facecolor=(0.85, 0.0, 0.0, 0.12),
+                                              hatch="//", ec=(0.85, 0.0, 0.0, 0.8), lw=0,
+                                              zorder=5))
+
+
+def poor_window_runs(smap, threshold: float = POOR_WINDOW_NCC) -> list[tuple[float, float, float,
+                                                                              float]]:
+    """Rectangles (x0, y0, width, height) in nm covering the grid cells whose re-simulation NCC
+    is below ``threshold``, one per horizontal run of such cells (fewer patches to hatch)."""
+    ncc = getattr(smap, "ncc", None)
+    if ncc is None:
+        return []
+    ncc = np.asarray(ncc, dtype=float)
+    x, y = np.asarray(smap.x_nm, dtype=float), np.asarray(smap.y_nm, dtype=float)
+    dx = float(np.diff(x).mean()) if len(x) > 1 else float(smap.stride_nm)
+    dy = float(np.diff(y).mean()) if len(y) > 1 else float(smap.stride_nm)
+    poor = np.isfinite(ncc) & (ncc < threshold)
+    runs = []
+    for j in np.flatnonzero(poor.any(axis=1)):
+        row = np.concatenate([[False], poor[j], [False]]).astype(np.int8)
+        edges = np.flatnonzero(np.diff(row))
+        for i0, i1 in zip(edges[::2], edges[1::2], strict=True):
+            runs.append((x[i0] - dx / 2, y[j] - dy / 2, dx * (i1 - i0), dy))
+    return runs
+
+
+def _hatch_poor_windows(ax, runs, matplotlib) -> None:
+    from matplotlib.collections import PatchCollection
+
+    patches = [matplotlib.patches.Rectangle((x0, y0), w, h) for x0, y0, w, h in runs]
+    # grey the cells (their values are still there, but faded) and hatch them
+    ax.add_collection(PatchCollection(patches, facecolor=(0.5, 0.5, 0.5, 0.6),
+                                      edgecolor=(0.15, 0.15, 0.15, 0.9), hatch="xx", lw=0,
+                                      zorder=4))
+
+
 def write_figure(path: Path, image: np.ndarray, pixel_size_nm: float, smap, field=None,
                  interface=None, title: str = "", pel=None, reliable: bool = True,
                  reliability_reason: str = "") -> Path:
-    """Image with the window size, label maps with colour bars, slip arrows (PNG or SVG)."""
+    """Image with the window size, label maps with colour bars, slip arrows (PNG or SVG).
+
+    An unreliable result gets a red "UNRELIABLE — reason" banner and red, hatched map panels;
+    windows whose re-simulation NCC is poor (``smap.ncc`` < :data:`POOR_WINDOW_NCC`) are greyed
+    and hatched. Images larger than :data:`FIGURE_MAX_PX` are drawn block-averaged (the nm
+    extent stays exact).
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    ny, nx = image.shape
+    # a thicker hatch than the default 1 px, which vanishes under a colour map (the patches
+    # and the renderer read it, so it holds from building to saving)
+    with plt.rc_context({"hatch.linewidth": 1.5}):
+        fig = build_figure(image, pixel_size_nm, smap, field, interface, title, pel, reliable,
+                           reliability_reason)
+        try:
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
+        finally:
+            plt.close(fig)
+    return path
+
+
+def build_figure(image: np.ndarray, pixel_size_nm: float, smap, field=None, interface=None,
+                 title: str = "", pel=None, reliable: bool = True, reliability_reason: str = ""):
+    """The matplotlib figure :func:`write_figure` saves (the caller closes it)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    ny, nx = np.shape(image)
     w_nm, h_nm = nx * pixel_size_nm, ny * pixel_size_nm
-    extent = (0, w_nm, h_nm, 0)
+    shown, f = display_copy(image)
+    # each block covers f source pixels; the last partial block reaches past the image edge
+    # and is clipped by the axis limits, so every block sits where its pixels are
+    extent = (0, shown.shape[1] * f * pixel_size_nm, shown.shape[0] * f * pixel_size_nm, 0)
     n = len(smap.names)
     panels = 1 + n + (1 if field is not None else 0) + (1 if pel is not None else 0)
     cols = min(panels, 3)
     rows = int(np.ceil(panels / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.2 * rows), squeeze=False)
     axes = axes.ravel()
-    lo, hi = np.percentile(image, [0.5, 99.5])
+    lo, hi = np.percentile(shown, [0.5, 99.5])
     ax = axes[0]
-    ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, extent=extent)
+    ax.imshow(shown, cmap="gray", vmin=lo, vmax=hi, extent=extent)
+    ax.set_xlim(0, w_nm)
+    ax.set_ylim(h_nm, 0)
     win = smap.window_nm
     ax.add_patch(matplotlib.patches.Rectangle((w_nm * 0.05, h_nm * 0.05), win, win, fill=False,
                                               ec="yellow", lw=1.5))
@@ -97,24 +243,40 @@ def write_figure(path: Path, image: np.ndarray, pixel_size_nm: float, smap, fiel
     ax.set_ylabel("y (nm)")
     dx = smap.stride_nm / 2
     map_extent = (smap.x_nm[0] - dx, smap.x_nm[-1] + dx, smap.y_nm[-1] + dx, smap.y_nm[0] - dx)
+    runs = poor_window_runs(smap)
+    ncc = getattr(smap, "ncc", None)
+    scored = np.asarray(ncc, dtype=float)[np.isfinite(ncc)] if ncc is not None else np.zeros(0)
+    n_scored, n_poor = len(scored), int((scored < POOR_WINDOW_NCC).sum())
+    poor_label = (f"hatched grey: re-simulation NCC < {POOR_WINDOW_NCC:g} "
+                  f"({n_poor} of {n_scored} windows)" if n_poor else "")
+    map_axes = []
+
+    def finish_map_panel(ax) -> None:
+        if runs:
+            _hatch_poor_windows(ax, runs, matplotlib)
+        if not reliable:
+            _hatch_whole(ax, (0, w_nm, h_nm, 0), matplotlib)
+        ax.set_xlim(0, w_nm)
+        ax.set_ylim(h_nm, 0)
+        ax.set_xlabel("x (nm)" + (f"\n{poor_label}" if poor_label else ""))
+        map_axes.append(ax)
+
     for k, name in enumerate(smap.names):
         ax = axes[1 + k]
-        ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, extent=extent)
+        ax.imshow(shown, cmap="gray", vmin=lo, vmax=hi, extent=extent)
         im = ax.imshow(smap.values[..., k], cmap="viridis", extent=map_extent, alpha=0.85,
                        interpolation="nearest")
         unit = "°" if name == "theta_deg" else "Å"
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=f"{name.split('_')[0]} ({unit})")
         if interface is not None and len(interface):
             ax.plot(interface[:, 0], interface[:, 1], "--", color="orange", lw=1.5)
-        ax.set_xlim(0, w_nm)
-        ax.set_ylim(h_nm, 0)
         ax.set_title(f"{name.split('_')[0]} map")
-        ax.set_xlabel("x (nm)")
+        finish_map_panel(ax)
     k = 1 + n
     if field is not None:
         ax = axes[k]
         k += 1
-        ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, extent=extent)
+        ax.imshow(shown, cmap="gray", vmin=lo, vmax=hi, extent=extent)
         xx, yy = np.meshgrid(smap.x_nm, smap.y_nm)
         q = ax.quiver(xx, yy, field.dx_A, field.dy_A, field.magnitude_A, cmap="plasma",
                       angles="xy", pivot="middle")
@@ -122,20 +284,19 @@ def write_figure(path: Path, image: np.ndarray, pixel_size_nm: float, smap, fiel
         rx0, ry0, rx1, ry1 = field.reference_roi_nm
         ax.add_patch(matplotlib.patches.Rectangle((rx0, ry0), rx1 - rx0, ry1 - ry0, fill=False,
                                                   ec="white", lw=1))
-        ax.set_xlim(0, w_nm)
-        ax.set_ylim(h_nm, 0)
         ax.set_title("slip deviation Δd from the reference (box)")
-        ax.set_xlabel("x (nm)")
+        finish_map_panel(ax)
     if pel is not None:
         pel(axes[k])
         k += 1
     for ax in axes[k:]:
         ax.axis("off")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
-    plt.close(fig)
-    return path
+    if reliable:
+        fig.tight_layout()
+    else:
+        band = _mark_unreliable(fig, [axes[0], *map_axes], reliability_reason, matplotlib)
+        fig.tight_layout(rect=(0, 0, 1, 1 - band * 1.1))  # the panels below the banner
+    return fig
 
 
 def write_stats_csv(path: Path, rows: list[dict]) -> Path:

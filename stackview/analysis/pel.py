@@ -948,7 +948,9 @@ def add_pel_to_figure(result, folder: str | os.PathLike, source: Landscape | str
     folder = Path(folder)
     return write_figure(folder / f"figure.{figure_format}", result.image,
                         result.calibration.pixel_size_nm, result.smap, result.field,
-                        result.interface, title=folder.name, pel=pel_panel(landscape, slips))
+                        result.interface, title=folder.name, pel=pel_panel(landscape, slips),
+                        reliable=result.reliable,
+                        reliability_reason=result.reliability_reason)
 
 
 __all__ = [
