@@ -94,8 +94,9 @@ def test_display_copy_is_an_exact_block_average():
 
 def test_poor_window_runs_cover_the_poor_cells():
     ncc = np.full((5, 6), 0.9)
-    ncc[1, 2:5] = 0.3  # one run of three cells
+    ncc[1, 2:5] = POOR_WINDOW_NCC - 0.01  # one run of three cells
     ncc[3, 0] = 0.1
+    ncc[3, 1] = POOR_WINDOW_NCC  # not below: not poor
     ncc[3, 5] = np.nan  # not scored: not poor
     runs = poor_window_runs(make_smap(ncc=ncc))
     assert runs == [pytest.approx((2.0, 1.0, 3.0, 1.0)), pytest.approx((0.0, 3.0, 1.0, 1.0))]
@@ -147,8 +148,8 @@ def test_poor_windows_are_greyed_and_counted():
     smap = make_smap(ncc=ncc)
     fig = build_figure(np.zeros((400, 400), dtype=np.float32), 0.015, smap)
     da_ax = fig.axes[1]
-    assert da_ax.get_xlabel() == ("x (nm)\nhatched grey: re-simulation NCC < 0.5 "
-                                  "(1 of 30 windows)")
+    assert da_ax.get_xlabel() == (f"x (nm)\nhatched grey: re-simulation NCC < "
+                                  f"{POOR_WINDOW_NCC:g} (1 of 30 windows)")
     rgb = _rgb(fig)
     height = rgb.shape[0]
 

@@ -13,12 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from stackview.analysis.trust import POOR_WINDOW_NCC
 from stackview.io.atomic import atomic_path, write_text_atomic
 from stackview.io.tiff import write_calibrated_tiff
-
-#: a window whose re-simulation NCC is below this is drawn hatched and grey in the figure (and
-#: greyed in the GUI): its labels do not reproduce what the window shows
-POOR_WINDOW_NCC = 0.5
 
 #: the longest side of the image the figure draws; larger images are block-averaged first. A
 #: panel is ~500 px wide at the figure's dpi, so 1024 px loses nothing visible, while
@@ -149,10 +146,12 @@ def _hatch_whole(ax, extent, matplotlib) -> None:
                                               zorder=5))
 
 
-def poor_window_runs(smap, threshold: float = POOR_WINDOW_NCC) -> list[tuple[float, float, float,
-                                                                              float]]:
+def poor_window_runs(smap, threshold: float = POOR_WINDOW_NCC) -> list[tuple]:
     """Rectangles (x0, y0, width, height) in nm covering the grid cells whose re-simulation NCC
-    is below ``threshold``, one per horizontal run of such cells (fewer patches to hatch)."""
+    is below ``threshold``, one per horizontal run of such cells (fewer patches to hatch).
+
+    The threshold is the library's: such a window does not look like the stack it was read
+    as, and the reliability judgement counts the same windows."""
     ncc = getattr(smap, "ncc", None)
     if ncc is None:
         return []
