@@ -242,7 +242,7 @@ def test_export_writes_the_cli_files(qtbot, window, image_dir, tiny_model, tmp_p
     gui_files = sorted(p.name for p in (tmp_path / "gui" / "res2_a").iterdir())
     cli_files = sorted(p.name for p in (tmp_path / "cli" / "res2_a").iterdir())
     assert gui_files == cli_files == ["figure.png", "map.csv", "map_Da_A.tif", "map_Db_A.tif",
-                                      "map_uncertainty.tif", "summary.json"]
+                                      "map_ncc.tif", "map_uncertainty.tif", "summary.json"]
     assert ((tmp_path / "gui" / "res2_a" / "map.csv").read_text()
             == (tmp_path / "cli" / "res2_a" / "map.csv").read_text())
     window.export_results(tmp_path / "svg", figure_format="svg")

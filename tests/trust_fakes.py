@@ -29,8 +29,18 @@ def make_smap(values=(1.0, 1.5), ncc=None, nx=6, ny=5, stride_nm=1.0, window_nm=
                   ncc_points=ncc_points)
 
 
+def make_lattice(confidence=0.42, best_ncc=0.31, scale_x=1.012, scale_y=0.996, shear=0.003):
+    """A stand-in for a lattice reading: what ``AnalysisResult.summary()`` asks of one."""
+    distortion = {"scale_x": scale_x, "scale_y": scale_y, "shear": shear,
+                  "fast_slow_ratio": round(scale_x / scale_y, 5)}
+    reading = {"pixel_size_nm": 0.015, "confidence": confidence, "reliable": True, "reason": "",
+               "best_ncc": best_ncc, "scan_distortion": distortion}
+    return SimpleNamespace(confidence=confidence, to_dict=lambda: dict(reading),
+                           distortion=SimpleNamespace(to_dict=lambda: dict(distortion)))
+
+
 def make_result(bundle, name="image.tif", values=(1.0, 1.5), ncc=None, reliable=True,
-                reason="", image=None, pixel_size_nm=0.015, lattice=None, scan_distortion=None,
+                reason="", image=None, pixel_size_nm=0.015, lattice=None,
                 folder: Path | None = None) -> AnalysisResult:
     """An :class:`AnalysisResult` of a 6 × 6 nm image whose every window read ``values``."""
     smap = make_smap(values, ncc)
@@ -41,16 +51,6 @@ def make_result(bundle, name="image.tif", values=(1.0, 1.5), ncc=None, reliable=
     stats = {"n": smap.n_patches}
     for k, n in enumerate(smap.names):
         stats[n] = {"median": float(values[k]), "iqr": 0.0}
-    result = AnalysisResult(Path(folder or ".") / name, image, cal, bundle, smap, None, None,
-                            np.zeros((0, 2)), stats, [], 1.25, reliable=reliable,
-                            reliability_reason=reason, lattice=lattice)
-    if scan_distortion is not None:
-        # summary() does not carry it yet (the front end is being rewritten): add it the way
-        # the front end will, as a summary key
-        plain = result.summary
-
-        def summary():
-            return plain() | {"scan_distortion": scan_distortion}
-
-        result.summary = summary
-    return result
+    return AnalysisResult(Path(folder or ".") / name, image, cal, bundle, smap, None, None,
+                          np.zeros((0, 2)), stats, [], 1.25, reliable=reliable,
+                          reliability_reason=reason, lattice=lattice)

@@ -1,10 +1,15 @@
-"""The image list for batch work and the batch statistics table (the CLI's stats.csv)."""
+"""The image list for batch work and the batch statistics table (the CLI's stats.csv).
+
+Unreliable images keep their row, shown in red with the reason, and are left out of the
+aggregate line, exactly as ``stackview analyze FOLDER`` does (one helper,
+:mod:`stackview.analysis.batch`, decides both)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from PySide6.QtCore import Signal
+from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -16,6 +21,12 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from stackview.analysis.batch import batch_statistics, is_reliable
+
+#: an unreliable image's row: red, bold, impossible to read as a normal result
+UNRELIABLE_BACKGROUND = QColor(255, 205, 210)
+UNRELIABLE_TEXT = QColor(183, 28, 28)
 
 
 class ImageList(QWidget):
@@ -64,6 +75,7 @@ class BatchPanel(QWidget):
         self.run_button.clicked.connect(self.runRequested)
         self.info = QLabel("")
         self.info.setWordWrap(True)
+        self.statistics = None  # stackview.analysis.batch.BatchStatistics of the rows shown
         self.table = QTableWidget(0, 0)
         row = QHBoxLayout()
         row.addWidget(self.run_button)
@@ -79,11 +91,23 @@ class BatchPanel(QWidget):
         self.table.setColumnCount(len(columns))
         self.table.setRowCount(len(rows))
         self.table.setHorizontalHeaderLabels(columns)
+        bold = QFont()
+        bold.setBold(True)
         for i, r in enumerate(rows):
+            reliable = is_reliable(r)
             for j, c in enumerate(columns):
-                self.table.setItem(i, j, QTableWidgetItem(str(r.get(c, ""))))
+                item = QTableWidgetItem(str(r.get(c, "")))
+                if not reliable:
+                    item.setBackground(QBrush(UNRELIABLE_BACKGROUND))
+                    item.setForeground(QBrush(UNRELIABLE_TEXT))
+                    item.setFont(bold)
+                    item.setToolTip("Unreliable, left out of the aggregate: "
+                                    + str(r.get("reliable_reason") or ""))
+                self.table.setItem(i, j, item)
         self.table.resizeColumnsToContents()
-        text = f"{len(rows)} images analysed"
+        stats = batch_statistics(rows)
+        self.statistics = stats
+        text = "\n".join([stats.headline(), *stats.aggregate_lines()])
         if failures:
-            text += "; skipped: " + "; ".join(f"{n}: {m}" for n, m in failures)
+            text += "\nskipped: " + "; ".join(f"{n}: {m}" for n, m in failures)
         self.info.setText(text)

@@ -8,6 +8,16 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 
+def ncc_words(ncc: float | None, threshold: float) -> str:
+    """'re-simulation NCC 0.42 in the analysis (poor: below 0.3)' for a window."""
+    if ncc is None or not np.isfinite(ncc):
+        return "no re-simulation NCC in the analysis"
+    text = f"re-simulation NCC {ncc:.2f} in the analysis"
+    if ncc < threshold:
+        text += f" (poor: below {threshold:g}, the labels do not reproduce this window)"
+    return text
+
+
 class WindowInspector(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -47,6 +57,14 @@ class WindowInspector(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.glw)
 
+    def show_window_ncc(self, x_nm: float, y_nm: float, ncc: float | None,
+                        threshold: float) -> None:
+        """At the click, before the re-simulation job returns: the window and the NCC the
+        analysis scored it with."""
+        self.export_button.setEnabled(False)
+        self.info.setText(f"Window at ({x_nm:.2f}, {y_nm:.2f}) nm: {ncc_words(ncc, threshold)}; "
+                          "re-simulating it…")
+
     def show_inspection(self, ins) -> None:
         self.inspection = ins
         c = ins.check
@@ -57,6 +75,9 @@ class WindowInspector(QWidget):
         self.exp_curve.setData(d_nm, c.profile_experiment)
         self.sim_curve.setData(d_nm, c.profile_simulation)
         labels = ", ".join(f"{n} {v:.3f}" for n, v in zip(ins.names, ins.values, strict=True))
-        self.info.setText(f"Window at ({ins.x_nm:.2f}, {ins.y_nm:.2f}) nm: {labels}; "
-                          f"NCC with the re-simulation {c.ncc:.3f}")
+        text = (f"Window at ({ins.x_nm:.2f}, {ins.y_nm:.2f}) nm: {labels}; "
+                f"NCC with the re-simulation {c.ncc:.3f}")
+        if ins.analysis_ncc is not None:
+            text += f"; {ncc_words(ins.analysis_ncc, ins.ncc_threshold)}"
+        self.info.setText(text)
         self.export_button.setEnabled(True)

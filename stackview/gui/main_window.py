@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
 )
 
+from stackview.analysis.trust import POOR_WINDOW_NCC
 from stackview.engine.qt import Job
 from stackview.gui import settings as prefs
 from stackview.gui import tasks
@@ -30,7 +31,7 @@ from stackview.gui.errors import show_error
 from stackview.gui.inspector import WindowInspector
 from stackview.gui.pel_plot import PelPlot
 from stackview.gui.plots import FftView, ProfileView
-from stackview.gui.results_panel import DEVIATION, UNCERTAINTY, ResultsPanel
+from stackview.gui.results_panel import DEVIATION, NCC, UNCERTAINTY, ResultsPanel, trust_text
 from stackview.gui.spm_panel import SpmPanel
 from stackview.gui.viewer import ImageViewer
 from stackview.gui.welcome import WelcomePanel
@@ -391,7 +392,7 @@ class MainWindow(QMainWindow):
         if path in self.results:
             self.show_result(self.results[path])
         else:
-            self.results_panel.stats.setText("No analysis of this image yet.")
+            self.results_panel.clear_summary("No analysis of this image yet.")
 
     def current_image(self) -> np.ndarray | None:
         return self.viewer.data
@@ -465,7 +466,8 @@ class MainWindow(QMainWindow):
                 self.show_result(result)
             s = result.summary()
             self.status_text.setText(f"{Path(path).name}: {s['n_patches']} windows in "
-                                     f"{s['seconds']:.1f} s")
+                                     f"{s['seconds']:.1f} s"
+                                     + ("" if result.reliable else f"; {trust_text(s)}"))
 
         self.spm.set_running(True)
         self.analysis_job = self.start_job(
@@ -486,8 +488,14 @@ class MainWindow(QMainWindow):
             self.viewer.set_pixel_size(px)
             self.spm.show_calibration(px, result.calibration.message,
                                       user=result.calibration.source == "user")
-        self.results_panel.set_layers(smap.names, result.field is not None)
-        self.results_panel.show_summary(result.summary(), smap.names)
+        summary = result.summary()
+        self.results_panel.set_layers(smap.names, result.field is not None, smap.ncc is not None)
+        self.results_panel.show_summary(summary, smap.names, tasks.poor_windows(smap))
+        self.viewer.set_warning("" if result.reliable else trust_text(summary))
+        if smap.ncc is not None:
+            self.viewer.set_ncc(smap.ncc, self.map_rect(smap), POOR_WINDOW_NCC)
+        else:
+            self.viewer.set_ncc(None)
         self._show_layer()
         self._show_arrows()
         self._show_pel()
@@ -505,6 +513,8 @@ class MainWindow(QMainWindow):
             return smap.uncertainty
         if name == DEVIATION and result.field is not None:
             return result.field.magnitude_A
+        if name == NCC and smap.ncc is not None:
+            return smap.ncc
         return smap.values[..., list(smap.names).index(name)]
 
     def _show_layer(self) -> None:
@@ -512,7 +522,10 @@ class MainWindow(QMainWindow):
         name = self.results_panel.layer.currentText()
         if result is None or not name:
             return
-        self.viewer.set_map(self.layer_values(result, name), self.map_rect(result.smap), name)
+        # NCC on a fixed 0–1 scale, so maps of different images compare at a glance
+        levels = (0.0, 1.0) if name == NCC else None
+        self.viewer.set_map(self.layer_values(result, name), self.map_rect(result.smap), name,
+                            levels)
         self.viewer.set_map_opacity(self.results_panel.opacity.value() / 100)
         self.viewer.set_map_visible(self.results_panel.show_map.isChecked())
 
@@ -567,6 +580,8 @@ class MainWindow(QMainWindow):
         k = tasks.nearest_window(result.smap, x_nm, y_nm)
         cx, cy = result.smap.points[k, :2]
         self.viewer.show_picked(cx, cy, result.smap.window_nm)
+        # the analysis' score of the window at once; the re-simulation beside it follows
+        self.inspector.show_window_ncc(cx, cy, tasks.window_ncc(result.smap, k), POOR_WINDOW_NCC)
         self.docks["inspector"].raise_()
 
         def done(ins):

@@ -90,6 +90,11 @@ class SpmPanel(QWidget):
         self.views.setRange(1, 8)
         self.views.setValue(3)
         self.views.setToolTip("Test-time views per window for the uncertainty (1 = fastest)")
+        self.undistort = QCheckBox("Undo the scan distortion")
+        self.undistort.setChecked(True)
+        self.undistort.setToolTip("Undo the fast/slow-scan scale and shear measured from the "
+                                  "lattice before the model reads the windows (as "
+                                  "'stackview analyze'; off: --no-undistort)")
         self.use_roi = QCheckBox("Only inside the rectangular ROI")
         self.use_roi.toggled.connect(self.roiToggled)
         self.model.currentIndexChanged.connect(lambda *_: self.modelChanged.emit())
@@ -103,6 +108,7 @@ class SpmPanel(QWidget):
         form2.addRow(self.refine)
         form2.addRow("Fine stride", self.fine_stride_nm)
         form2.addRow("Views", self.views)
+        form2.addRow(self.undistort)
         form2.addRow(self.use_roi)
 
         self.run_button = QPushButton("Run")
@@ -199,4 +205,5 @@ class SpmPanel(QWidget):
             fine_stride_nm=self.fine_stride_nm.value(),
             roi_nm=tuple(roi_nm) if (roi_nm is not None and self.use_roi.isChecked()) else None,
             n_views=self.views.value(),
+            undistort=self.undistort.isChecked(),
         )

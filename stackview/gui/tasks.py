@@ -68,6 +68,7 @@ class AnalysisSettings:
     fine_stride_nm: float = 0.1
     roi_nm: tuple[float, float, float, float] | None = None
     n_views: int = 3
+    undistort: bool = True  # undo the scan distortion measured from the lattice
 
 
 _BUNDLES: dict[str, object] = {}
@@ -97,13 +98,9 @@ def run_analysis(path_or_image, settings: AnalysisSettings, progress=null_progre
         pixel_size_nm=settings.pixel_size_nm, window_nm=settings.window_nm,
         stride_nm=settings.stride_nm, refine=settings.refine,
         fine_stride_nm=settings.fine_stride_nm, roi_nm=settings.roi_nm,
-        n_views=settings.n_views, progress=progress, cancel=cancel,
+        n_views=settings.n_views, undistort=settings.undistort, progress=progress,
+        cancel=cancel,
     )
-
-
-def summary_row(path: Path, result) -> dict:
-    """One row of ``stats.csv`` — the columns ``stackview analyze`` writes for a folder."""
-    return result.stats_row() | {"image": Path(path).name}
 
 
 @dataclass
@@ -116,8 +113,11 @@ class BatchResult:
 def run_batch(paths: list[Path], settings: AnalysisSettings, progress=null_progress,
               cancel: CancelToken | None = None) -> BatchResult:
     """Analyse every image with the same settings; a bad image is skipped and reported, as
-    in the CLI. The ROI and a user pixel size apply to one image only, so they are dropped."""
+    in the CLI. The ROI and a user pixel size apply to one image only, so they are dropped.
+    The rows are ``stats.csv``'s, from the helper the CLI uses (unreliable images marked)."""
     from dataclasses import replace
+
+    from stackview.analysis.batch import stats_row
 
     cancel = cancel or CancelToken()
     settings = replace(settings, roi_nm=None, pixel_size_nm=None)
@@ -131,7 +131,7 @@ def run_batch(paths: list[Path], settings: AnalysisSettings, progress=null_progr
             failures.append((Path(path).name, str(exc)))
             continue
         results[str(path)] = result
-        rows.append(summary_row(path, result))
+        rows.append(stats_row(result, path))
     progress(len(paths), len(paths), "")
     return BatchResult(rows, results, failures)
 
@@ -172,6 +172,8 @@ class WindowInspection:
     atoms: object  # ase.Atoms of the inferred stack
     atoms_px: np.ndarray  # (k, 2) atom columns in the window's pixels (x, y), registered
     sampling_A: float
+    analysis_ncc: float | None = None  # the NCC the analysis scored this window with
+    ncc_threshold: float = 0.0  # below it a window is poor (the library's)
 
 
 def nearest_window(smap, x_nm: float, y_nm: float) -> int:
@@ -183,11 +185,31 @@ def nearest_window(smap, x_nm: float, y_nm: float) -> int:
     return int(np.argmin(d))
 
 
+def poor_windows(smap) -> tuple[int, int, float] | None:
+    """(poor, scored, threshold): how many scored windows fall below the library's poor-window
+    NCC; None when the windows were not scored."""
+    from stackview.analysis.trust import POOR_WINDOW_NCC
+
+    if smap.ncc_points is None:
+        return None
+    scored = smap.ncc_points[np.isfinite(smap.ncc_points)]
+    return int((scored < POOR_WINDOW_NCC).sum()), int(len(scored)), POOR_WINDOW_NCC
+
+
+def window_ncc(smap, k: int) -> float | None:
+    """The re-simulation NCC the analysis scored window ``k`` (a row of ``smap.points``)
+    with; None when the windows were not scored or this one was not."""
+    if smap.ncc_points is None or not np.isfinite(smap.ncc_points[k]):
+        return None
+    return float(smap.ncc_points[k])
+
+
 def inspect_window(result, x_nm: float, y_nm: float, progress=null_progress,
                    cancel=None) -> WindowInspection:
     """Cut the window nearest (x, y) as the model saw it, re-simulate its labels, compare."""
     from stackview.analysis.analyze import optics_for_card
     from stackview.analysis.resimulate import atoms_for_labels, compare_window, simulate_window
+    from stackview.analysis.trust import POOR_WINDOW_NCC
     from stackview.inference.spm import WindowSampler
 
     smap, card = result.smap, result.bundle.card
@@ -211,4 +233,5 @@ def inspect_window(result, x_nm: float, y_nm: float, progress=null_progress,
     # the margin atoms stand in for the wrapped-around part of the shifted simulation
     xy = xy[np.all((xy >= 0) & (xy < card.patch_px), axis=1)]
     progress(3, 3, "")
-    return WindowInspection(x, y, values, smap.names, check, atoms, xy, card.sampling_A)
+    return WindowInspection(x, y, values, smap.names, check, atoms, xy, card.sampling_A,
+                            window_ncc(smap, k), POOR_WINDOW_NCC)

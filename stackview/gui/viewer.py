@@ -64,6 +64,8 @@ class ImageViewer(QWidget):
         self.map_values: np.ndarray | None = None
         self.map_rect: QRectF | None = None
         self.map_label = ""
+        self.ncc_values: np.ndarray | None = None  # the windows' re-simulation NCC (grid)
+        self.ncc_rect: QRectF | None = None
 
         self.glw = pg.GraphicsLayoutWidget()
         self.plot = self.glw.addPlot(row=0, col=0)
@@ -89,6 +91,11 @@ class ImageViewer(QWidget):
         self.glw.addItem(self.colorbar, row=0, col=2)
         self.map_item.hide()
         self.colorbar.hide()
+        # windows that do not match their re-simulation, greyed over the map
+        self.poor_item = pg.ImageItem()
+        self.poor_item.setZValue(11)
+        self.plot.addItem(self.poor_item)
+        self.poor_item.hide()
 
         self.arrow_items = [pg.PlotDataItem(connect="pairs") for _ in range(ARROW_BINS)]
         for item in self.arrow_items:
@@ -127,6 +134,12 @@ class ImageViewer(QWidget):
         self.cmap_box.addItems(IMAGE_COLORMAPS)
         self.cmap_box.currentTextChanged.connect(self.set_colormap)
         self.readout = QLabel("")
+        # an unreliable result's banner over the image: impossible to miss while looking at it
+        self.warning = QLabel("")
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("QLabel { background: #c62828; color: white; "
+                                   "font-weight: bold; padding: 6px; }")
+        self.warning.hide()
         top = QHBoxLayout()
         top.addWidget(QLabel("Colormap"))
         top.addWidget(self.cmap_box)
@@ -135,6 +148,7 @@ class ImageViewer(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
+        layout.addWidget(self.warning)
         layout.addWidget(self.glw)
 
         self.plot.scene().sigMouseMoved.connect(self._mouse_moved)
@@ -247,8 +261,38 @@ class ImageViewer(QWidget):
         self.map_rect = None
         self.map_item.hide()
         self.colorbar.hide()
+        self.set_ncc(None)
+        self.set_warning("")
         self.set_arrows(None)
         self.picked.hide()
+
+    def set_ncc(self, ncc: np.ndarray | None, rect: QRectF | None = None,
+                threshold: float = 0.0) -> None:
+        """The windows' re-simulation NCC on the map grid covering ``rect`` (nm): shown in the
+        read-out, and windows below ``threshold`` greyed over the map."""
+        if ncc is None:
+            self.ncc_values, self.ncc_rect = None, None
+            self.poor_item.hide()
+            return
+        self.ncc_values = np.asarray(ncc, dtype=float)
+        self.ncc_rect = QRectF(rect)
+        poor = np.isfinite(self.ncc_values) & (self.ncc_values < threshold)
+        rgba = np.zeros((*poor.shape, 4), dtype=np.uint8)
+        rgba[poor] = (110, 110, 110, 200)
+        self.poor_item.setImage(rgba, autoLevels=False, levels=(0, 255))
+        self.poor_item.setRect(self.ncc_rect)
+        self.poor_item.setVisible(bool(poor.any()) and self.map_item.isVisible())
+
+    def poor_mask(self) -> np.ndarray | None:
+        """Which grid windows are greyed (None without an NCC check)."""
+        if self.ncc_values is None:
+            return None
+        return self.poor_item.image[..., 3] > 0
+
+    def set_warning(self, text: str) -> None:
+        """Show ``text`` in the red banner over the image (empty: hide it)."""
+        self.warning.setText(text)
+        self.warning.setVisible(bool(text))
 
     def set_map_opacity(self, opacity: float) -> None:
         self.map_item.setOpacity(float(opacity))
@@ -257,6 +301,8 @@ class ImageViewer(QWidget):
         has = self.map_values is not None
         self.map_item.setVisible(visible and has)
         self.colorbar.setVisible(visible and has)
+        poor = self.poor_mask()
+        self.poor_item.setVisible(visible and has and poor is not None and bool(poor.any()))
 
     def set_arrows(self, arrows: tuple | None) -> None:
         """Draw slip arrows: ``(x_nm, y_nm, dx_nm, dy_nm, magnitude)`` flat arrays, coloured
@@ -310,6 +356,14 @@ class ImageViewer(QWidget):
             i = int(np.floor((x_nm - r.left()) / r.width() * mx))
             if 0 <= i < mx and 0 <= j < my and np.isfinite(self.map_values[j, i]):
                 text += f" · {self.map_label} {self.map_values[j, i]:.3f}"
+        if (self.ncc_values is not None and self.ncc_rect is not None
+                and self.map_item.isVisible() and "NCC" not in self.map_label):
+            r = self.ncc_rect
+            my, mx = self.ncc_values.shape
+            j = int(np.floor((y_nm - r.top()) / r.height() * my))
+            i = int(np.floor((x_nm - r.left()) / r.width() * mx))
+            if 0 <= i < mx and 0 <= j < my and np.isfinite(self.ncc_values[j, i]):
+                text += f" · NCC {self.ncc_values[j, i]:.2f}"
         return text
 
     def _mouse_moved(self, pos) -> None:
