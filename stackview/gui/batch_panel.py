@@ -87,6 +87,9 @@ class BatchPanel(QWidget):
 
     def show_rows(self, rows: list[dict], failures) -> None:
         columns = list(dict.fromkeys(k for r in rows for k in r))
+        if "reliable_reason" in columns:  # a long sentence: last, so the medians stay in view
+            columns.remove("reliable_reason")
+            columns.append("reliable_reason")
         self.table.clear()
         self.table.setColumnCount(len(columns))
         self.table.setRowCount(len(rows))

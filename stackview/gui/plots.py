@@ -15,10 +15,11 @@ def log_power_spectrum(image: np.ndarray) -> np.ndarray:
 
     A cheap display quantity only: calibration uses :mod:`stackview.io.calibration`.
     """
-    img = np.asarray(image, dtype=np.float64)
+    img = np.asarray(image)
     n = min(min(img.shape), MAX_FFT_PX)
     r0, c0 = (img.shape[0] - n) // 2, (img.shape[1] - n) // 2
-    img = img[r0:r0 + n, c0:c0 + n]
+    # crop before converting: a float64 copy of a whole 8k² image was 0.6 GB and 2 s
+    img = img[r0:r0 + n, c0:c0 + n].astype(np.float64)
     img = (img - img.mean()) * np.outer(np.hanning(n), np.hanning(n))
     return np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(img))) ** 2).astype(np.float32)
 
