@@ -215,7 +215,7 @@ def analyze_image(
     calibration = calibrate(image, None, pixel_size_nm, meta_px) if fixed_px else None
     reading, frame, scores = None, None, []
     try:
-        lattice_px, _ = measured_lattice(image)
+        lattice_px, _, peaks = measured_lattice(image, with_peaks=True)
     except UsageError as exc:
         if card.orientation == "aligned" or fixed_px is None:
             raise UsageError(f"{exc}; {card.name} needs the lattice to read the image") from None
@@ -226,14 +226,16 @@ def analyze_image(
                                     pixel_size_nm=fixed_px)
         try:
             reading = read_lattice(image, card.material, scorer, pixel_size_nm=fixed_px,
-                                   lattice_px=lattice_px, cancel=cancel, progress=progress)
+                                   lattice_px=(lattice_px, peaks), cancel=cancel,
+                                   progress=progress)
         except UsageError:
             if pixel_size_nm is not None or meta_px is None:
                 raise
             # the file's tags are more than 10 % off the lattice: read the scale from it
             scorer.pixel_size_nm = fixed_px = calibration = None
-            reading = read_lattice(image, card.material, scorer, lattice_px=lattice_px,
-                                   cancel=cancel, progress=progress)
+            reading = read_lattice(image, card.material, scorer,
+                                   lattice_px=(lattice_px, peaks), cancel=cancel,
+                                   progress=progress)
             notes.append(f"the file's pixel size ({meta_px:.5g} nm) does not fit the "
                          f"{card.material} lattice; the lattice gives "
                          f"{reading.pixel_size_nm:.5g} nm, which is used")

@@ -100,6 +100,8 @@ class LatticeHypothesis:
         The cell relative to the measured lattice, e.g. ``"×1"`` or ``"index 3 supercell"``.
     score
         Median re-simulation NCC of the windows read under it (NaN until scored).
+    quick
+        Scored on two windows only (a reading that lost the first round).
     """
 
     px_per_A: tuple
@@ -107,6 +109,7 @@ class LatticeHypothesis:
     b_px: tuple
     scale_label: str
     score: float = float("nan")
+    quick: bool = False
 
     @property
     def matrix(self) -> np.ndarray:
@@ -189,7 +192,8 @@ class LatticeReading:
                 "scan_distortion": self.distortion.to_dict(),
                 "hypotheses": [{"pixel_size_nm": round(h.pixel_size_nm, 7),
                                 "scale": h.scale_label, "anisotropy": round(h.anisotropy, 4),
-                                "ncc": _r(h.score)} for h in self.hypotheses]}
+                                "ncc": _r(h.score), "windows": 2 if h.quick else "all"}
+                               for h in self.hypotheses]}
 
 
 def _r(v: float) -> float | None:
@@ -206,9 +210,10 @@ def central_crop(image: np.ndarray, max_px: int = MAX_SPECTRUM_PX) -> tuple[np.n
     return img[y0:y0 + h, x0:x0 + w], (x0, y0)
 
 
-def measured_lattice(image: np.ndarray) -> tuple[np.ndarray, float]:
+def measured_lattice(image: np.ndarray, with_peaks: bool = False):
     """The real-space lattice (rows: two vectors in px, (x, y)) that indexes the FFT's peaks
-    of the image's central part, and the fraction of peak power it explains."""
+    of the image's central part, and the fraction of peak power it explains (and, with
+    ``with_peaks``, the peaks: reciprocal vectors in cycles/px and strengths)."""
     from stackview.io.calibration import _fft_peaks, _finer_lattice, _fit_reciprocal_lattice
 
     crop, _ = central_crop(np.asarray(image, dtype=np.float32))
@@ -219,7 +224,28 @@ def measured_lattice(image: np.ndarray) -> tuple[np.ndarray, float]:
     g1, g2, explained = _fit_reciprocal_lattice(vecs, strength)
     g1, g2 = _finer_lattice(g1, g2, spectrum, float(np.linalg.norm(vecs, axis=1).max()))
     real = np.linalg.inv(np.stack([g1, g2])).T
+    if with_peaks:
+        return real, float(explained), (vecs, strength)
     return real, float(explained)
+
+
+def refine_cell(cell_px: np.ndarray, peaks) -> np.ndarray:
+    """A candidate cell refined on the FFT peaks it indexes (least squares, from the low
+    orders outwards): the strongest peaks of a projected stack often form only an
+    approximate lattice, while every true reflection lies on the true cell's reciprocal
+    lattice, so the refined cell carries the exact scale and distortion."""
+    vecs, strength = peaks
+    g = np.linalg.inv(np.asarray(cell_px, dtype=float)).T  # rows g1, g2 (cycles/px)
+    for max_order in (2, 4, 8, 16):
+        coeffs = vecs @ np.linalg.inv(g)
+        h = np.round(coeffs)
+        ok = (np.abs(coeffs - h).max(axis=1) < 0.2) & (np.abs(h).max(axis=1) <= max_order)
+        ok &= np.abs(h).sum(axis=1) > 0
+        if ok.sum() < 3 or np.linalg.matrix_rank(h[ok]) < 2:
+            break
+        w = np.sqrt(np.clip(strength[ok], 1e-6, None))[:, None]
+        g, *_ = np.linalg.lstsq(h[ok] * w, vecs[ok] * w, rcond=None)
+    return np.linalg.inv(g).T
 
 
 def _integer_matrices(det: int):
@@ -264,7 +290,7 @@ def related_cells(lattice_px: np.ndarray) -> list[tuple[np.ndarray, str]]:
 def lattice_hypotheses(lattice_px: np.ndarray, material: Material | str,
                        max_anisotropy: float = MAX_ANISOTROPY,
                        pixel_size_nm: float | None = None,
-                       pixel_tolerance: float = 0.1) -> list[LatticeHypothesis]:
+                       pixel_tolerance: float = 0.1, peaks=None) -> list[LatticeHypothesis]:
     """Every plausible reading of the measured lattice as the material's cell.
 
     For each related cell and each choice of the material's a among its three shortest
@@ -272,7 +298,8 @@ def lattice_hypotheses(lattice_px: np.ndarray, material: Material | str,
     affine map material → image is kept when its anisotropy (ratio of singular values − 1) is
     at most ``max_anisotropy``; readings that differ by a symmetry of the projected layer are
     one reading. With ``pixel_size_nm`` only readings within ``pixel_tolerance`` of that
-    pixel size are kept.
+    pixel size are kept. With ``peaks`` (from :func:`measured_lattice`) every cell is
+    refined on the peaks first (:func:`refine_cell`).
     """
     from stackview.inference.labels import projected_symmetry
 
@@ -282,6 +309,11 @@ def lattice_hypotheses(lattice_px: np.ndarray, material: Material | str,
     ops = _symmetry_ops(material, order, has_mirror)
     hyps: list[LatticeHypothesis] = []
     for cell, label in related_cells(lattice_px):
+        if peaks is not None:
+            try:
+                cell = np.stack(reduce_basis_2d(*refine_cell(cell, peaks)))
+            except (UsageError, np.linalg.LinAlgError):
+                continue
         u, v = cell
         shell = sorted([u, v, u + v, u - v], key=lambda w: float(np.linalg.norm(w)))[:3]
         for a in shell:
@@ -388,13 +420,17 @@ def read_lattice(image: np.ndarray, material: Material | str, scorer=None,
         A known pixel size (the user's or the file's): only readings within 10 % of it are
         searched, and the orientation/face/distortion still are.
     lattice_px
-        The measured lattice, if already known (rows, px).
+        The measured lattice, if already known (rows, px), or ``(lattice, peaks)`` as
+        :func:`measured_lattice` gives them with ``with_peaks``.
     """
     material = get_material(material)
     img = np.asarray(image, dtype=np.float32)
+    peaks = None
     if lattice_px is None:
-        lattice_px, _ = measured_lattice(img)
-    hyps = lattice_hypotheses(lattice_px, material, pixel_size_nm=pixel_size_nm)
+        lattice_px, _, peaks = measured_lattice(img, with_peaks=True)
+    elif isinstance(lattice_px, tuple):  # (lattice, peaks) from measured_lattice
+        lattice_px, peaks = lattice_px
+    hyps = lattice_hypotheses(lattice_px, material, pixel_size_nm=pixel_size_nm, peaks=peaks)
     if not hyps:
         if pixel_size_nm is not None:
             raise UsageError(
@@ -404,19 +440,36 @@ def read_lattice(image: np.ndarray, material: Material | str, scorer=None,
                          "(even allowing for scan distortion); check the material")
     if scorer is None:
         scorer = MonolayerScorer(img, material)
-    scored = []
+    # a quick pass over every reading with two windows, then the full set of windows for the
+    # leaders and for the best reading at every other scale (which the margin compares with)
+    quick = []
     for i, h in enumerate(hyps):
         if cancel is not None:
             cancel.check()
-        scored.append(replace(h, score=float(scorer(h))))
+        quick.append(float(scorer(h, n_windows=2)) if len(hyps) > 4 else np.nan)
         if progress is not None:
-            progress(i + 1, len(hyps), "lattice readings")
-    scored.sort(key=lambda h: -np.nan_to_num(h.score, nan=-2))
+            progress(i + 1, len(hyps) + 6, "lattice readings")
+    order = np.argsort(-np.nan_to_num(quick, nan=2.0))
+    chosen = list(order[:4])
+    for i in order:
+        if all(abs(hyps[i].pixel_size_nm / hyps[j].pixel_size_nm - 1) > 0.03 for j in chosen):
+            chosen.append(i)
+    scored = [replace(h, score=q) for h, q in zip(hyps, quick, strict=True)]
+    for k, i in enumerate(chosen):
+        if cancel is not None:
+            cancel.check()
+        scored[i] = replace(hyps[i], score=float(scorer(hyps[i])))
+        if progress is not None:
+            progress(len(hyps) + min(6, k + 1), len(hyps) + 6, "lattice readings")
+    full = {int(i) for i in chosen}
+    scored = [h if i in full else replace(h, quick=True) for i, h in enumerate(scored)]
+    # readings scored with two windows only rank below every fully scored one
+    scored.sort(key=lambda h: (h.quick, -np.nan_to_num(h.score, nan=-2)))
     best = scored[0]
     other_scale = [h.score for h in scored[1:]
-                   if abs(h.pixel_size_nm / best.pixel_size_nm - 1) > 0.03]
+                   if not h.quick and abs(h.pixel_size_nm / best.pixel_size_nm - 1) > 0.03]
     same_scale = [h.score for h in scored[1:]
-                  if abs(h.pixel_size_nm / best.pixel_size_nm - 1) <= 0.03]
+                  if not h.quick and abs(h.pixel_size_nm / best.pixel_size_nm - 1) <= 0.03]
     scale_margin = best.score - max(other_scale) if other_scale else 1.0
     frame_margin = best.score - max(same_scale) if same_scale else 1.0
     confidence = float(np.clip((best.score - 0.3) / 0.4, 0, 1)
@@ -427,7 +480,8 @@ def read_lattice(image: np.ndarray, material: Material | str, scorer=None,
                   f"(best NCC {best.score:.2f}); check the material, the pixel size and that the "
                   "image shows this stack")
     elif scale_margin < MIN_SCALE_MARGIN:
-        alt = next(h for h in scored[1:] if abs(h.pixel_size_nm / best.pixel_size_nm - 1) > 0.03)
+        alt = next(h for h in scored[1:] if not h.quick
+                   and abs(h.pixel_size_nm / best.pixel_size_nm - 1) > 0.03)
         reason = (f"the pixel size is ambiguous: {best.pixel_size_nm:.5g} nm/px (NCC "
                   f"{best.score:.2f}) and {alt.pixel_size_nm:.5g} nm/px (NCC {alt.score:.2f}) "
                   "re-simulate the image almost equally well; give --pixel-size")
@@ -451,7 +505,7 @@ class MonolayerScorer:
         self.sampling_A, self.patch_px, self.n_windows = sampling_A, patch_px, n_windows
         self._sim = None
 
-    def __call__(self, hyp: LatticeHypothesis) -> float:
+    def __call__(self, hyp: LatticeHypothesis, n_windows: int | None = None) -> float:
         from stackview.analysis.resimulate import compare_window, simulate_window
         from stackview.inference.spm import WindowSampler
 
@@ -461,7 +515,8 @@ class MonolayerScorer:
         frame = hyp.frame()
         sampler = WindowSampler(self.image, hyp.pixel_size_nm, self.sampling_A, self.patch_px,
                                 frame)
-        pts = score_positions_px(self.image.shape, sampler.half_extent_px, self.n_windows)
+        pts = score_positions_px(self.image.shape, sampler.half_extent_px,
+                                 n_windows or self.n_windows)
         windows = sampler.extract(pts)
         return float(np.median([compare_window(w, self._sim).ncc for w in windows]))
 
@@ -488,7 +543,7 @@ class ResimulationScorer:
         px = self.pixel_size_nm or hyp.pixel_size_nm
         return WindowSampler(self.image, px, self.card.sampling_A, self.card.patch_px, frame)
 
-    def __call__(self, hyp: LatticeHypothesis) -> float:
+    def __call__(self, hyp: LatticeHypothesis, n_windows: int | None = None) -> float:
         import torch
 
         from stackview.engine.devices import module_device
@@ -500,7 +555,7 @@ class ResimulationScorer:
             half = sampler.inscribed_half_px
         if 2 * half > min(ny, nx) + 1:
             return -1.0  # at this scale the image is smaller than one window
-        pts = score_positions_px(self.image.shape, half, self.n_windows)
+        pts = score_positions_px(self.image.shape, half, n_windows or self.n_windows)
         windows = sampler.extract(pts)
         with torch.inference_mode():
             x = torch.from_numpy(windows).unsqueeze(1).to(module_device(self.bundle.model))

@@ -135,7 +135,8 @@ def find_fft_peaks(image: np.ndarray, max_peaks: int = 40, size: int | None = No
 def _fft_peaks(image: np.ndarray, max_peaks: int = 40, size: int | None = None):
     img = np.asarray(image, dtype=np.float64)
     n = min(img.shape)
-    size = size or max(1024, 1 << (n - 1).bit_length())
+    # padding beyond ~2x would widen the peaks past the background filter below
+    size = size or max(512, 1 << (n - 1).bit_length())
     ps = _power_spectrum(img, size)
     # the floor keeps a noise-free simulation's window sidelobes (far below any real noise)
     # from counting as peaks
@@ -145,7 +146,9 @@ def _fft_peaks(image: np.ndarray, max_peaks: int = 40, size: int | None = None):
     c = size // 2
     yy, xx = np.mgrid[:size, :size]
     r = np.hypot(yy - c, xx - c)
-    min_r = size / n * 4  # ignore the lowest frequencies (periods longer than n/4 px)
+    # ignore the lowest frequencies (periods longer than n/2.5 px): small fields hold only a
+    # few cells, and their first-order reflections must count
+    min_r = size / n * 2.5
     peaks = (hp == ndimage.maximum_filter(hp, size=7)) & (r > min_r) & (r < size * 0.45)
     ys, xs = np.nonzero(peaks)
     strength = hp[ys, xs]
