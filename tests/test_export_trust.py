@@ -259,3 +259,15 @@ def test_cli_warns_marks_and_excludes_unreliable_images(bundle, tiny_bundle, tmp
     assert summary["reliable"] is False and summary["reliable_reason"] == RED_REASON
     assert next(csv.reader(open(out / "a" / "map.csv")))[-1] == "ncc"
     assert (out / "a" / "map_ncc.tif").exists() and not (out / "b" / "map_ncc.tif").exists()
+
+
+def test_the_pel_figure_keeps_the_unreliable_mark(bundle, tmp_path):
+    from matplotlib.image import imread
+
+    from stackview.analysis.pel import add_pel_to_figure, landscape_for_bundle
+
+    result = make_result(bundle, "c.tif", ncc=np.full((5, 6), 0.1), reliable=False,
+                         reason=RED_REASON)
+    path = add_pel_to_figure(result, tmp_path, landscape_for_bundle("auto", bundle))
+    rgb = (imread(path)[..., :3] * 255).astype(int)
+    assert _is_red(rgb[:8]).mean() > 0.99  # the banner across the top, as without the PEL
