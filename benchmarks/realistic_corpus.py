@@ -545,12 +545,10 @@ def analyse_one(path: Path, truth: dict, bundle, stride_nm: float | None) -> dic
                calibration_source=s.get("calibration_source"),
                reliable=bool(s.get("reliable", True)), reliable_reason=s.get("reliable_reason", ""),
                n_patches=s.get("n_patches"), resimulation_ncc=s.get("resimulation_ncc_median"),
-               measured_labels=measured)
-    if any(m is None or not np.isfinite(m) for m in measured):
-        row["label_error"] = None
-    else:
-        err = bundle.label_space.distance(np.array(measured), np.array(truth["labels"]))
-        row["label_error"] = float(np.asarray(err).reshape(-1)[0])
+               measured_labels=measured, notes=s.get("notes", []))
+    # whatever the front end reports about its lattice reading and distortion, for diagnosis
+    row["front_end"] = {k: v for k, v in s.items()
+                        if ("distortion" in k or "lattice" in k) and k != "lattice_frame"}
     frame = s.get("lattice_frame")
     if frame is not None:
         row["frame_rotation_deg"] = frame.get("rotation_deg")
@@ -565,9 +563,36 @@ def analyse_one(path: Path, truth: dict, bundle, stride_nm: float | None) -> dic
                                            / float(np.hypot(*truth["lattice_a_px"])))
             row["frame_ok"] = bool(row["frame_a_angle_error_deg"] < 4.0
                                    and row["frame_mirror"] == truth["mirror"])
-    row["pixel_ok"] = abs(ratio - 1.0) <= PIXEL_TOLERANCE
-    row["label_ok"] = (row["label_error"] is not None
-                       and row["label_error"] <= LABEL_TOLERANCE[truth["task"]])
+    return score_row(row, bundle.label_space)
+
+
+def score_row(row: dict, space) -> dict:
+    """Errors and verdicts of one analysed row (also used to rescore saved results).
+
+    ``label_error`` is ``label_space.distance`` (the project's equivalences).
+    ``label_error_inversion`` also allows ``-labels``: a 180° turn of the image, which a frame
+    of a 2-fold layer cannot tell apart and which the trilayer label space does not fold
+    (for bilayers it changes nothing, since D ≡ −D there). It is a diagnosis, not the verdict.
+    """
+    if row["status"] != "ok":
+        return row
+    measured = row["measured_labels"]
+    true = np.array(row["true_labels"])
+    if any(m is None or not np.isfinite(m) for m in measured):
+        row["label_error"] = row["label_error_inversion"] = None
+    else:
+        m = np.array(measured)
+        row["label_error"] = float(np.asarray(space.distance(m, true)).reshape(-1)[0])
+        if row["task"] == "slip":
+            row["label_error_inversion"] = min(
+                row["label_error"], float(np.asarray(space.distance(m, -true)).reshape(-1)[0]))
+        else:
+            row["label_error_inversion"] = row["label_error"]
+    tol = LABEL_TOLERANCE[row["task"]]
+    row["pixel_ok"] = abs(row["pixel_ratio"] - 1.0) <= PIXEL_TOLERANCE
+    row["label_ok"] = row["label_error"] is not None and row["label_error"] <= tol
+    row["label_ok_inversion"] = (row["label_error_inversion"] is not None
+                                 and row["label_error_inversion"] <= tol)
     row["right"] = bool(row["pixel_ok"] and row["label_ok"])
     return row
 
@@ -588,6 +613,9 @@ def aggregate(rows: list[dict]) -> dict:
         "pixel_ok": sum(r["pixel_ok"] for r in rows),
         "label_ok": sum(r["label_ok"] for r in rows),
         "right": sum(r["right"] for r in rows),
+        # diagnosis: right if a 180° turn of the frame (labels -> -labels) is forgiven
+        "right_up_to_inversion": sum(bool(r["pixel_ok"] and r.get("label_ok_inversion"))
+                                     for r in rows),
         "wrong": len(wrong),
         "wrong_flagged": sum(_flagged(r) for r in wrong),
         "right_flagged": sum(_flagged(r) for r in rows if r["right"]),
@@ -638,6 +666,8 @@ def failure_patterns(rows: list[dict]) -> dict:
     return {
         "wrong_pixel_size_by_factor": dict(sorted(scale.items(), key=lambda kv: -kv[1])),
         "pixel_right_label_wrong": len(label_wrong_px_right),
+        "of_which_right_up_to_inversion": sum(bool(r.get("label_ok_inversion"))
+                                              for r in label_wrong_px_right),
         "of_which_frame_wrong": sum(r.get("frame_ok") is False for r in label_wrong_px_right),
         "of_which_mirror_wrong": sum(r.get("frame_mirror") is not None
                                      and r["frame_mirror"] != r["mirror"]
@@ -665,14 +695,15 @@ def report(results: dict) -> str:
     for name, a in list(results["per_model"].items()) + [("all", results["overall"])]:
         n = a["n"]
         lines.append([name, n, _pct(a["pixel_ok"], n), _pct(a["label_ok"], n),
-                      _pct(a["right"], n), f"{a['wrong_flagged']} / {a['wrong']}",
+                      _pct(a["right"], n), _pct(a["right_up_to_inversion"], n),
+                      f"{a['wrong_flagged']} / {a['wrong']}",
                       a["right_flagged"], a["refused"], a["crashed"],
                       f"{a['frame_ok']} / {a['frame_checked']}",
                       "-" if a["median_label_error"] is None else f"{a['median_label_error']:.3f}",
                       "-" if a["median_seconds"] is None else f"{a['median_seconds']:.1f}"])
     parts.append(_table(["model", "n", "pixel within 2 %", "label within tol.", "both",
-                         "wrong flagged / wrong", "false alarms", "refused", "crashed",
-                         "frame right", "median label err", "median s"], lines))
+                         "both, ±labels", "wrong flagged / wrong", "false alarms", "refused",
+                         "crashed", "frame right", "median label err", "median s"], lines))
     for title, key in (("calibration confidence", "by_confidence"), ("field (nm)", "by_field"),
                        ("pixel size (nm/px)", "by_pixel"), ("format", "by_format"),
                        ("mirror", "by_mirror"), ("upsampled", "by_upsample")):
@@ -686,7 +717,9 @@ def report(results: dict) -> str:
                  + (", ".join(f"{k}: {v}" for k, v in f["wrong_pixel_size_by_factor"].items())
                     or "none"))
     parts.append(f"Pixel size right but label wrong: {f['pixel_right_label_wrong']} (frame wrong "
-                 f"in {f['of_which_frame_wrong']}, mirror wrong in {f['of_which_mirror_wrong']})")
+                 f"in {f['of_which_frame_wrong']}, mirror wrong in {f['of_which_mirror_wrong']}; "
+                 f"right up to a 180° turn, labels -> -labels, in "
+                 f"{f['of_which_right_up_to_inversion']})")
     if f["refused_messages"]:
         parts.append("Refusals: " + "; ".join(f["refused_messages"]))
     if f["crash_messages"]:
@@ -756,6 +789,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--generate-only", action="store_true")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--rescore", metavar="RESULTS_JSON",
+                    help="recompute the verdicts and tables of saved results (no analysis)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -766,6 +801,8 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.simplefilter("ignore", CoverageWarning)
 
+    if args.rescore:
+        return rescore(Path(args.rescore))
     import torch
 
     torch.set_num_threads(args.threads)
@@ -797,6 +834,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None
                                                          else sys.argv[1:])]),
         "machine": machine(),
+        "stackview": code_version(),
         "corpus": {"dir": str(root.relative_to(ROOT)), "seed": args.seed,
                    "n_per_model": args.n_per_model, "limit": args.limit,
                    "generator_version": GENERATOR_VERSION, "generation_seconds": generation_s},
@@ -805,14 +843,57 @@ def main(argv: list[str] | None = None) -> int:
         **summarise(rows),
         "rows": rows,
     }
-    out = Path(args.out)
+    write_results(results, Path(args.out))
+    return 0
+
+
+def write_results(results: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(results, indent=1, default=_json_default) + "\n")
     os.replace(tmp, out)
     print(report(results))
     print(f"\nwrote {out}")
+
+
+def rescore(path: Path) -> int:
+    """Recompute verdicts, aggregates and tables of a saved results file from its rows."""
+    from stackview.models.bundle import read_card
+    from stackview.models.registry import find_model
+
+    results = json.loads(path.read_text())
+    spaces = {}
+    for row in results["rows"]:
+        if row["model"] not in spaces:
+            spaces[row["model"]] = read_card(find_model(row["model"])).regressor_spec(
+                ).label_space()
+        score_row(row, spaces[row["model"]])
+    results.update(summarise(results["rows"]))
+    results["criteria"].update(pixel_tolerance=PIXEL_TOLERANCE, label_tolerance=LABEL_TOLERANCE)
+    results.setdefault("rescored", []).append(time.strftime("%Y-%m-%d %H:%M:%S"))
+    write_results(results, path)
     return 0
+
+
+def code_version() -> dict:
+    """Which stackview was measured: its location and, for a git checkout, the commit and the
+    package files with uncommitted changes (the front end is being rewritten meanwhile)."""
+    import subprocess
+
+    import stackview
+
+    where = Path(stackview.__file__).resolve().parents[1]
+    info: dict = {"path": str(where)}
+    try:
+        info["commit"] = subprocess.run(["git", "-C", str(where), "rev-parse", "--short",
+                                         "HEAD"], capture_output=True, text=True,
+                                        check=True).stdout.strip()
+        status = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "stackview"],
+                                capture_output=True, text=True, check=True).stdout
+        info["uncommitted"] = [line[3:] for line in status.splitlines() if line.strip()]
+    except (OSError, subprocess.CalledProcessError):
+        info["commit"] = None
+    return info
 
 
 if __name__ == "__main__":
