@@ -47,6 +47,8 @@ class AnalysisResult:
     #: the lattice reading (:class:`stackview.analysis.lattice_reading.LatticeReading`)
     lattice: object | None = None
     undistorted: bool = True
+    #: wall time of each stage (s): read, lattice, windows, check, maps
+    stage_seconds: dict = field(default_factory=dict)
 
     def stats_row(self) -> dict:
         """This image's row of ``stats.csv`` (CLI folder runs and the GUI's batch panel)."""
@@ -82,6 +84,7 @@ class AnalysisResult:
             "n_patches": s.n_patches,
             "seconds": round(self.seconds, 3),
             "spm_seconds": round(float(s.seconds), 3),
+            "stage_seconds": self.stage_seconds,
             "patches_per_second": round(s.n_patches / s.seconds, 2) if s.seconds else None,
             "reliable": bool(self.reliable),
             "reliable_reason": self.reliability_reason,
@@ -191,6 +194,13 @@ def analyze_image(
 
     cancel = cancel or CancelToken()
     start = time.perf_counter()
+    clock = [start]
+
+    def _lap() -> float:
+        now = time.perf_counter()
+        lap, clock[0] = now - clock[0], now
+        return round(lap, 3)
+
     notes: list[str] = []
     if isinstance(image_or_path, (str, Path)):
         loaded = read_image(image_or_path)
@@ -209,6 +219,7 @@ def analyze_image(
 
         if get_material(material).name != card.material:
             raise UsageError(f"model {card.name} is for {card.material}, not {material}")
+    stages: dict[str, float] = {"read": _lap()}
     cancel.check()
     progress(0, 1, "reading the lattice")
     fixed_px = pixel_size_nm if pixel_size_nm is not None else meta_px
@@ -250,32 +261,38 @@ def analyze_image(
                 f"(confidence {reading.confidence:.2f})")
         notes.append(_frame_note(frame, card, reading, undistort))
     resimulator = scorer.resim if lattice_px is not None else None
+    stages["lattice"] = _lap()
+    sampler = WindowSampler(image, calibration.pixel_size_nm, card.sampling_A, card.patch_px,
+                            frame)
     if refine:
         smap = refine_map(image, calibration.pixel_size_nm, bundle, coarse_stride_nm=stride_nm,
                           fine_stride_nm=fine_stride_nm, roi_nm=roi_nm, frame=frame,
-                          n_views=n_views, progress=progress, cancel=cancel)
+                          n_views=n_views, progress=progress, cancel=cancel, sampler=sampler)
     else:
         smap = spm_map(image, calibration.pixel_size_nm, bundle, stride_nm, window_nm, roi_nm,
-                       frame, n_views=n_views, progress=progress, cancel=cancel)
+                       frame, n_views=n_views, progress=progress, cancel=cancel,
+                       sampler=sampler)
+    stages["windows"] = _lap()
     cancel.check()
     resimulator = resimulator or Resimulator(card.material, card.task, card.sampling_A,
                                              card.patch_px, optics_for_card(card))
-    sampler = WindowSampler(image, calibration.pixel_size_nm, card.sampling_A, card.patch_px,
-                            frame)
     if sampler.frame is not None and _beyond_edges(image, calibration.pixel_size_nm, smap,
                                                    sampler):
         notes.append("the image is about one window wide: the windows' corners reach beyond "
                      "its edges and are filled with the lattice continued by whole cells")
     score_windows(image, calibration.pixel_size_nm, smap, sampler, resimulator, progress,
                   cancel)
+    del sampler  # its spline coefficients are as large as the image
+    stages["check"] = _lap()
     reliable, reason = judge(smap, reading)
     space = bundle.label_space
     stats = label_statistics(smap.values.reshape(-1, len(smap.names)), smap.names, space)
     field_ = slip_vector_field(smap, space, frame) if isinstance(space, SlipLabels) else None
     interface = interface_polyline(smap, space)
+    stages["maps"] = _lap()
     return AnalysisResult(path, image, calibration, bundle, smap, frame, field_, interface,
                           stats, notes, time.perf_counter() - start, scores, reliable, reason,
-                          reading, undistort)
+                          reading, undistort, stages)
 
 
 def _frame_note(frame, card, reading, undistort: bool) -> str:

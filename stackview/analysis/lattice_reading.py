@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 #: the FFT is taken on a central crop at most this many pixels on a side (memory and time stay
 #: bounded for 8k² images; a 2048² crop still holds tens of unit cells)
 MAX_SPECTRUM_PX = 2048
+#: hypotheses are scored on windows from a central crop at most this many pixels on a side
+SCORING_CROP_PX = 1536
 #: hypotheses whose affine map is more anisotropic than this are not scan distortions
 MAX_ANISOTROPY = 0.07
 #: best re-simulation NCC below which a reading is not trusted
@@ -498,7 +500,7 @@ class MonolayerScorer:
         from stackview.datasets.spec import DEFAULT_OPTICS, FALLBACK_OPTICS
         from stackview.simulation import resolve_optics
 
-        self.image = image
+        self.image, _ = central_crop(np.asarray(image, dtype=np.float32), SCORING_CROP_PX)
         self.material = get_material(material)
         self.optics = optics or resolve_optics(DEFAULT_OPTICS.get(self.material.name,
                                                                   FALLBACK_OPTICS))
@@ -531,17 +533,22 @@ class ResimulationScorer:
         from stackview.analysis.trust import Resimulator
 
         card = bundle.card
-        self.image, self.bundle, self.card = image, bundle, card
+        # a few windows are read per hypothesis: a central part of a large image serves, and
+        # each hypothesis's sampler then filters that part, not the whole image
+        crop, offset = central_crop(np.asarray(image, dtype=np.float32), SCORING_CROP_PX)
+        self.image, self.bundle, self.card = crop, bundle, card
         self.n_windows, self.undistort, self.pixel_size_nm = n_windows, undistort, pixel_size_nm
         self.resim = Resimulator(card.material, card.task, card.sampling_A, card.patch_px,
                                  optics)
+        self._coeffs: dict = {}
 
     def sampler(self, hyp: LatticeHypothesis):
         from stackview.inference.spm import WindowSampler
 
         frame = hyp.frame(self.undistort, self.pixel_size_nm)
         px = self.pixel_size_nm or hyp.pixel_size_nm
-        return WindowSampler(self.image, px, self.card.sampling_A, self.card.patch_px, frame)
+        return WindowSampler(self.image, px, self.card.sampling_A, self.card.patch_px, frame,
+                             coeffs_cache=self._coeffs)
 
     def __call__(self, hyp: LatticeHypothesis, n_windows: int | None = None) -> float:
         import torch

@@ -26,13 +26,14 @@ EXPORT_FORMATS = {".xyz": "extxyz", ".cif": "cif", ".vasp": "vasp", ".poscar": "
 
 
 def atoms_for_labels(material, task: str, values, fov_A, margin_A: float = 8.0,
-                     interlayer_A: float | None = None):
-    """``ase.Atoms`` of the stack that labels describe (slip (Da, Db[, Dc, Dd]) Å or θ°)."""
+                     interlayer_A: float | None = None, top_shift_A=(0.0, 0.0)):
+    """``ase.Atoms`` of the stack that labels describe (slip (Da, Db[, Dc, Dd]) Å or θ°;
+    ``top_shift_A`` moves a twisted stack's top layer, and so its moiré)."""
     material = get_material(material)
     values = np.atleast_1d(np.asarray(values, dtype=float))
     if task == "twist":
         return build_twisted(material, float(values[0]), fov_A=fov_A, margin_A=margin_A,
-                             interlayer_A=interlayer_A)
+                             interlayer_A=interlayer_A, top_shift_A=top_shift_A)
     return build_stack(material, values.reshape(-1, 2), fov_A=fov_A, margin_A=margin_A,
                        interlayer_A=interlayer_A)
 
@@ -57,12 +58,12 @@ def export_atoms(atoms, path: str | Path) -> Path:
 
 
 def simulate_window(material, task: str, values, sampling_A: float, patch_px: int,
-                    optics) -> np.ndarray:
+                    optics, top_shift_A=(0.0, 0.0)) -> np.ndarray:
     """Noise-free incoherent simulation of a window with the given labels."""
     from stackview.simulation import simulate
 
     fov = (patch_px * sampling_A, patch_px * sampling_A)
-    atoms = atoms_for_labels(material, task, values, fov)
+    atoms = atoms_for_labels(material, task, values, fov, top_shift_A=top_shift_A)
     return simulate(atoms, optics, sampling_A=sampling_A, fov_A=fov).image
 
 

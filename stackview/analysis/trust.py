@@ -29,7 +29,7 @@ class Resimulator:
     """NCC of windows against noise-free simulations of labels (cached by rounded label)."""
 
     def __init__(self, material, task: str, sampling_A: float, patch_px: int, optics,
-                 slip_step_A: float = 0.05, theta_step_deg: float = 0.1,
+                 slip_step_A: float = 0.05, theta_step_deg: float = 0.2,
                  max_cache: int = 512) -> None:
         self.material, self.task = material, task
         self.sampling_A, self.patch_px, self.optics = sampling_A, int(patch_px), optics
@@ -37,30 +37,40 @@ class Resimulator:
         self.max_cache = max_cache
         self._cache: dict[tuple, np.ndarray] = {}
 
-    def simulation(self, values) -> np.ndarray:
+    def simulation(self, values, top_shift_A=(0.0, 0.0)) -> np.ndarray:
         from stackview.analysis.resimulate import simulate_window
 
         v = np.atleast_1d(np.asarray(values, dtype=float))
-        key = tuple(np.round(v / self.step).astype(int))
+        key = (*np.round(v / self.step).astype(int), *np.round(top_shift_A, 3))
         sim = self._cache.get(key)
         if sim is None:
             if len(self._cache) >= self.max_cache:
                 self._cache.pop(next(iter(self._cache)))
-            sim = simulate_window(self.material, self.task, np.asarray(key) * self.step,
-                                  self.sampling_A, self.patch_px, self.optics)
+            sim = simulate_window(self.material, self.task, np.round(v / self.step) * self.step,
+                                  self.sampling_A, self.patch_px, self.optics, top_shift_A)
             self._cache[key] = sim
         return sim
 
+    def _moire_shifts(self) -> list[tuple[float, float]]:
+        """Top-layer shifts over one cell (3×3): a translation of the window cannot move a
+        twisted stack's moiré, a shift of one layer against the other does."""
+        from stackview.materials import get_material
+
+        a, b = get_material(self.material).cell_2d
+        return [tuple(i / 3 * a + j / 3 * b) for i in range(3) for j in range(3)]
+
     def ncc(self, window: np.ndarray, values) -> float:
         """Agreement of ``window`` with the simulation of ``values`` (registered; for twist
-        the better of θ and −θ, which a window in the lattice frame of either layer shows)."""
+        the best of θ and −θ, which a window in the lattice frame of either layer shows, over
+        a few positions of the moiré)."""
         from stackview.analysis.resimulate import compare_window
 
         v = np.atleast_1d(np.asarray(values, dtype=float))
         if not np.all(np.isfinite(v)):
             return float("nan")
         if self.task == "twist":
-            return max(compare_window(window, self.simulation(s * v)).ncc for s in (1, -1))
+            return max(compare_window(window, self.simulation(s * v, t)).ncc
+                       for s in (1, -1) for t in self._moire_shifts())
         return compare_window(window, self.simulation(v)).ncc
 
 

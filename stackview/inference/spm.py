@@ -108,7 +108,9 @@ class WindowSampler:
     """
 
     def __init__(self, image: np.ndarray, pixel_size_nm: float, sampling_A: float,
-                 patch_px: int, frame=None) -> None:
+                 patch_px: int, frame=None, coeffs_cache: dict | None = None) -> None:
+        """``coeffs_cache``: a dict shared by samplers of one image, keyed by the anti-alias
+        blur, so that many frames of the same image filter it once."""
         self.patch_px = int(patch_px)
         self.scale = sampling_A / (pixel_size_nm * 10.0)  # original px per model px
         self.frame = frame
@@ -129,9 +131,15 @@ class WindowSampler:
             sv = np.linalg.svd(to_px, compute_uv=False)
             self.scale = float(math.sqrt(abs(np.linalg.det(to_px))))
             self.reach = float(sv[0]) / self.scale  # longest stretch relative to the mean
-            if self.scale > 1:
-                img = ndimage.gaussian_filter(img, sigma=0.8 * 0.5 * self.scale)
-            self.coeffs = ndimage.spline_filter(img, order=3, output=np.float32)
+            sigma = round(0.8 * 0.5 * self.scale, 2) if self.scale > 1 else 0.0
+            cached = coeffs_cache.get(sigma) if coeffs_cache is not None else None
+            if cached is None:
+                if sigma > 0:
+                    img = ndimage.gaussian_filter(img, sigma=sigma)
+                cached = ndimage.spline_filter(img, order=3, output=np.float32)
+                if coeffs_cache is not None:
+                    coeffs_cache[sigma] = cached
+            self.coeffs = cached
             del img
             u = np.arange(self.patch_px) - (self.patch_px - 1) / 2.0
             uu, vv = np.meshgrid(u, u, indexing="xy")  # x along columns, y along rows
@@ -300,6 +308,7 @@ def spm_map(
     batch_size: int = 64,
     progress=null_progress,
     cancel: CancelToken | None = None,
+    sampler: WindowSampler | None = None,
 ) -> SpmMap:
     """Window-by-window SPM map of ``image`` (see module docstring).
 
@@ -322,12 +331,16 @@ def spm_map(
         :class:`stackview.analysis.orient.Frame` for models trained on aligned lattices.
     n_views
         Test-time views per window for the uncertainty (1: no uncertainty, fastest).
+    sampler
+        A :class:`WindowSampler` of this image, pixel size and frame already made (it holds
+        the image's spline coefficients: one per analysis, not one per pass).
     """
     cancel = cancel or CancelToken()
     _check_inputs(image, pixel_size_nm, bundle, window_nm, stride_nm)
     start = time.perf_counter()
     card = bundle.card
-    sampler = WindowSampler(image, pixel_size_nm, card.sampling_A, card.patch_px, frame)
+    sampler = sampler or WindowSampler(image, pixel_size_nm, card.sampling_A, card.patch_px,
+                                       frame)
     if sampler.frame is None:  # whole model pixels keep windows on exact slices
         stride_nm = max(1, round(stride_nm * 10.0 / card.sampling_A)) * card.sampling_A / 10.0
     x_nm, y_nm = window_centres_nm(np.shape(image), pixel_size_nm, sampler, stride_nm, roi_nm)
@@ -391,6 +404,7 @@ def refine_map(
     batch_size: int = 64,
     progress=null_progress,
     cancel: CancelToken | None = None,
+    sampler: WindowSampler | None = None,
 ) -> SpmMap:
     """Two-level SPM: coarse everywhere, fine only around jumps (the paper's interface search).
 
@@ -402,14 +416,15 @@ def refine_map(
     if fine_stride_nm >= coarse_stride_nm:
         raise UsageError("the fine stride must be smaller than the coarse stride")
     start = time.perf_counter()
+    card = bundle.card
+    sampler = sampler or WindowSampler(image, pixel_size_nm, card.sampling_A, card.patch_px,
+                                       frame)
     coarse = spm_map(image, pixel_size_nm, bundle, coarse_stride_nm, None, roi_nm, frame,
-                     n_views, batch_size, progress, cancel)
+                     n_views, batch_size, progress, cancel, sampler)
     space = bundle.label_space
     if threshold is None:
         threshold = 2.0 if bundle.card.task == "twist" else 0.3
     jumps = neighbour_jumps(coarse, space)
-    card = bundle.card
-    sampler = WindowSampler(image, pixel_size_nm, card.sampling_A, card.patch_px, frame)
     if sampler.frame is None:
         fine_stride_nm = (max(1, round(fine_stride_nm * 10.0 / card.sampling_A))
                           * card.sampling_A / 10.0)

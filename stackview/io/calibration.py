@@ -115,15 +115,23 @@ def _checked_metadata(image, material, pixel_nm: float) -> Calibration:
 
 
 def _power_spectrum(image: np.ndarray, size: int) -> np.ndarray:
-    img = np.asarray(image, dtype=np.float64)
-    ny, nx = img.shape
+    from scipy import fft as sfft
+
+    # float32 throughout: on a 2048² crop every full-size float64 temporary costs 32 MB
+    ny, nx = np.shape(image)
     n = min(ny, nx)
-    img = img[(ny - n) // 2:(ny - n) // 2 + n, (nx - n) // 2:(nx - n) // 2 + n]
-    img = img - ndimage.gaussian_filter(img, n / 32)  # remove slow background
-    win = np.outer(np.hanning(n), np.hanning(n))
-    padded = np.zeros((size, size))
-    padded[:n, :n] = (img - img.mean()) * win
-    return np.fft.fftshift(np.abs(np.fft.fft2(padded)) ** 2)
+    img = np.array(image[(ny - n) // 2:(ny - n) // 2 + n, (nx - n) // 2:(nx - n) // 2 + n],
+                   dtype=np.float32)
+    img -= ndimage.gaussian_filter(img, n / 32)  # remove slow background
+    img -= img.mean()
+    win = np.hanning(n).astype(np.float32)
+    img *= win[:, None]
+    img *= win[None, :]
+    spec = sfft.fft2(img, s=(size, size), workers=1)
+    del img
+    power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
+    del spec
+    return np.fft.fftshift(power)
 
 
 def find_fft_peaks(image: np.ndarray, max_peaks: int = 40, size: int | None = None):
@@ -133,7 +141,7 @@ def find_fft_peaks(image: np.ndarray, max_peaks: int = 40, size: int | None = No
 
 
 def _fft_peaks(image: np.ndarray, max_peaks: int = 40, size: int | None = None):
-    img = np.asarray(image, dtype=np.float64)
+    img = np.asarray(image)
     n = min(img.shape)
     # padding beyond ~2x would widen the peaks past the background filter below
     size = size or max(512, 1 << (n - 1).bit_length())
@@ -144,8 +152,8 @@ def _fft_peaks(image: np.ndarray, max_peaks: int = 40, size: int | None = None):
     bg = ndimage.median_filter(logp, size=9) if size <= 1024 else ndimage.uniform_filter(logp, 15)
     hp = logp - bg
     c = size // 2
-    yy, xx = np.mgrid[:size, :size]
-    r = np.hypot(yy - c, xx - c)
+    yy, xx = np.ogrid[:size, :size]
+    r = np.hypot((yy - c).astype(np.float32), (xx - c).astype(np.float32))
     # ignore the lowest frequencies (periods longer than n/2.5 px): small fields hold only a
     # few cells, and their first-order reflections must count
     min_r = size / n * 2.5
