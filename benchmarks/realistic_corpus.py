@@ -77,6 +77,8 @@ DRIFT_QUADRATIC_MAX = 0.003  # largest local strain of the quadratic term
 JITTER_RMS_PX = (0.05, 0.3)
 BLUR_FWHM_A = (0.0, 0.5)
 TWIST_RANGE_DEG = (3.0, 57.0)
+#: the smallest nominal field, in model windows (see :func:`draw_image`)
+MIN_FIELD_WINDOWS = 1.03
 MIRROR_PROBABILITY = 0.3
 UPSAMPLE_PROBABILITY = 0.35
 UPSAMPLE_RANGE = (1.5, 3.0)
@@ -299,9 +301,12 @@ def draw_image(card, rng: np.random.Generator) -> dict:
         labels = [float(rng.uniform(*TWIST_RANGE_DEG))]
     optics = card_optics(card)
     final_px_nm = float(rng.uniform(*PIXEL_RANGE_NM))
-    side = float(rng.uniform(card.patch_nm, FIELD_MAX_NM))
+    # the smallest fields are one window wide in true nm: the nominal step is up to ~2.5 %
+    # larger than the true one (scan scale and linear drift), so the nominal side gets that room
+    min_side = MIN_FIELD_WINDOWS * card.patch_nm
+    side = max(float(rng.uniform(card.patch_nm, FIELD_MAX_NM)), min_side)
     if rng.random() < 0.3:  # some rectangular crops
-        other = float(np.clip(side * rng.uniform(0.7, 1.4), card.patch_nm, FIELD_MAX_NM))
+        other = float(np.clip(side * rng.uniform(0.7, 1.4), min_side, FIELD_MAX_NM))
     else:
         other = side
     shape_final = (max(32, round(other / final_px_nm)), max(32, round(side / final_px_nm)))
@@ -388,7 +393,7 @@ def expose(acquired: np.ndarray, choice: dict) -> np.ndarray:
     rng = np.random.default_rng(choice["noise_seed"])
     signal = acquired / max(float(acquired.mean()), 1e-12)
     ny, nx = acquired.shape
-    yy, xx = np.mgrid[:ny, :nx]
+    yy, xx = np.ogrid[:ny, :nx]
     t = math.radians(choice["background_direction_deg"])
     ramp = (math.cos(t) * (xx / nx - 0.5) + math.sin(t) * (yy / ny - 0.5))
     background = choice["background_offset"] + choice["background_gradient"] * ramp
@@ -477,7 +482,10 @@ def build_corpus(models: list[str], n_per_model: int, seed: int = 0) -> dict:
             suffix = ".jpg" if choice["format"] == "jpeg" else ".png"
             file = f"{name}/{name}_{index:03d}{suffix}"
             old = manifest.get(file)
+            # the drawn shape is compared too, so a change in how fields are drawn remakes
+            # exactly the images it changes
             if (old and old.get("seed") == s and old.get("generator_version") == GENERATOR_VERSION
+                    and old.get("shape_px") == list(choice["geometry"].shape_final)
                     and (root / file).exists()):
                 continue
             t0 = time.perf_counter()
