@@ -260,6 +260,13 @@ def analyze_image(
                 f"lattice, decided by re-simulation among {len(scores)} readings "
                 f"(confidence {reading.confidence:.2f})")
         notes.append(_frame_note(frame, card, reading, undistort))
+        if card.task == "slip" and card.layers == 3:
+            from stackview.inference.labels import projected_symmetry
+
+            if projected_symmetry(card.material)[0] % 2 == 0:
+                notes.append("a half-turned trilayer gives the same image, so the slips are "
+                             "read in the reported lattice frame: with a along the opposite "
+                             "direction they read (−Da, −Db, −Dc, −Dd)")
     resimulator = scorer.resim if lattice_px is not None else None
     stages["lattice"] = _lap()
     sampler = WindowSampler(image, calibration.pixel_size_nm, card.sampling_A, card.patch_px,

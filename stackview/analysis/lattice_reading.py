@@ -44,6 +44,8 @@ MAX_ANISOTROPY = 0.07
 MIN_NCC = 0.5
 #: NCC margin by which the best scale must beat the best other scale to be called decided
 MIN_SCALE_MARGIN = 0.05
+#: NCC margin below which two orientations/faces that give different labels are ambiguous
+MIN_FRAME_MARGIN = 0.03
 
 
 @dataclass(frozen=True)
@@ -487,6 +489,16 @@ def read_lattice(image: np.ndarray, material: Material | str, scorer=None,
         reason = (f"the pixel size is ambiguous: {best.pixel_size_nm:.5g} nm/px (NCC "
                   f"{best.score:.2f}) and {alt.pixel_size_nm:.5g} nm/px (NCC {alt.score:.2f}) "
                   "re-simulate the image almost equally well; give --pixel-size")
+    rival = next((h for h in scored[1:] if not h.quick
+                  and abs(h.pixel_size_nm / best.pixel_size_nm - 1) <= 0.03), None)
+    if not reason and rival is not None and frame_margin < MIN_FRAME_MARGIN \
+            and hasattr(scorer, "label_distance"):
+        apart = scorer.label_distance(best, rival)
+        if apart > scorer.label_tolerance:
+            confidence *= float(np.clip(frame_margin / MIN_FRAME_MARGIN, 0, 1))
+            reason = (f"the lattice's orientation or face is ambiguous: two readings "
+                      f"re-simulate the image almost equally well (NCC {best.score:.2f} and "
+                      f"{rival.score:.2f}) but give labels {apart:.2f} apart")
     return LatticeReading(best, scored, confidence, not reason, reason, float(scale_margin),
                           float(frame_margin))
 
@@ -541,6 +553,7 @@ class ResimulationScorer:
         self.resim = Resimulator(card.material, card.task, card.sampling_A, card.patch_px,
                                  optics)
         self._coeffs: dict = {}
+        self.labels: dict = {}
 
     def sampler(self, hyp: LatticeHypothesis):
         from stackview.inference.spm import WindowSampler
@@ -568,6 +581,20 @@ class ResimulationScorer:
             x = torch.from_numpy(windows).unsqueeze(1).to(module_device(self.bundle.model))
             preds = self.bundle.model(x).float().cpu().numpy()
         space = self.bundle.label_space
-        nccs = [self.resim.ncc(w, np.atleast_1d(space.canonical(p)))
-                for w, p in zip(windows, preds, strict=True)]
+        values = [np.atleast_1d(space.canonical(p)) for p in preds]
+        nccs = [self.resim.ncc(w, v) for w, v in zip(windows, values, strict=True)]
+        # the reading's labels: the window label closest to all others (a medoid)
+        d = [sum(float(space.distance(v, u)) for u in values) for v in values]
+        self.labels[hyp.px_per_A] = values[int(np.argmin(d))]
         return float(np.median(nccs))
+
+    def label_distance(self, h1: LatticeHypothesis, h2: LatticeHypothesis) -> float:
+        """Distance between the labels two readings gave (Å or degrees; NaN if unknown)."""
+        a, b = self.labels.get(h1.px_per_A), self.labels.get(h2.px_per_A)
+        if a is None or b is None:
+            return float("nan")
+        return float(self.bundle.label_space.distance(a, b))
+
+    @property
+    def label_tolerance(self) -> float:
+        return 0.5 if self.card.task == "twist" else 0.1
