@@ -584,7 +584,7 @@ class ResimulationScorer:
         values = [np.atleast_1d(space.canonical(p)) for p in preds]
         nccs = [self.resim.ncc(w, v) for w, v in zip(windows, values, strict=True)]
         # the reading's labels: the window label closest to all others (a medoid)
-        d = [sum(float(space.distance(v, u)) for u in values) for v in values]
+        d = [sum(float(np.ravel(space.distance(v, u))[0]) for u in values) for v in values]
         self.labels[hyp.px_per_A] = values[int(np.argmin(d))]
         return float(np.median(nccs))
 
@@ -593,7 +593,7 @@ class ResimulationScorer:
         a, b = self.labels.get(h1.px_per_A), self.labels.get(h2.px_per_A)
         if a is None or b is None:
             return float("nan")
-        return float(self.bundle.label_space.distance(a, b))
+        return float(np.ravel(self.bundle.label_space.distance(a, b))[0])
 
     @property
     def label_tolerance(self) -> float:
