@@ -310,14 +310,15 @@ def test_settings_and_recent_files_persist(qtbot, window, image_dir, tiny_model)
 
 
 def test_auto_calibration_and_user_pixel_size(qtbot, window, image_dir):
-    from stackview.io.calibration import calibrate_from_lattice
+    from stackview.analysis.lattice_reading import calibrate_by_resimulation
     from stackview.io.readers import read_image
 
     path = image_dir / "res2_a.tif"
     open_image(qtbot, window, path)
     window.spm.auto_button.click()
     wait_idle(qtbot, window)
-    expected = calibrate_from_lattice(read_image(path).data, "ReS2").pixel_size_nm
+    expected = calibrate_by_resimulation(read_image(path).data, "ReS2").pixel_size_nm
+    assert expected == pytest.approx(0.015, rel=0.01)  # the image was simulated at 0.15 Å
     assert window.spm.pixel_size.value() == pytest.approx(expected, abs=1e-5)
     assert window.spm.pixel_size_override() == pytest.approx(expected, abs=1e-5)
     assert window.viewer.pixel_size_nm == pytest.approx(expected)

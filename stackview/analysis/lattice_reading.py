@@ -598,3 +598,26 @@ class ResimulationScorer:
     @property
     def label_tolerance(self) -> float:
         return 0.5 if self.card.task == "twist" else 0.1
+
+
+def calibrate_by_resimulation(image, material, bundle=None, progress=None, cancel=None):
+    """A :class:`stackview.io.calibration.Calibration` from :func:`read_lattice`: decided by
+    the model's re-simulated readings when a bundle is given, else by a monolayer
+    re-simulation of the material (model-free; what the window's Auto button uses)."""
+    from stackview.io.calibration import Calibration
+
+    img = np.asarray(image, dtype=np.float32)
+    scorer = None
+    if bundle is not None:
+        from stackview.analysis.analyze import optics_for_card
+
+        scorer = ResimulationScorer(img, bundle, optics_for_card(bundle.card))
+    reading = read_lattice(img, material, scorer, cancel=cancel, progress=progress)
+    name = get_material(material).name
+    message = (f"pixel size {reading.pixel_size_nm:.5g} nm/px from the {name} lattice, decided "
+               f"by re-simulation among {len(reading.hypotheses)} readings (confidence "
+               f"{reading.confidence:.2f})")
+    if not reading.reliable:
+        message += f"; {reading.reason}"
+    return Calibration(reading.pixel_size_nm, "fft", reading.confidence,
+                       np.stack([reading.best.a_px, reading.best.b_px]), message)

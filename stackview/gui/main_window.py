@@ -409,8 +409,9 @@ class MainWindow(QMainWindow):
             self.viewer.set_pixel_size(cal.pixel_size_nm)
             self._update_fft()
 
-        self.start_job(lambda progress, cancel: tasks.auto_calibrate(image, material, progress),
-                       "Calibrating from the FFT lattice", done)
+        self.start_job(lambda progress, cancel: tasks.auto_calibrate(image, material, progress,
+                                                                     cancel),
+                       "Reading the lattice", done)
 
     # --- models ------------------------------------------------------------------------------
     def _model_changed(self) -> None:

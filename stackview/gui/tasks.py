@@ -48,11 +48,12 @@ def open_image(path: str | Path, material: str | None, progress=null_progress,
 
 
 def auto_calibrate(image: np.ndarray, material: str, progress=null_progress, cancel=None):
-    """Pixel size from the FFT lattice peaks and the material's cell (the library's)."""
-    from stackview.io.calibration import calibrate_from_lattice
+    """Pixel size from the lattice: the FFT's candidate readings decided by re-simulation
+    (the library's :func:`~stackview.analysis.lattice_reading.calibrate_by_resimulation`)."""
+    from stackview.analysis.lattice_reading import calibrate_by_resimulation
 
-    progress(0, 1, "calibrating from the FFT")
-    return calibrate_from_lattice(image, material)
+    progress(0, 1, "reading the lattice")
+    return calibrate_by_resimulation(image, material, progress=progress, cancel=cancel)
 
 
 @dataclass(frozen=True)
