@@ -291,7 +291,11 @@ def analyze_image(
                   cancel)
     del sampler  # its spline coefficients are as large as the image
     stages["check"] = _lap()
-    reliable, reason = judge(smap, reading)
+    from stackview.analysis.lattice_reading import MIN_NCC_TWIST
+    from stackview.analysis.trust import MIN_MEDIAN_NCC
+
+    reliable, reason = judge(smap, reading,
+                             MIN_NCC_TWIST if card.task == "twist" else MIN_MEDIAN_NCC)
     space = bundle.label_space
     stats = label_statistics(smap.values.reshape(-1, len(smap.names)), smap.names, space)
     field_ = slip_vector_field(smap, space, frame) if isinstance(space, SlipLabels) else None

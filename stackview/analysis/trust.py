@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import ndimage
 
 from stackview.engine.jobs import CancelToken, null_progress
 
@@ -51,13 +52,27 @@ class Resimulator:
             self._cache[key] = sim
         return sim
 
-    def _moire_shifts(self) -> list[tuple[float, float]]:
-        """Top-layer shifts over one cell (3×3): a translation of the window cannot move a
-        twisted stack's moiré, a shift of one layer against the other does."""
-        from stackview.materials import get_material
+    def layer_images(self, theta_deg: float) -> tuple[np.ndarray, np.ndarray]:
+        """Noise-free images of a twisted stack's two layers alone (cached by rounded θ).
 
-        a, b = get_material(self.material).cell_2d
-        return [tuple(i / 3 * a + j / 3 * b) for i in range(3) for j in range(3)]
+        Incoherent ADF imaging is linear in the atoms, so the stack's image is the sum of its
+        layers' images; fitting each layer's position separately finds the moiré's position,
+        which no translation of the whole simulation can."""
+        from stackview.analysis.resimulate import atoms_for_labels
+        from stackview.simulation import simulate
+
+        key = ("layers", int(np.round(theta_deg / self.step)))
+        pair = self._cache.get(key)
+        if pair is None:
+            if len(self._cache) >= self.max_cache:
+                self._cache.pop(next(iter(self._cache)))
+            fov = (self.patch_px * self.sampling_A,) * 2
+            atoms = atoms_for_labels(self.material, "twist", [key[1] * self.step], fov)
+            pair = tuple(simulate(atoms[atoms.get_tags() == k], self.optics,
+                                  sampling_A=self.sampling_A, fov_A=fov).image
+                         for k in (0, 1))
+            self._cache[key] = pair
+        return pair
 
     def ncc(self, window: np.ndarray, values) -> float:
         """Agreement of ``window`` with the simulation of ``values`` (registered; for twist
@@ -69,9 +84,55 @@ class Resimulator:
         if not np.all(np.isfinite(v)):
             return float("nan")
         if self.task == "twist":
-            return max(compare_window(window, self.simulation(s * v, t)).ncc
-                       for s in (1, -1) for t in self._moire_shifts())
+            return max(self._twist_ncc(window, s * float(v[0])) for s in (1, -1))
         return compare_window(window, self.simulation(v)).ncc
+
+    def _twist_ncc(self, window: np.ndarray, theta_deg: float) -> float:
+        from stackview.analysis.compare import ncc
+
+        w = np.asarray(window, dtype=float)
+        layers = self.layer_images(theta_deg)
+        b = max(2, w.shape[0] // 8)
+        core = (slice(b, -b), slice(b, -b))
+
+        def fit(parts):
+            # least-squares weights of the two layers and an offset
+            design = np.column_stack([p[core].ravel() for p in parts] + [np.ones(w[core].size)])
+            coef, *_ = np.linalg.lstsq(design, w[core].ravel(), rcond=None)
+            return coef, (design @ coef).reshape(w[core].shape)
+
+        parts = [_placed(w, layer) for layer in layers]
+        # at small twists the two lattices' reflections overlap in a window's spectrum: place
+        # each layer again on what the other one leaves of the window
+        for _ in range(2):
+            coef, _ = fit(parts)
+            for k in (0, 1):
+                rest = w - coef[1 - k] * parts[1 - k]
+                parts[k] = _placed(rest, layers[k])
+        _, model = fit(parts)
+        return ncc(w[core], model)
+
+
+def _placed(window: np.ndarray, layer: np.ndarray) -> np.ndarray:
+    """``layer`` translated onto where its lattice sits in ``window``: the peak of the plain
+    (not phase-normalised) cross-correlation, which only the layer's own reflections carry,
+    refined by a parabola through the peak's neighbours."""
+    ny, nx = window.shape
+    han = np.outer(np.hanning(ny), np.hanning(nx))
+    fw = np.fft.fft2((window - window.mean()) * han)
+    fl = np.fft.fft2((layer - layer.mean()) * han)
+    corr = np.fft.ifft2(fw * np.conj(fl)).real
+    iy, ix = np.unravel_index(np.argmax(corr), corr.shape)
+
+    def sub(c_m, c_0, c_p):
+        den = c_m - 2 * c_0 + c_p
+        return 0.0 if den == 0 else 0.5 * (c_m - c_p) / den
+
+    dy = iy + sub(corr[iy - 1, ix], corr[iy, ix], corr[(iy + 1) % ny, ix])
+    dx = ix + sub(corr[iy, ix - 1], corr[iy, ix], corr[iy, (ix + 1) % nx])
+    dy = dy - ny if dy > ny / 2 else dy
+    dx = dx - nx if dx > nx / 2 else dx
+    return ndimage.shift(np.asarray(layer, dtype=float), (dy, dx), order=3, mode="grid-wrap")
 
 
 def score_windows(image, pixel_size_nm: float, smap, sampler, resimulator: Resimulator,
@@ -110,7 +171,8 @@ def score_windows(image, pixel_size_nm: float, smap, sampler, resimulator: Resim
     smap.ncc = grid
 
 
-def judge(smap, lattice_reading=None) -> tuple[bool, str]:
+def judge(smap, lattice_reading=None, min_median_ncc: float = MIN_MEDIAN_NCC
+          ) -> tuple[bool, str]:
     """The ``reliable`` flag and, when False, why (one sentence)."""
     if lattice_reading is not None and not lattice_reading.reliable:
         return False, lattice_reading.reason
@@ -121,7 +183,7 @@ def judge(smap, lattice_reading=None) -> tuple[bool, str]:
         return False, "no window could be compared with a re-simulation"
     med = float(np.median(scores))
     poor = float(np.mean(scores < POOR_WINDOW_NCC))
-    if med < MIN_MEDIAN_NCC:
+    if med < min_median_ncc:
         return False, (f"the windows match the re-simulated stacks poorly (median NCC "
                        f"{med:.2f}): check the material, the pixel size and that the image "
                        "shows this stack; the maps may be meaningless")
