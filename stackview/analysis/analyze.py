@@ -100,6 +100,10 @@ class AnalysisResult:
             out["lattice_reading"] = self.lattice.to_dict()
             out["scan_distortion"] = {**self.lattice.distortion.to_dict(),
                                       "corrected": bool(self.undistorted)}
+            if self.lattice.drift is not None:
+                out["scan_distortion"]["change_top_to_bottom"] = {
+                    **self.lattice.drift,
+                    "corrected": bool(self.undistorted and self.lattice.drift["corrected"])}
         if self.frame is not None:
             out["lattice_frame"] = {"rotation_deg": self.frame.rotation_deg,
                                     "mirror": self.frame.mirror,
@@ -316,6 +320,12 @@ def _frame_note(frame, card, reading, undistort: bool) -> str:
         text += ("; undid" if undistort else "; did not undo (--no-undistort)") + (
             f" a scan distortion of {100 * (d.scale_x / d.scale_y - 1):+.1f} % fast/slow scale "
             f"and {100 * d.shear:+.1f} % shear")
+    drift = reading.drift
+    if drift is not None and drift["corrected"]:
+        text += ((", and" if undistort else ", nor") + " its change from the top to the "
+                 f"bottom of the image ({100 * drift['shear_change']:+.2f} % shear, "
+                 f"{100 * drift['scale_y_change']:+.2f} % slow-scan scale: the drift changed "
+                 "during the scan)")
     return text
 
 

@@ -117,6 +117,9 @@ class LatticeHypothesis:
     scale_label: str
     score: float = float("nan")
     quick: bool = False
+    #: change of px_per_A per image row and the row where px_per_A holds (measure_drift)
+    per_row: tuple | None = None
+    row0_px: float = 0.0
 
     @property
     def matrix(self) -> np.ndarray:
@@ -148,8 +151,10 @@ class LatticeHypothesis:
         u, s, vt = np.linalg.svd(m)
         q = u @ vt  # closest orthogonal map: the lattice orientation (and face)
         scale = math.sqrt(abs(np.linalg.det(m)))
+        factor = 1.0
         if pixel_size_nm is not None:
-            m = m * (0.1 / pixel_size_nm) / scale
+            factor = (0.1 / pixel_size_nm) / scale
+            m = m * factor
             scale = 0.1 / pixel_size_nm
         if not rotate:
             sym = m @ q.T  # the image-frame stretch alone (symmetric part of the polar form)
@@ -160,8 +165,12 @@ class LatticeHypothesis:
         mirror = bool(np.linalg.det(q) < 0)
         r = q.T @ (np.diag([1.0, -1.0]) if mirror else np.eye(2))
         rot = math.degrees(math.atan2(r[1, 0], r[0, 0]))
+        per_row = None
+        if self.per_row is not None and undistort and rotate:
+            per_row = tuple(map(tuple, np.asarray(self.per_row) * factor))
         return Frame(round(rot, 6), mirror, tuple(self.a_px), tuple(self.b_px),
-                     self.anisotropy, px_per_A=tuple(map(tuple, m)))
+                     self.anisotropy, px_per_A=tuple(map(tuple, m)), px_per_A_per_row=per_row,
+                     row0_px=self.row0_px)
 
 
 @dataclass
@@ -181,6 +190,7 @@ class LatticeReading:
     scale_margin: float = float("nan")
     frame_margin: float = float("nan")
     notes: list[str] = field(default_factory=list)
+    drift: dict | None = None
 
     @property
     def pixel_size_nm(self) -> float:
@@ -197,6 +207,7 @@ class LatticeReading:
                 "scale_margin_ncc": _r(self.scale_margin),
                 "frame_margin_ncc": _r(self.frame_margin),
                 "scan_distortion": self.distortion.to_dict(),
+                "drift_change_top_to_bottom": self.drift,
                 "hypotheses": [{"pixel_size_nm": round(h.pixel_size_nm, 7),
                                 "scale": h.scale_label, "anisotropy": round(h.anisotropy, 4),
                                 "ncc": _r(h.score), "windows": 2 if h.quick else "all"}
@@ -253,6 +264,58 @@ def refine_cell(cell_px: np.ndarray, peaks) -> np.ndarray:
         w = np.sqrt(np.clip(strength[ok], 1e-6, None))[:, None]
         g, *_ = np.linalg.lstsq(h[ok] * w, vecs[ok] * w, rcond=None)
     return np.linalg.inv(g).T
+
+
+#: a change of the distortion across the image below this (any component of T) is not undone
+MIN_DRIFT_CHANGE = 0.002
+
+
+def measure_drift(image: np.ndarray, hyp: LatticeHypothesis, material: Material | str
+                  ) -> tuple[LatticeHypothesis, dict | None]:
+    """How the affine map changes from the top to the bottom of the image.
+
+    A slow-scan drift that changes during the scan (quadratic in time) makes the local affine
+    map vary linearly with the row. The cell of ``hyp`` is refined on the FFT peaks of the top
+    and the bottom third of the image (central columns); the difference, per row, is the
+    hypothesis's ``per_row`` when it exceeds ``MIN_DRIFT_CHANGE``. Returns the hypothesis (with
+    ``per_row`` and ``row0_px`` set when significant) and a report, or None for an image too
+    short to tell (fewer than 4 cells per third).
+    """
+    from stackview.io.calibration import _fft_peaks
+
+    material = get_material(material)
+    img = np.asarray(image, dtype=np.float32)
+    ny, nx = img.shape
+    cell = np.stack([hyp.a_px, hyp.b_px]).astype(float)
+    cell_len = float(np.linalg.norm(cell, axis=1).max())
+    third = ny // 3
+    if third < 4 * cell_len or nx < 4 * cell_len:
+        return hyp, None
+    x0 = max(0, (nx - MAX_SPECTRUM_PX) // 2)
+    cell_A = material.cell_2d.T
+    mats, rows = [], []
+    for y0 in (0, ny - third):
+        h0 = y0 + max(0, (third - MAX_SPECTRUM_PX) // 2)
+        band = img[h0:h0 + min(third, MAX_SPECTRUM_PX), x0:x0 + MAX_SPECTRUM_PX]
+        vecs, strength, _ = _fft_peaks(band)
+        if len(vecs) < 4:
+            return hyp, None
+        refined = refine_cell(cell, (vecs, strength))
+        mats.append(np.column_stack(refined) @ np.linalg.inv(cell_A))
+        rows.append(h0 + band.shape[0] / 2)
+    t_top, t_bottom = (_triangular_part(m) for m in mats)
+    change = t_bottom - t_top
+    report = {"scale_x_change": round(float(change[0, 0]), 5),
+              "scale_y_change": round(float(change[1, 1]), 5),
+              "shear_change": round(float(change[0, 1]), 5),
+              "rows_px": [round(r, 1) for r in rows]}
+    if np.abs(change).max() < MIN_DRIFT_CHANGE:
+        report["corrected"] = False
+        return hyp, report
+    per_row = (mats[1] - mats[0]) / (rows[1] - rows[0])
+    report["corrected"] = True
+    # the central crop's map holds at the image's middle row
+    return replace(hyp, per_row=tuple(map(tuple, per_row)), row0_px=ny / 2), report
 
 
 def _integer_matrices(det: int):
@@ -503,8 +566,10 @@ def read_lattice(image: np.ndarray, material: Material | str, scorer=None,
             reason = (f"the lattice's orientation or face is ambiguous: two readings "
                       f"re-simulate the image almost equally well (NCC {best.score:.2f} and "
                       f"{rival.score:.2f}) but give labels {apart:.2f} apart")
+    best, drift = measure_drift(img, best, material)
+    scored[0] = best
     return LatticeReading(best, scored, confidence, not reason, reason, float(scale_margin),
-                          float(frame_margin))
+                          float(frame_margin), drift=drift)
 
 
 class MonolayerScorer:

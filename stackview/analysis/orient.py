@@ -41,6 +41,10 @@ class Frame:
         original image's offsets (px), scan distortion included
         (:mod:`stackview.analysis.lattice_reading`); windows are then sampled through it
         instead of through the rotation, mirror and a single pixel size.
+    px_per_A_per_row, row0_px
+        Optional change of ``px_per_A`` per image row and the row where ``px_per_A`` holds: a
+        scan drift that changes during the scan (quadratic in time) makes the local affine map
+        vary linearly with the row; windows are then sampled through the map at their row.
     """
 
     rotation_deg: float
@@ -49,6 +53,8 @@ class Frame:
     b_px: tuple[float, float]
     length_error: float
     px_per_A: tuple | None = None
+    px_per_A_per_row: tuple | None = None
+    row0_px: float = 0.0
 
     def matrix(self) -> np.ndarray:
         """2×2 map from original pixel offsets (x, y) to aligned-frame offsets (x, y)."""

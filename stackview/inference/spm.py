@@ -143,7 +143,12 @@ class WindowSampler:
             del img
             u = np.arange(self.patch_px) - (self.patch_px - 1) / 2.0
             uu, vv = np.meshgrid(u, u, indexing="xy")  # x along columns, y along rows
-            self.offsets = to_px @ np.vstack([uu.ravel(), vv.ravel()])  # (2, P*P) px
+            self.grid = np.vstack([uu.ravel(), vv.ravel()])
+            self.offsets = to_px @ self.grid  # (2, P*P) px
+            gradient = getattr(frame, "px_per_A_per_row", None)
+            self.gradient = (None if gradient is None or affine is None
+                             else np.asarray(gradient, dtype=float) * sampling_A)
+            self.row0 = float(getattr(frame, "row0_px", 0.0))
             self.cell_px = np.column_stack([frame.a_px, frame.b_px]).astype(float)
             self.to_px = to_px
 
@@ -197,8 +202,14 @@ class WindowSampler:
                 out[i] = self.resampled[y0:y0 + P, x0:x0 + P]
             return out
         # pixel (i, j) of the original image is centred at (j + 0.5, i + 0.5)
-        xs = c[:, :1] + self.offsets[0][None, :] - 0.5
-        ys = c[:, 1:] + self.offsets[1][None, :] - 0.5
+        if self.gradient is None:
+            off_x, off_y = self.offsets[0][None, :], self.offsets[1][None, :]
+        else:  # the affine map at each window's row (a drift that changes during the scan)
+            mats = self.to_px[None] + (c[:, 1] - self.row0)[:, None, None] * self.gradient[None]
+            off = mats @ self.grid  # (N, 2, P*P)
+            off_x, off_y = off[:, 0], off[:, 1]
+        xs = c[:, :1] + off_x - 0.5
+        ys = c[:, 1:] + off_y - 0.5
         xs, ys = self._fold_inside(xs.ravel(), ys.ravel())
         vals = ndimage.map_coordinates(self.coeffs, [ys, xs], order=3,
                                        prefilter=False, mode="mirror")
