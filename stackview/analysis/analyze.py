@@ -316,7 +316,10 @@ def _frame_note(frame, card, reading, undistort: bool) -> str:
             + (" on the mirrored image (the other face)" if frame.mirror else "")
             + f" (best of {len(reading.hypotheses)} readings of scale, orientation and face "
             f"by re-simulation, NCC {reading.best.score:.2f})")
-    if d.magnitude > 0.003:
+    if not reading.best.precise:
+        text += ("; the field holds too few cells to measure the scan distortion, so the "
+                 "windows are only rotated and scaled")
+    elif d.magnitude > 0.003:
         text += ("; undid" if undistort else "; did not undo (--no-undistort)") + (
             f" a scan distortion of {100 * (d.scale_x / d.scale_y - 1):+.1f} % fast/slow scale "
             f"and {100 * d.shear:+.1f} % shear")

@@ -120,6 +120,8 @@ class LatticeHypothesis:
     #: change of px_per_A per image row and the row where px_per_A holds (measure_drift)
     per_row: tuple | None = None
     row0_px: float = 0.0
+    #: the field holds enough cells (4) for the distortion to be measured, not guessed
+    precise: bool = True
 
     @property
     def matrix(self) -> np.ndarray:
@@ -148,6 +150,7 @@ class LatticeHypothesis:
         undone, the image keeps its orientation).
         """
         m = self.matrix
+        undistort = undistort and self.precise
         u, s, vt = np.linalg.svd(m)
         q = u @ vt  # closest orthogonal map: the lattice orientation (and face)
         scale = math.sqrt(abs(np.linalg.det(m)))
@@ -360,7 +363,8 @@ def related_cells(lattice_px: np.ndarray) -> list[tuple[np.ndarray, str]]:
 def lattice_hypotheses(lattice_px: np.ndarray, material: Material | str,
                        max_anisotropy: float = MAX_ANISOTROPY,
                        pixel_size_nm: float | None = None,
-                       pixel_tolerance: float = 0.1, peaks=None) -> list[LatticeHypothesis]:
+                       pixel_tolerance: float = 0.1, peaks=None,
+                       field_px: float | None = None) -> list[LatticeHypothesis]:
     """Every plausible reading of the measured lattice as the material's cell.
 
     For each related cell and each choice of the material's a among its three shortest
@@ -369,7 +373,10 @@ def lattice_hypotheses(lattice_px: np.ndarray, material: Material | str,
     at most ``max_anisotropy``; readings that differ by a symmetry of the projected layer are
     one reading. With ``pixel_size_nm`` only readings within ``pixel_tolerance`` of that
     pixel size are kept. With ``peaks`` (from :func:`measured_lattice`) every cell is
-    refined on the peaks first (:func:`refine_cell`).
+    refined on the peaks first (:func:`refine_cell`). ``field_px`` (the image's shorter side)
+    widens the anisotropy allowed for fields only a few cells across, whose peak positions
+    are known to a fraction of a cell over the field (+0.4 / cells), and marks such readings
+    imprecise (fewer than 4 cells: their distortion is not undone).
     """
     from stackview.inference.labels import projected_symmetry
 
@@ -385,6 +392,9 @@ def lattice_hypotheses(lattice_px: np.ndarray, material: Material | str,
             except (UsageError, np.linalg.LinAlgError):
                 continue
         u, v = cell
+        cells = (field_px / float(max(np.linalg.norm(u), np.linalg.norm(v)))
+                 if field_px else np.inf)
+        allowed = max_anisotropy + (0.4 / cells if np.isfinite(cells) else 0.0)
         shell = sorted([u, v, u + v, u - v], key=lambda w: float(np.linalg.norm(w)))[:3]
         for a in shell:
             for b in shell:
@@ -394,9 +404,10 @@ def lattice_hypotheses(lattice_px: np.ndarray, material: Material | str,
                         continue
                     m = np.column_stack([av, bv]) @ np.linalg.inv(cell_A)
                     s = np.linalg.svd(m, compute_uv=False)
-                    if s[0] / s[1] - 1 > max_anisotropy:
+                    if s[0] / s[1] - 1 > allowed:
                         continue
-                    h = LatticeHypothesis(tuple(map(tuple, m)), tuple(av), tuple(bv), label)
+                    h = LatticeHypothesis(tuple(map(tuple, m)), tuple(av), tuple(bv), label,
+                                          precise=bool(cells >= 4))
                     if pixel_size_nm is not None and abs(
                             h.pixel_size_nm / pixel_size_nm - 1) > pixel_tolerance:
                         continue
@@ -500,7 +511,8 @@ def read_lattice(image: np.ndarray, material: Material | str, scorer=None,
         lattice_px, _, peaks = measured_lattice(img, with_peaks=True)
     elif isinstance(lattice_px, tuple):  # (lattice, peaks) from measured_lattice
         lattice_px, peaks = lattice_px
-    hyps = lattice_hypotheses(lattice_px, material, pixel_size_nm=pixel_size_nm, peaks=peaks)
+    hyps = lattice_hypotheses(lattice_px, material, pixel_size_nm=pixel_size_nm, peaks=peaks,
+                              field_px=float(min(img.shape)))
     if not hyps:
         if pixel_size_nm is not None:
             raise UsageError(
@@ -562,10 +574,17 @@ def read_lattice(image: np.ndarray, material: Material | str, scorer=None,
             and hasattr(scorer, "label_distance"):
         apart = scorer.label_distance(best, rival)
         if apart > scorer.label_tolerance:
-            confidence *= float(np.clip(frame_margin / MIN_FRAME_MARGIN, 0, 1))
-            reason = (f"the lattice's orientation or face is ambiguous: two readings "
-                      f"re-simulate the image almost equally well (NCC {best.score:.2f} and "
-                      f"{rival.score:.2f}) but give labels {apart:.2f} apart")
+            wins, n = scorer.paired(best, rival)
+            if wins < 0.2 * n:  # the rival is the better reading, window by window
+                i, j = scored.index(best), scored.index(rival)
+                scored[i], scored[j] = rival, best
+                best, rival, wins = rival, best, n - wins
+            if wins < 0.8 * n:
+                confidence *= float(np.clip(frame_margin / MIN_FRAME_MARGIN, 0, 1))
+                reason = (f"the lattice's orientation or face is ambiguous: two readings "
+                          f"re-simulate the image almost equally well (NCC {best.score:.2f} "
+                          f"and {rival.score:.2f}, the first better in {wins} of {n} windows) "
+                          f"but give labels {apart:.2f} apart")
     best, drift = measure_drift(img, best, material)
     scored[0] = best
     return LatticeReading(best, scored, confidence, not reason, reason, float(scale_margin),
@@ -623,6 +642,7 @@ class ResimulationScorer:
                                  optics)
         self._coeffs: dict = {}
         self.labels: dict = {}
+        self.window_nccs: dict = {}
 
     def sampler(self, hyp: LatticeHypothesis):
         from stackview.inference.spm import WindowSampler
@@ -632,16 +652,22 @@ class ResimulationScorer:
         return WindowSampler(self.image, px, self.card.sampling_A, self.card.patch_px, frame,
                              coeffs_cache=self._coeffs)
 
-    def __call__(self, hyp: LatticeHypothesis, n_windows: int | None = None) -> float:
+    def _half(self, sampler) -> float:
+        ny, nx = self.image.shape
+        half = sampler.half_extent_px
+        if 2 * half > min(ny, nx):
+            half = sampler.inscribed_half_px
+        return half
+
+    def __call__(self, hyp: LatticeHypothesis, n_windows: int | None = None,
+                 half_px: float | None = None) -> float:
         import torch
 
         from stackview.engine.devices import module_device
 
         sampler = self.sampler(hyp)
         ny, nx = self.image.shape
-        half = sampler.half_extent_px
-        if 2 * half > min(ny, nx):
-            half = sampler.inscribed_half_px
+        half = half_px if half_px is not None else self._half(sampler)
         if 2 * half > min(ny, nx) + 1:
             return -1.0  # at this scale the image is smaller than one window
         pts = score_positions_px(self.image.shape, half, n_windows or self.n_windows)
@@ -655,7 +681,19 @@ class ResimulationScorer:
         # the reading's labels: the window label closest to all others (a medoid)
         d = [sum(float(np.ravel(space.distance(v, u))[0]) for u in values) for v in values]
         self.labels[hyp.px_per_A] = values[int(np.argmin(d))]
+        self.window_nccs[hyp.px_per_A] = np.asarray(nccs)
         return float(np.median(nccs))
+
+    def paired(self, h1: LatticeHypothesis, h2: LatticeHypothesis, n_windows: int = 16
+               ) -> tuple[int, int]:
+        """In how many of ``n_windows`` common windows h1 re-simulates better than h2 (and
+        the number compared): a paired comparison tells two close readings apart where
+        their median NCCs over a few windows cannot."""
+        half = max(self._half(self.sampler(h1)), self._half(self.sampler(h2)))
+        self(h1, n_windows, half)
+        self(h2, n_windows, half)
+        a, b = self.window_nccs[h1.px_per_A], self.window_nccs[h2.px_per_A]
+        return int(np.sum(a > b)), len(a)
 
     def label_distance(self, h1: LatticeHypothesis, h2: LatticeHypothesis) -> float:
         """Distance between the labels two readings gave (Å or degrees; NaN if unknown)."""
