@@ -100,10 +100,10 @@ class AnalysisResult:
             out["lattice_reading"] = self.lattice.to_dict()
             out["scan_distortion"] = {**self.lattice.distortion.to_dict(),
                                       "corrected": bool(self.undistorted)}
-            if self.lattice.drift is not None:
+            drift = getattr(self.lattice, "drift", None)
+            if drift is not None:
                 out["scan_distortion"]["change_top_to_bottom"] = {
-                    **self.lattice.drift,
-                    "corrected": bool(self.undistorted and self.lattice.drift["corrected"])}
+                    **drift, "corrected": bool(self.undistorted and drift["corrected"])}
         if self.frame is not None:
             out["lattice_frame"] = {"rotation_deg": self.frame.rotation_deg,
                                     "mirror": self.frame.mirror,
