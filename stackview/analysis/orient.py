@@ -7,7 +7,8 @@ near-hexagonal cells such as ReS2's (|a| = 6.42, |b| = 6.52, |a + b| = 6.58 Å) 
 shortest lattice directions are hard to tell apart from lengths alone when the scan is slightly
 distorted. :func:`candidate_frames` therefore lists every way of reading the measured lattice in
 the material's convention (each shortest lattice vector as a, the right-handed completion, a
-mirror where needed); :mod:`stackview.analysis.frame_choice` picks one by re-simulation.
+mirror where needed). The analysis itself reads scale, orientation and face together, with the
+scan distortion, in :mod:`stackview.analysis.lattice_reading`; :class:`Frame` carries its result.
 No Qt here.
 """
 
