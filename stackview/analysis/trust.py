@@ -11,7 +11,9 @@ No Qt here.
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 
 import numpy as np
 from scipy import ndimage
@@ -67,10 +69,21 @@ class Resimulator:
             if len(self._cache) >= self.max_cache:
                 self._cache.pop(next(iter(self._cache)))
             fov = (self.patch_px * self.sampling_A,) * 2
-            atoms = atoms_for_labels(self.material, "twist", [key[1] * self.step], fov)
-            pair = tuple(simulate(atoms[atoms.get_tags() == k], self.optics,
-                                  sampling_A=self.sampling_A, fov_A=fov).image
-                         for k in (0, 1))
+            atoms = atoms_for_labels(self.material, "twist", [key[1] * self.step], fov,
+                                     margin_A=12.0)
+            sim_log = logging.getLogger("stackview.simulation.api")
+            level = sim_log.level
+            # a layer alone may leave a row's gap at an edge, which the simulator warns about;
+            # the edges are left out of every comparison (the core), so the user is not told
+            sim_log.setLevel(logging.ERROR)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    pair = tuple(simulate(atoms[atoms.get_tags() == k], self.optics,
+                                          sampling_A=self.sampling_A, fov_A=fov).image
+                                 for k in (0, 1))
+            finally:
+                sim_log.setLevel(level)
             self._cache[key] = pair
         return pair
 
