@@ -277,8 +277,11 @@ def build_figure(image: np.ndarray, pixel_size_nm: float, smap, field=None, inte
         k += 1
         ax.imshow(shown, cmap="gray", vmin=lo, vmax=hi, extent=extent)
         xx, yy = np.meshgrid(smap.x_nm, smap.y_nm)
+        # all-zero deviations (one window, a perfectly uniform map) make matplotlib's arrow
+        # autoscale divide by zero: draw them at a fixed scale instead
+        still = not np.any(np.nan_to_num(field.magnitude_A) > 0)
         q = ax.quiver(xx, yy, field.dx_A, field.dy_A, field.magnitude_A, cmap="plasma",
-                      angles="xy", pivot="middle")
+                      angles="xy", pivot="middle", **({"scale": 1.0} if still else {}))
         fig.colorbar(q, ax=ax, fraction=0.046, pad=0.04, label="|Δd| (Å)")
         rx0, ry0, rx1, ry1 = field.reference_roi_nm
         ax.add_patch(matplotlib.patches.Rectangle((rx0, ry0), rx1 - rx0, ry1 - ry0, fill=False,
