@@ -51,6 +51,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from realistic_corpus import angle_mod180, code_version, json_default
 from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -406,11 +407,6 @@ def resimulation_scan(image: np.ndarray, lattice: dict, bundle, coarse_step_A: f
     }
 
 
-def _angle_mod180(u, v) -> float:
-    a = math.degrees(math.atan2(u[1], u[0]) - math.atan2(v[1], v[0])) % 180.0
-    return min(a, 180.0 - a)
-
-
 def check_bilayer(path: Path, image: np.ndarray, lattice: dict, model: str) -> dict:
     """The model's reading of a slip bilayer against the model-free re-simulation scan."""
     from stackview.analysis.analyze import analyze_image
@@ -437,7 +433,7 @@ def check_bilayer(path: Path, image: np.ndarray, lattice: dict, model: str) -> d
     if frame is not None:
         out["model_frame"] = {"a_px": [float(v) for v in frame["a_px"]],
                               "mirror": bool(frame["mirror"])}
-        out["frame_a_angle_deg"] = _angle_mod180(frame["a_px"], readings[f]["a_px"])
+        out["frame_a_angle_deg"] = angle_mod180(frame["a_px"], readings[f]["a_px"])
         out["same_frame"] = bool(out["frame_a_angle_deg"] < 4.0
                                  and bool(frame["mirror"]) == readings[f]["mirror"])
     out["distance_A"] = float(np.asarray(bundle.label_space.distance(
@@ -531,14 +527,6 @@ def report(rows: list[dict], readers: list[str]) -> str:
     return "\n".join(out)
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DATA))
@@ -576,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(),
                     "load_average_start": list(os.getloadavg())},
-        "stackview": _code_version(),
+        "stackview": code_version(),
         "criteria": {"calibration_agreement": AGREEMENT, "slip_agreement_A": SLIP_AGREEMENT_A,
                      "autocorrelation_full_height": FULL_HEIGHT},
         "seconds": round(time.perf_counter() - t0, 1),
@@ -585,32 +573,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1, default=_json_default) + "\n")
+    tmp.write_text(json.dumps(results, indent=1, default=json_default) + "\n")
     os.replace(tmp, out)
     print(report(rows, readers))
     print(f"\nwrote {out} ({results['seconds']:.0f} s)")
     return 0
-
-
-def _code_version() -> dict:
-    """Which stackview was measured: its location and, for a git checkout, the commit and the
-    package files with uncommitted changes (the front end is being rewritten meanwhile)."""
-    import subprocess
-
-    import stackview
-
-    where = Path(stackview.__file__).resolve().parents[1]
-    info: dict = {"path": str(where)}
-    try:
-        info["commit"] = subprocess.run(["git", "-C", str(where), "rev-parse", "--short",
-                                         "HEAD"], capture_output=True, text=True,
-                                        check=True).stdout.strip()
-        status = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "stackview"],
-                                capture_output=True, text=True, check=True).stdout
-        info["uncommitted"] = [line[3:] for line in status.splitlines() if line.strip()]
-    except (OSError, subprocess.CalledProcessError):
-        info["commit"] = None
-    return info
 
 
 if __name__ == "__main__":

@@ -504,7 +504,7 @@ def build_corpus(models: list[str], n_per_model: int, seed: int = 0) -> dict:
 # =============================================================================================
 # analysis of the corpus
 # =============================================================================================
-def _angle_mod180(u, v) -> float:
+def angle_mod180(u, v) -> float:
     a = math.degrees(math.atan2(u[1], u[0]) - math.atan2(v[1], v[0])) % 180.0
     return min(a, 180.0 - a)
 
@@ -566,7 +566,7 @@ def analyse_one(path: Path, truth: dict, bundle, stride_nm: float | None) -> dic
         # only aligned (slip) models read in a lattice frame; a twist image has two lattices
         if a_px is not None and card.orientation == "aligned":
             # which lattice direction the analysis took as a (2-fold layers: up to sign)
-            row["frame_a_angle_error_deg"] = _angle_mod180(a_px, truth["lattice_a_px"])
+            row["frame_a_angle_error_deg"] = angle_mod180(a_px, truth["lattice_a_px"])
             row["frame_a_length_ratio"] = (float(np.hypot(*a_px))
                                            / float(np.hypot(*truth["lattice_a_px"])))
             row["frame_ok"] = bool(row["frame_a_angle_error_deg"] < 4.0
@@ -778,7 +778,7 @@ def bundled_models() -> list[str]:
             if e.source == "bundled" and e.card.task in ("slip", "twist")]
 
 
-def _json_default(o):
+def json_default(o):
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
@@ -858,7 +858,7 @@ def main(argv: list[str] | None = None) -> int:
 def write_results(results: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1, default=_json_default) + "\n")
+    tmp.write_text(json.dumps(results, indent=1, default=json_default) + "\n")
     os.replace(tmp, out)
     print(report(results))
     print(f"\nwrote {out}")

@@ -349,21 +349,13 @@ class ImageViewer(QWidget):
         if not (0 <= col < nx and 0 <= row < ny):
             return ""
         text = f"x {x_nm:.3f} nm, y {y_nm:.3f} nm · I {self.data[row, col]:.4g}"
-        if self.map_values is not None and self.map_rect is not None and self.map_item.isVisible():
-            r = self.map_rect
-            my, mx = self.map_values.shape
-            j = int(np.floor((y_nm - r.top()) / r.height() * my))
-            i = int(np.floor((x_nm - r.left()) / r.width() * mx))
-            if 0 <= i < mx and 0 <= j < my and np.isfinite(self.map_values[j, i]):
-                text += f" · {self.map_label} {self.map_values[j, i]:.3f}"
-        if (self.ncc_values is not None and self.ncc_rect is not None
-                and self.map_item.isVisible() and "NCC" not in self.map_label):
-            r = self.ncc_rect
-            my, mx = self.ncc_values.shape
-            j = int(np.floor((y_nm - r.top()) / r.height() * my))
-            i = int(np.floor((x_nm - r.left()) / r.width() * mx))
-            if 0 <= i < mx and 0 <= j < my and np.isfinite(self.ncc_values[j, i]):
-                text += f" · NCC {self.ncc_values[j, i]:.2f}"
+        if self.map_item.isVisible():
+            value = _cell_value(self.map_values, self.map_rect, x_nm, y_nm)
+            if value is not None:
+                text += f" · {self.map_label} {value:.3f}"
+            ncc = _cell_value(self.ncc_values, self.ncc_rect, x_nm, y_nm)
+            if ncc is not None and "NCC" not in self.map_label:
+                text += f" · NCC {ncc:.2f}"
         return text
 
     def _mouse_moved(self, pos) -> None:
@@ -396,3 +388,15 @@ def _arrow_segments(x, y, dx, dy, head: float = 0.3) -> np.ndarray:
     shaft = np.stack([x, y, tip_x, tip_y], axis=1)
     segs = np.concatenate([shaft, *out]).reshape(-1, 2)
     return segs
+
+
+def _cell_value(values, rect, x_nm: float, y_nm: float) -> float | None:
+    """The finite value of a map (drawn over ``rect``, in nm) at a point, else None."""
+    if values is None or rect is None:
+        return None
+    my, mx = values.shape
+    j = int(np.floor((y_nm - rect.top()) / rect.height() * my))
+    i = int(np.floor((x_nm - rect.left()) / rect.width() * mx))
+    if 0 <= i < mx and 0 <= j < my and np.isfinite(values[j, i]):
+        return float(values[j, i])
+    return None
