@@ -17,7 +17,7 @@ For every image there:
   the lattice, and whether the weaker chalcogen columns are found depends on the smoothing.
 * **bilayer reading** (the two ReS2 bilayer PNGs): the bundled model's reading
   (``analyze_image`` with the CLI's defaults) against a model-free re-simulation scan over the
-  whole slip domain — the project's ``benchmarks/sample_resimulation_scan.py`` generalised: the
+  whole slip domain (it replaces the sample-only ``sample_resimulation_scan.py``): the
   lattice from the autocorrelation, every reading of it as the material's (a, b) on both faces
   (the frames), windows sampled through the affine map those readings define (so scan
   distortion is undone), a grid of slips over the canonical domain re-simulated noise-free, the

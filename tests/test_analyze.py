@@ -81,3 +81,33 @@ def test_analyze_errors_leave_nothing(tiny_bundle, tmp_path):
     if not torch.cuda.is_available():
         assert main(["analyze", str(bad), "--model", str(tiny_bundle), "--device", "cuda",
                      "--out", str(out)]) == 2
+
+
+def test_window_ncc_of_a_refined_map_fills_cells_from_the_nearest_coarse_window():
+    """score_windows on a two-level map: refined cells carry their own window's NCC, the other
+    fine cells the nearest coarse window's (as the labels do)."""
+    from stackview.analysis.trust import score_windows
+    from stackview.inference.spm import SpmMap
+
+    cx = cy = np.array([1.0, 2.0, 3.0])
+    fx = fy = np.arange(1.0, 3.01, 0.5)
+    coarse = [(x, y, 10 * x + y, 0.0, 0.0, 0) for y in cy for x in cx]
+    fine = [(1.5, 1.5, 99.0, 0.0, 0.0, 1), (2.5, 3.0, 77.0, 0.0, 0.0, 1)]
+    pts = np.array(coarse + fine, dtype=float)
+    smap = SpmMap(fx, fy, np.zeros((5, 5, 2)), np.zeros((5, 5)), ("Da_A", "Db_A"), 0.8, 0.5,
+                  "refine", pts)
+
+    class Sampler:
+        def extract(self, centres):
+            return np.zeros((len(centres), 4, 4))
+
+    class Resim:  # the "NCC" is the first label, so every cell says where it came from
+        def ncc(self, window, values):
+            return float(values[0])
+
+    score_windows(None, 1.0, smap, Sampler(), Resim())
+    assert np.array_equal(smap.ncc_points, pts[:, 2])
+    assert smap.ncc[1, 1] == 99.0 and smap.ncc[4, 3] == 77.0
+    assert smap.ncc[0, 0] == 11.0 and smap.ncc[4, 4] == 33.0  # coarse windows themselves
+    assert smap.ncc[0, 4] == 31.0  # fine cell (x 3, y 1): coarse window (3, 1)
+    assert not np.isnan(smap.ncc).any()

@@ -2,8 +2,9 @@
 
 The paper's Fig. 4g check: build the stack a window's inferred slip/twist describes, simulate it
 with the model's imaging conditions, register it onto the experimental window and report the
-normalised cross-correlation and a line profile through both. The same comparison picks the
-lattice frame in which an aligned model reads an image (:func:`choose_frame`). No Qt here.
+normalised cross-correlation and a line profile through both. The same comparison decides the
+lattice reading (:mod:`stackview.analysis.lattice_reading`) and checks every window
+(:mod:`stackview.analysis.trust`). No Qt here.
 """
 
 from __future__ import annotations
@@ -26,14 +27,13 @@ EXPORT_FORMATS = {".xyz": "extxyz", ".cif": "cif", ".vasp": "vasp", ".poscar": "
 
 
 def atoms_for_labels(material, task: str, values, fov_A, margin_A: float = 8.0,
-                     interlayer_A: float | None = None, top_shift_A=(0.0, 0.0)):
-    """``ase.Atoms`` of the stack that labels describe (slip (Da, Db[, Dc, Dd]) Å or θ°;
-    ``top_shift_A`` moves a twisted stack's top layer, and so its moiré)."""
+                     interlayer_A: float | None = None):
+    """``ase.Atoms`` of the stack that labels describe (slip (Da, Db[, Dc, Dd]) Å or θ°)."""
     material = get_material(material)
     values = np.atleast_1d(np.asarray(values, dtype=float))
     if task == "twist":
         return build_twisted(material, float(values[0]), fov_A=fov_A, margin_A=margin_A,
-                             interlayer_A=interlayer_A, top_shift_A=top_shift_A)
+                             interlayer_A=interlayer_A)
     return build_stack(material, values.reshape(-1, 2), fov_A=fov_A, margin_A=margin_A,
                        interlayer_A=interlayer_A)
 
@@ -58,12 +58,12 @@ def export_atoms(atoms, path: str | Path) -> Path:
 
 
 def simulate_window(material, task: str, values, sampling_A: float, patch_px: int,
-                    optics, top_shift_A=(0.0, 0.0)) -> np.ndarray:
+                    optics) -> np.ndarray:
     """Noise-free incoherent simulation of a window with the given labels."""
     from stackview.simulation import simulate
 
     fov = (patch_px * sampling_A, patch_px * sampling_A)
-    atoms = atoms_for_labels(material, task, values, fov, top_shift_A=top_shift_A)
+    atoms = atoms_for_labels(material, task, values, fov)
     return simulate(atoms, optics, sampling_A=sampling_A, fov_A=fov).image
 
 
@@ -101,47 +101,3 @@ def compare_window(window: np.ndarray, simulated: np.ndarray, border_px: int | N
     value = ncc(w[core], aligned[core])
     row = w.shape[0] // 2
     return WindowCheck(w, aligned, value, shift, _norm(w[row]), _norm(aligned[row]))
-
-
-def choose_frame(image, pixel_size_nm: float, bundle, frames, optics, n_windows: int = 6,
-                 seed: int = 0, cancel=None):
-    """The frame in which the aligned model's predictions re-simulate best.
-
-    For each candidate frame, ``n_windows`` windows spread over the image are predicted,
-    re-simulated with the predicted labels and registered onto the window; the frame with the
-    highest median NCC wins. Returns ``(frame, scores)`` with scores per frame.
-    """
-    import torch
-
-    from stackview.engine.devices import module_device
-    from stackview.inference.spm import WindowSampler, window_centres_nm
-
-    card = bundle.card
-    space = bundle.label_space
-    rng = np.random.default_rng(seed)
-    scores = []
-    for frame in frames:
-        if cancel is not None:
-            cancel.check()
-        sampler = WindowSampler(image, pixel_size_nm, card.sampling_A, card.patch_px, frame)
-        x_nm, y_nm = window_centres_nm(np.shape(image), pixel_size_nm, sampler,
-                                       stride_nm=card.patch_nm / 2)
-        if len(x_nm) == 0 or len(y_nm) == 0:
-            scores.append(-1.0)
-            continue
-        yy, xx = np.meshgrid(y_nm, x_nm, indexing="ij")
-        pts = np.column_stack([xx.ravel(), yy.ravel()])
-        pick = pts[rng.choice(len(pts), size=min(n_windows, len(pts)), replace=False)]
-        windows = sampler.extract(pick / pixel_size_nm)
-        with torch.inference_mode():
-            x = torch.from_numpy(windows).unsqueeze(1).to(module_device(bundle.model))
-            preds = bundle.model(x).float().cpu().numpy()
-        values = [np.atleast_1d(space.canonical(p)) for p in preds]
-        nccs = [compare_window(w, simulate_window(card.material, card.task, v, card.sampling_A,
-                                                  card.patch_px, optics)).ncc
-                for w, v in zip(windows, values, strict=True)]
-        scores.append(float(np.median(nccs)))
-        log.info("frame rot %.1f° mirror %s: median NCC %.3f", frame.rotation_deg, frame.mirror,
-                 scores[-1])
-    best = int(np.argmax(scores))
-    return frames[best], scores

@@ -40,17 +40,17 @@ class Resimulator:
         self.max_cache = max_cache
         self._cache: dict[tuple, np.ndarray] = {}
 
-    def simulation(self, values, top_shift_A=(0.0, 0.0)) -> np.ndarray:
+    def simulation(self, values) -> np.ndarray:
         from stackview.analysis.resimulate import simulate_window
 
         v = np.atleast_1d(np.asarray(values, dtype=float))
-        key = (*np.round(v / self.step).astype(int), *np.round(top_shift_A, 3))
+        key = tuple(np.round(v / self.step).astype(int))
         sim = self._cache.get(key)
         if sim is None:
             if len(self._cache) >= self.max_cache:
                 self._cache.pop(next(iter(self._cache)))
             sim = simulate_window(self.material, self.task, np.round(v / self.step) * self.step,
-                                  self.sampling_A, self.patch_px, self.optics, top_shift_A)
+                                  self.sampling_A, self.patch_px, self.optics)
             self._cache[key] = sim
         return sim
 
@@ -89,8 +89,8 @@ class Resimulator:
 
     def ncc(self, window: np.ndarray, values) -> float:
         """Agreement of ``window`` with the simulation of ``values`` (registered; for twist
-        the best of θ and −θ, which a window in the lattice frame of either layer shows, over
-        a few positions of the moiré)."""
+        the better of θ and −θ, which a window in the lattice frame of either layer shows,
+        with the two layers placed separately: the moiré's position)."""
         from stackview.analysis.resimulate import compare_window
 
         v = np.atleast_1d(np.asarray(values, dtype=float))
@@ -174,13 +174,17 @@ def score_windows(image, pixel_size_nm: float, smap, sampler, resimulator: Resim
     # later rows (refinement windows) overwrite the coarse window at the same cell
     grid[iy[ok], ix[ok]] = out[ok]
     if smap.mode == "refine" and np.isnan(grid).any():
-        # fine cells not evaluated carry the nearest coarse window's value (as the labels do)
+        # fine cells not evaluated carry the nearest coarse window's value, found axis by axis
+        # on the coarse grid as refine_map does for the labels
         coarse = pts[:, -1] == 0
-        cx, cy = pts[coarse, 0], pts[coarse, 1]
-        yy, xx = np.meshgrid(smap.y_nm, smap.x_nm, indexing="ij")
+        cx, cy = np.unique(pts[coarse, 0]), np.unique(pts[coarse, 1])
+        cgrid = np.full((len(cy), len(cx)), np.nan)
+        cgrid[np.searchsorted(cy, pts[coarse, 1]), np.searchsorted(cx, pts[coarse, 0])] = \
+            out[coarse]
+        jy = np.abs(smap.y_nm[:, None] - cy[None, :]).argmin(axis=1)
+        jx = np.abs(smap.x_nm[:, None] - cx[None, :]).argmin(axis=1)
         missing = np.isnan(grid)
-        d = np.hypot(xx[missing][:, None] - cx[None], yy[missing][:, None] - cy[None])
-        grid[missing] = out[coarse][d.argmin(axis=1)]
+        grid[missing] = cgrid[jy][:, jx][missing]
     smap.ncc = grid
 
 
