@@ -378,12 +378,11 @@ def lattice_hypotheses(lattice_px: np.ndarray, material: Material | str,
     are known to a fraction of a cell over the field (+0.4 / cells), and marks such readings
     imprecise (fewer than 4 cells: their distortion is not undone).
     """
-    from stackview.inference.labels import projected_symmetry
+    from stackview.inference.labels import projected_symmetry_ops
 
     material = get_material(material)
     cell_A = material.cell_2d.T  # columns a, b (Å)
-    order, has_mirror = projected_symmetry(material)
-    ops = _symmetry_ops(material, order, has_mirror)
+    ops = projected_symmetry_ops(material)
     hyps: list[LatticeHypothesis] = []
     for cell, label in related_cells(lattice_px):
         if peaks is not None:
@@ -416,46 +415,6 @@ def lattice_hypotheses(lattice_px: np.ndarray, material: Material | str,
                     hyps.append(h)
     hyps.sort(key=lambda h: h.anisotropy)
     return hyps
-
-
-def _symmetry_ops(material: Material, order: int, has_mirror: bool) -> list[np.ndarray]:
-    """Cartesian point operations of the projected monolayer (rotations, and mirrors)."""
-    ops = []
-    for k in range(order):
-        t = 2 * math.pi * k / order
-        ops.append(np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]]))
-    if has_mirror:
-        a, b = material.cell_2d
-        found = None
-        for w in (a, b, a + b, a - b):
-            for phi in (math.atan2(w[1], w[0]), math.atan2(w[1], w[0]) + math.pi / 2):
-                ref = np.array([[math.cos(2 * phi), math.sin(2 * phi)],
-                                [math.sin(2 * phi), -math.cos(2 * phi)]])
-                if _is_symmetry(material, ref):
-                    found = ref
-                    break
-            if found is not None:
-                break
-        if found is not None:
-            ops += [r @ found for r in ops]
-    return ops
-
-
-def _is_symmetry(material: Material, op: np.ndarray) -> bool:
-    from stackview.inference.labels import _has_site
-
-    cell = material.cell_2d
-    m = (cell @ op.T) @ np.linalg.inv(cell)
-    if not np.allclose(m, np.round(m), atol=1e-3):
-        return False
-    xy = material.frac_ab @ cell
-    sym = np.array(material.symbols)
-    new = xy @ op.T
-    for j in np.nonzero(sym == sym[0])[0]:
-        moved = new + (xy[j] - new[0])
-        if all(_has_site(moved[i], xy[sym == sym[i]], cell, 0.05) for i in range(len(sym))):
-            return True
-    return False
 
 
 def _same_reading(m1: np.ndarray, m2: np.ndarray, ops) -> bool:

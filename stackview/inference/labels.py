@@ -212,6 +212,47 @@ class SlipLabels:
         return bounds
 
 
+def _maps_onto_itself(material: Material, op: np.ndarray, tol_A: float) -> bool:
+    """Whether the 2×2 Cartesian operation maps the projected monolayer onto itself: the
+    lattice onto itself and the basis (species and in-plane position) up to a translation."""
+    cell = material.cell_2d
+    # lattice preserved: op(a), op(b) are integer combinations of a, b
+    m = (cell @ op.T) @ np.linalg.inv(cell)
+    if not np.allclose(m, np.round(m), atol=1e-3):
+        return False
+    xy = material.frac_ab @ cell
+    sym = np.array(material.symbols)
+    new = xy @ op.T
+    for j in np.nonzero(sym == sym[0])[0]:
+        moved = new + (xy[j] - new[0])
+        if all(_has_site(moved[i], xy[sym == sym[i]], cell, tol_A) for i in range(len(sym))):
+            return True
+    return False
+
+
+def _mirror_op(material: Material, tol_A: float) -> np.ndarray | None:
+    """A mirror line of the projected monolayer (along or across a short lattice vector), or
+    None."""
+    a, b = material.cell_2d
+    for v in (a, b, a + b, a - b):
+        for phi in (math.atan2(v[1], v[0]), math.atan2(v[1], v[0]) + math.pi / 2):
+            ref = np.array(
+                [[math.cos(2 * phi), math.sin(2 * phi)], [math.sin(2 * phi), -math.cos(2 * phi)]]
+            )
+            if _maps_onto_itself(material, ref, tol_A):
+                return ref
+    return None
+
+
+def _rotation_order(material: Material, tol_A: float) -> int:
+    for n in (6, 4, 3, 2):
+        ang = 2 * math.pi / n
+        rot = np.array([[math.cos(ang), -math.sin(ang)], [math.sin(ang), math.cos(ang)]])
+        if _maps_onto_itself(material, rot, tol_A):
+            return n
+    return 1
+
+
 def projected_symmetry(material: Material | str, tol_A: float = 0.05) -> tuple[int, bool]:
     """Rotation order n and presence of a mirror line of the monolayer's 2-D projection.
 
@@ -219,46 +260,18 @@ def projected_symmetry(material: Material | str, tol_A: float = 0.05) -> tuple[i
     and in-plane position) onto itself up to a translation.
     """
     material = get_material(material)
-    cell = material.cell_2d
-    xy = material.frac_ab @ cell
-    sym = np.array(material.symbols)
+    return _rotation_order(material, tol_A), _mirror_op(material, tol_A) is not None
 
-    def maps_onto_itself(op: np.ndarray) -> bool:
-        # lattice preserved: op(a), op(b) are integer combinations of a, b
-        m = (cell @ op.T) @ np.linalg.inv(cell)
-        if not np.allclose(m, np.round(m), atol=1e-3):
-            return False
-        new = xy @ op.T
-        ref_species = sym[0]
-        for j in np.nonzero(sym == ref_species)[0]:
-            t = xy[j] - new[0]
-            moved = new + t
-            if all(
-                _has_site(moved[i], xy[sym == sym[i]], cell, tol_A) for i in range(len(sym))
-            ):
-                return True
-        return False
 
-    order = 1
-    for n in (6, 4, 3, 2):
-        ang = 2 * math.pi / n
-        rot = np.array([[math.cos(ang), -math.sin(ang)], [math.sin(ang), math.cos(ang)]])
-        if maps_onto_itself(rot):
-            order = n
-            break
-    mirror = False
-    a, b = cell
-    for v in (a, b, a + b, a - b):
-        for phi in (math.atan2(v[1], v[0]), math.atan2(v[1], v[0]) + math.pi / 2):
-            ref = np.array(
-                [[math.cos(2 * phi), math.sin(2 * phi)], [math.sin(2 * phi), -math.cos(2 * phi)]]
-            )
-            if maps_onto_itself(ref):
-                mirror = True
-                break
-        if mirror:
-            break
-    return order, mirror
+def projected_symmetry_ops(material: Material | str, tol_A: float = 0.05) -> list[np.ndarray]:
+    """The point operations (2×2, Cartesian) of the monolayer's projection: its rotations and,
+    with a mirror line, their products with it."""
+    material = get_material(material)
+    n = _rotation_order(material, tol_A)
+    ops = [np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+           for t in (2 * math.pi * k / n for k in range(n))]
+    mirror = _mirror_op(material, tol_A)
+    return ops + ([r @ mirror for r in ops] if mirror is not None else [])
 
 
 def _has_site(p: np.ndarray, sites: np.ndarray, cell: np.ndarray, tol_A: float) -> bool:
