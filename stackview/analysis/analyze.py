@@ -263,7 +263,7 @@ def analyze_image(
                 f"pixel size {reading.pixel_size_nm:.5g} nm/px from the {card.material} "
                 f"lattice, decided by re-simulation among {len(scores)} readings "
                 f"(confidence {reading.confidence:.2f})")
-        notes.append(_frame_note(frame, card, reading, undistort))
+        notes.append(_frame_note(frame, reading, undistort))
         if card.task == "slip" and card.layers == 3:
             from stackview.inference.labels import projected_symmetry
 
@@ -295,11 +295,7 @@ def analyze_image(
                   cancel)
     del sampler  # its spline coefficients are as large as the image
     stages["check"] = _lap()
-    from stackview.analysis.lattice_reading import MIN_NCC_TWIST
-    from stackview.analysis.trust import MIN_MEDIAN_NCC
-
-    reliable, reason = judge(smap, reading,
-                             MIN_NCC_TWIST if card.task == "twist" else MIN_MEDIAN_NCC)
+    reliable, reason = judge(smap, reading, card.task)
     space = bundle.label_space
     stats = label_statistics(smap.values.reshape(-1, len(smap.names)), smap.names, space)
     field_ = slip_vector_field(smap, space, frame) if isinstance(space, SlipLabels) else None
@@ -310,7 +306,7 @@ def analyze_image(
                           reading, undistort, stages)
 
 
-def _frame_note(frame, card, reading, undistort: bool) -> str:
+def _frame_note(frame, reading, undistort: bool) -> str:
     d = reading.distortion
     text = (f"read the lattice with a along {frame.rotation_deg:+.1f}° from +x"
             + (" on the mirrored image (the other face)" if frame.mirror else "")

@@ -40,11 +40,6 @@ MAX_SPECTRUM_PX = 2048
 SCORING_CROP_PX = 1536
 #: hypotheses whose affine map is more anisotropic than this are not scan distortions
 MAX_ANISOTROPY = 0.07
-#: best re-simulation NCC below which a reading is not trusted (slip; twist: MIN_NCC_TWIST,
-#: because twist windows sample the lattice near Nyquist and the moiré is fitted only
-#: approximately, so right readings of noisy images score 0.35-0.5 in the corpus)
-MIN_NCC = 0.5
-MIN_NCC_TWIST = 0.3
 #: NCC margin by which the best scale must beat the best other scale to be called decided
 MIN_SCALE_MARGIN = 0.05
 #: NCC margin below which two orientations/faces that give different labels are ambiguous
@@ -514,7 +509,9 @@ def read_lattice(image: np.ndarray, material: Material | str, scorer=None,
     scale_margin = best.score - max(other_scale) if other_scale else 1.0
     frame_margin = best.score - max(same_scale) if same_scale else 1.0
     reason = ""
-    min_ncc = getattr(scorer, "min_ncc", MIN_NCC)
+    from stackview.analysis.trust import min_ncc as task_min_ncc
+
+    min_ncc = task_min_ncc(getattr(scorer, "task", "slip"))
     confidence = float(np.clip((best.score - (min_ncc - 0.2)) / 0.4, 0, 1)
                        * np.clip(scale_margin / (2 * MIN_SCALE_MARGIN), 0, 1))
     if not best.score >= min_ncc:
@@ -666,8 +663,8 @@ class ResimulationScorer:
         return 0.5 if self.card.task == "twist" else 0.1
 
     @property
-    def min_ncc(self) -> float:
-        return MIN_NCC_TWIST if self.card.task == "twist" else MIN_NCC
+    def task(self) -> str:
+        return self.card.task
 
 
 def calibrate_by_resimulation(image, material, bundle=None, progress=None, cancel=None):
