@@ -26,7 +26,9 @@ FIGURE_MAX_PX = 1024
 
 def write_map_csv(path: Path, smap) -> Path:
     """One row per evaluated window: x_nm, y_nm, labels, uncertainty, level and, when the
-    windows were scored, ``ncc`` (their re-simulation NCC; empty where not scored)."""
+    windows were scored, ``ncc`` (their re-simulation NCC; empty where not scored); for twist
+    maps with bounds, ``theta_bound`` ("<3.0" or ">57.0" where the window gives a bound, and the
+    angle is then left empty)."""
     unit = "deg" if smap.names == ("theta_deg",) else "A"
     header = ["x_nm", "y_nm", *smap.names, f"uncertainty_{unit}", "level"]
     ncc = getattr(smap, "ncc_points", None)
@@ -35,14 +37,19 @@ def write_map_csv(path: Path, smap) -> Path:
         if len(ncc) != len(smap.points):
             raise ValueError(f"ncc_points has {len(ncc)} values for {len(smap.points)} windows")
         header.append("ncc")
+    bounds = getattr(smap, "bounds", None)
+    if bounds is not None:
+        header.append("theta_bound")
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(header)
         for k, row in enumerate(smap.points):
-            cells = [f"{row[0]:.4f}", f"{row[1]:.4f}", *(f"{v:.4f}" for v in row[2:-1]),
-                     int(row[-1])]
+            cells = [f"{row[0]:.4f}", f"{row[1]:.4f}",
+                     *(f"{v:.4f}" if np.isfinite(v) else "" for v in row[2:-1]), int(row[-1])]
             if ncc is not None:
                 cells.append(f"{ncc[k]:.4f}" if np.isfinite(ncc[k]) else "")
+            if bounds is not None:
+                cells.append(bounds.label(int(bounds.side_points[k])))
             w.writerow(cells)
     return path
 

@@ -59,6 +59,9 @@ class SpmMap:
         noise-free simulation of the labels read in it, on the grid (ny, nx) and per row of
         ``points``; None until :func:`stackview.analysis.trust.score_windows` has run, NaN
         where a window was not scored.
+    bounds
+        For twist maps, the windows whose reading is a bound ("θ < 3°") rather than an angle
+        (:class:`stackview.analysis.twist_bounds.TwistBounds`); None until applied.
     """
 
     x_nm: np.ndarray
@@ -74,6 +77,7 @@ class SpmMap:
     extra: dict = field(default_factory=dict)
     ncc: np.ndarray | None = None
     ncc_points: np.ndarray | None = None
+    bounds: object | None = None
 
     @property
     def n_patches(self) -> int:
