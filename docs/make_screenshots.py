@@ -2,9 +2,9 @@
 
 Starts the application, opens the bundled sample, runs a real analysis with the bundled ReS2
 model (the model's window, stride 0.25 nm), clicks a map point, shows the PEL panel and the
-batch statistics of ``resources/samples/``, and saves a PNG of the window after each step into
-``docs/img/gui/``. Every wait goes through the Qt event loop (a local ``QEventLoop`` polled by a
-timer); the GUI thread never sleeps while a job runs.
+batch statistics of ``stackview/resources/samples/``, and saves a PNG of the window after each
+step into ``docs/img/gui/``. Every wait goes through the Qt event loop (a local ``QEventLoop``
+polled by a timer); the GUI thread never sleeps while a job runs.
 
 Run from the repository root (Xvfb gives a fixed, reproducible screen)::
 
@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "resources" / "samples" / "ReS2_bilayer_tedgen_sample4.png"
-SAMPLES = ROOT / "resources" / "samples"
+SAMPLE = ROOT / "stackview" / "resources" / "samples" / "ReS2_bilayer_tedgen_sample4.png"
+SAMPLES = ROOT / "stackview" / "resources" / "samples"
 MODEL = "ReS2_slip_bilayer"
 WINDOW_SIZE = (1500, 950)
 JOB_TIMEOUT_S = 3 * 3600
@@ -236,7 +236,7 @@ def main(argv=None) -> int:
         w.docks["fft"].raise_()
         w.fft.widget.setRange(xRange=(-FFT_ZOOM, FFT_ZOOM), yRange=(-FFT_ZOOM, FFT_ZOOM),
                               padding=0)
-        shot("07_batch", "batch statistics of resources/samples/ (the CLI's stats.csv)")
+        shot("07_batch", "batch statistics of stackview/resources/samples/ (the CLI's stats.csv)")
 
     w.close()
     app.processEvents()

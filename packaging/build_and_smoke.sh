@@ -12,7 +12,7 @@
 # The checks run the frozen executable from another folder with the repository out of reach, so
 # only what was bundled can be used:
 #   1. `stackview --version` prints this checkout's version;
-#   2. `stackview analyze` on the bundled sample (from _internal/resources/samples) with the
+#   2. `stackview analyze` on the bundled sample (from _internal/stackview/resources/samples) with the
 #      bundled ReS2 model writes map.csv, map_*.tif, figure.png and summary.json, and the slip
 #      it reads is the one documented in the README (Da 0.80 +- 0.2 A, Db 1.95 +- 0.2 A);
 #   3. the window starts offscreen (STACKVIEW_GUI_EXIT_AFTER_MS): start time measured twice;
@@ -83,7 +83,7 @@ expected="stackview $(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$root/stackview/_
 echo "version: $version" >> "$report"
 
 say "check 2: stackview analyze on the bundled sample"
-sample="$app/_internal/resources/samples/ReS2_bilayer_tedgen_sample4.png"
+sample="$app/_internal/stackview/resources/samples/ReS2_bilayer_tedgen_sample4.png"
 [[ -f "$sample" ]] || fail "the bundled sample is missing from the app ($sample)"
 t0=$(date +%s.%N)
 run_app analyze "$sample" --material ReS2 --out "$smoke/cli" > "$smoke/analyze.log" 2>&1 \

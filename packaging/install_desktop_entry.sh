@@ -12,7 +12,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
-icons="$root/resources/icons"
+icons="$root/stackview/resources/icons"
 exec_cmd="stackview"
 if [[ "${1:-}" == "--exec" ]]; then
     [[ -n "${2:-}" ]] || { echo "install_desktop_entry: --exec needs the path of the stackview executable." >&2; exit 2; }
@@ -22,8 +22,8 @@ elif [[ $# -gt 0 ]]; then
     echo "install_desktop_entry: unknown option $1 (use --exec PATH)." >&2
     exit 2
 fi
-if [[ ! -d "$icons" ]]; then  # the frozen app keeps resources/ in _internal/
-    icons="$(dirname "$exec_cmd")/_internal/resources/icons"
+if [[ ! -d "$icons" ]]; then  # the frozen app keeps stackview/resources/ in _internal/ too
+    icons="$(dirname "$exec_cmd")/_internal/stackview/resources/icons"
 fi
 data="${XDG_DATA_HOME:-$HOME/.local/share}"
 

@@ -1,4 +1,4 @@
-"""Draw stackview's icon: ``resources/icons/stackview.svg`` and PNGs rendered from it by Qt.
+"""Draw stackview's icon: ``stackview/resources/icons/stackview.svg`` and PNGs rendered by Qt.
 
 The icon is two hexagonal atom lattices, the top one slipped against the bottom one (what
 stackview measures), on a dark rounded square. The SVG is written from the geometry below and
@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-ICONS_DIR = Path(__file__).resolve().parents[1] / "resources" / "icons"
+ICONS_DIR = Path(__file__).resolve().parents[1] / "stackview" / "resources" / "icons"
 SIZES_PX = (16, 24, 32, 48, 64, 128, 256)
 VIEW = 256
 SPACING = 58.0  # lattice constant in icon units: few, large atoms stay readable at 32 px
@@ -105,7 +105,7 @@ def main() -> int:
         painter.end()
         path = ICONS_DIR / f"stackview-{size}.png"
         image.save(str(path), "PNG")
-        print(f"wrote {path.relative_to(ICONS_DIR.parents[1])} ({path.stat().st_size} bytes)")
+        print(f"wrote {path.relative_to(ICONS_DIR.parents[2])} ({path.stat().st_size} bytes)")
     return 0
 
 

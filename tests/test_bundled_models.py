@@ -18,7 +18,7 @@ RES2 = bundled_dir() / "ReS2_slip_bilayer"
 @pytest.fixture(scope="module")
 def res2():
     if not RES2.with_suffix(".json").is_file():
-        pytest.fail("the bundled ReS2 slip model is missing from resources/models")
+        pytest.fail("the bundled ReS2 slip model is missing from stackview/resources/models")
     return load_bundle(RES2)
 
 

@@ -16,7 +16,7 @@ from stackview.io.readers import SUFFIXES
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGING = ROOT / "packaging"
-ICONS = ROOT / "resources" / "icons"
+ICONS = ROOT / "stackview" / "resources" / "icons"
 #: shared-mime-info's own types and their globs (freedesktop.org.xml)
 STANDARD_MIME_GLOBS = {
     "image/tiff": {".tif", ".tiff"},
@@ -90,10 +90,10 @@ def test_pyinstaller_spec_bundles_every_resource_folder():
     """A cheap check of the spec (the build takes many minutes and is not run in CI)."""
     text = (PACKAGING / "stackview.spec").read_text(encoding="utf-8")
     compile(text, "stackview.spec", "exec")  # valid Python
-    folders = sorted(p.name for p in (ROOT / "resources").iterdir() if p.is_dir())
+    folders = sorted(p.name for p in (ROOT / "stackview" / "resources").iterdir() if p.is_dir())
     assert {"models", "samples", "pel"} <= set(folders)
     for name in folders:
-        assert f'"{name}"' in text, f"resources/{name} is not bundled by the spec"
+        assert f'"{name}"' in text, f"stackview/resources/{name} is not bundled by the spec"
     for needed in ('"NOTICE"', '"LICENSE"', '"materials" / "data"', "stackview_main.py",
                    'collect_submodules("stackview")'):
         assert needed in text

@@ -3,6 +3,7 @@ Help → About shows the version, the licence and the NOTICE's attributions (pyt
 offscreen)."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -86,7 +87,7 @@ def test_about_dialog_shows_version_licence_and_notice(qtbot, window):
     assert "GPL-3.0-or-later" in text
     for dependency in ("PySide6", "torch", "abtem", "rosettasciio", "numpy"):
         assert dependency in text
-    notice = (RESOURCES_DIR.parent / "NOTICE").read_text(encoding="utf-8")
+    notice = (Path(__file__).resolve().parents[1] / "NOTICE").read_text(encoding="utf-8")
     # every bundled file the NOTICE attributes, and the licences it names, appear verbatim
     attributed = re.findall(r"^\* (\S+)", notice, flags=re.MULTILINE)
     assert len(attributed) >= 4

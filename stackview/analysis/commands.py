@@ -18,8 +18,8 @@ def register(subparsers) -> None:
                     "also gets OUT/stats.csv. An image whose reading cannot be trusted is "
                     "flagged unreliable (printed, in summary.json, on the figure, and in "
                     "stats.csv, whose printed aggregate leaves it out).",
-        epilog="Example: stackview analyze resources/samples/ReS2_bilayer_tedgen_sample4.png "
-               "--out results/",
+        epilog="Example (in a clone): stackview analyze "
+               "stackview/resources/samples/ReS2_bilayer_tedgen_sample4.png --out results/",
     )
     p.add_argument("inputs", nargs="+", metavar="IMAGE|FOLDER",
                    help="image files (tif, png, jpg, dm3, dm4, emd, ser, mrc, npy) or folders")

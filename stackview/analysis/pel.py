@@ -24,8 +24,8 @@ without D3 there is no interlayer binding). Both are optional dependencies
 
 Files: a landscape is a CSV grid (``Da_A, Db_A, frac_a, frac_b, energy_meV, spacing_A``) plus a
 JSON provenance sidecar with the same stem (calculator, package versions and licences, grid,
-relaxation settings, the command that made it). Shipped landscapes live in ``resources/pel/``;
-computed or imported ones are cached per material in ``<user data>/pel/``. :func:`import_csv`
+relaxation settings, the command that made it). Shipped landscapes live in
+``stackview/resources/pel/``; computed or imported ones are cached per material in ``<user data>/pel/``. :func:`import_csv`
 reads a user's own DFT grid. Plotting lives in :mod:`stackview.analysis.pel_plot`.
 
 This module must not import Qt; torch, CHGNet and dftd3 are imported only inside the default
@@ -860,7 +860,8 @@ def _grid_count(frac: np.ndarray, name: str, fname: str) -> int:
 
 # --- cache -------------------------------------------------------------------------------------
 def shipped_path(material: Material | str) -> Path:
-    """Path of the landscape shipped in ``resources/pel/`` for a material (may not exist)."""
+    """Path of the landscape shipped in ``stackview/resources/pel/`` for a material (may not
+    exist)."""
     from stackview.paths import RESOURCES_DIR
 
     return RESOURCES_DIR / "pel" / f"{get_material(material).name}.csv"

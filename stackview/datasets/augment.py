@@ -9,8 +9,8 @@ image:
   (PSNR = 10·log10(1 / MSE), the paper's definition with MAX = 1);
 * :func:`apply_mask` — occluding blobs (a smooth random mask filled with the local mean);
 * :func:`add_contamination` — a random crop of a hydrocarbon "light wash" texture
-  (``resources/contamination``, derived from the paper's release; see its README) added with a
-  random strength;
+  (``stackview/resources/contamination``, derived from the paper's release; see its README)
+  added with a random strength;
 * :class:`OnlineAugment` — the same operations drawn per batch during training.
 
 Every function takes an explicit ``numpy.random.Generator``, so results are reproducible.

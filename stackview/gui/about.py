@@ -1,7 +1,8 @@
 """Help → About stackview: version, licence, the key dependencies' licences and the NOTICE.
 
-The attribution of bundled data is read from the NOTICE file at run time (beside ``resources/``
-in a checkout and in the frozen app), so the dialog never drifts from it. Qt only.
+The attribution of bundled data is read from the NOTICE file at run time (the repository's in a
+clone, the copy in the package metadata of an installed wheel or sdist, the one beside the
+package in the frozen app), so the dialog never drifts from it. Qt only.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from importlib import metadata
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QTextBrowser, QVBoxLayout
 
 from stackview import __version__
-from stackview.paths import RESOURCES_DIR
+from stackview.paths import PACKAGE_DIR
 
 LICENCE = "GPL-3.0-or-later"
-NOTICE_FILE = RESOURCES_DIR.parent / "NOTICE"
 
 #: (distribution, what it does for stackview, licence as its authors state it); the licences
 #: are written here because frozen apps and some installs carry no package metadata
@@ -51,8 +51,18 @@ def installed_version(distribution: str) -> str:
 
 def notice_text() -> str:
     """The NOTICE file's text, or one sentence saying where to find it."""
+    checkout = PACKAGE_DIR.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "NOTICE").is_file():
+        return (checkout / "NOTICE").read_text(encoding="utf-8")  # a clone: the current file
+    try:  # an installed wheel or sdist (and the frozen app): the license files in .dist-info
+        for name in ("licenses/NOTICE", "NOTICE"):
+            text = metadata.distribution("stackview").read_text(name)
+            if text:
+                return text
+    except metadata.PackageNotFoundError:
+        pass
     try:
-        return NOTICE_FILE.read_text(encoding="utf-8")
+        return (checkout / "NOTICE").read_text(encoding="utf-8")  # frozen app: _internal/NOTICE
     except OSError:
         return ("The NOTICE file with the attribution of the bundled data is missing from this "
                 "installation; it is part of stackview's source distribution.")

@@ -10,7 +10,7 @@ def register(subparsers) -> None:
         "gui", help="open the desktop window (also: 'stackview' with no command)",
         description="Open the stackview window; drop ADF-STEM images or folders on it, pick a "
                     "model and run the slip/twist analysis.",
-        epilog="Example: stackview gui resources/samples/ReS2_bilayer_tedgen_sample4.png",
+        epilog="Example: stackview gui stackview/resources/samples/ReS2_bilayer_tedgen_sample4.png",
     )
     p.add_argument("files", nargs="*", metavar="IMAGE|FOLDER", help="images or folders to open")
     p.set_defaults(func=run_gui)

@@ -1,8 +1,8 @@
 """Model bundles (safetensors weights + JSON card) and the registry of installed bundles.
 
 ``save_bundle``/``load_bundle`` write and read bundles without ever unpickling; ``list_models``
-finds the shipped bundles in ``resources/models/`` and the user's library. Importing this package
-does not import torch; no Qt.
+finds the shipped bundles in ``stackview/resources/models/`` and the user's library. Importing
+this package does not import torch; no Qt.
 """
 
 from stackview.models.bundle import (

@@ -270,7 +270,7 @@ def save_bundle(
     Parameters
     ----------
     stem
-        Path without suffix (``resources/models/ReS2_slip``).
+        Path without suffix (``stackview/resources/models/ReS2_slip``).
     model
         :class:`stackview.inference.regressor.StackingRegressor`.
     card

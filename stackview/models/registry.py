@@ -1,4 +1,4 @@
-"""Registry of model bundles: the ones shipped in ``resources/models/`` and the user's library.
+"""Registry of model bundles: those shipped in ``stackview/resources/models/``, and the user's.
 
 The user library is ``<user data dir>/models`` (see :func:`stackview.paths.user_data_dir`); a user
 bundle with the same name as a shipped one takes precedence. Only cards are read here (cheap, no

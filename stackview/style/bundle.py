@@ -63,7 +63,7 @@ def save_bundle(
     Parameters
     ----------
     stem
-        Path without suffix, e.g. ``resources/models/style_ReS2``.
+        Path without suffix, e.g. ``stackview/resources/models/style_ReS2``.
     model
         :class:`stackview.style.networks.DRIT`.
     reference_attribute
