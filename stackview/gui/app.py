@@ -41,8 +41,13 @@ def create_app():
 def main(files: list[str] | None = None) -> int:
     """Open the window with ``files`` and run the event loop; returns the exit code."""
     from stackview.engine.qt_compat import binding_problem
+    from stackview.gui.platform_check import xcb_problem
 
     start = time.perf_counter()
+    problem = xcb_problem()  # before QApplication: Qt's own message names no library
+    if problem:
+        print(f"stackview: error: {problem}.", file=sys.stderr)
+        return 2
     problem = binding_problem()
     if problem:  # refuse cleanly rather than abort mid-session and lose the user's work
         print(f"stackview: error: {problem}.", file=sys.stderr)
