@@ -113,6 +113,8 @@ class AnalysisResult:
             out["resimulation_ncc_median"] = round(float(np.nanmedian(s.ncc_points)), 4)
         if s.extra:
             out["refinement"] = s.extra
+        if s.bounds is not None:
+            out["twist_bound"] = s.bounds.to_dict()
         if len(self.interface):
             out["interface_nm"] = np.round(self.interface, 4).tolist()
         if self.field is not None:
@@ -123,9 +125,14 @@ class AnalysisResult:
         return out
 
 
-def resolve_bundle(model: str | None, material: str | None, task: str | None = None):
-    """Load the requested model, or the bundled/user default for the material."""
-    from stackview.models.bundle import load_bundle
+_LOADED: dict[str, object] = {}
+
+
+def resolve_bundle(model: str | None, material: str | None, task: str | None = None,
+                   field_nm: float | None = None, window_nm: float | None = None):
+    """Load the requested model, or the bundled/user default for the material (by window,
+    see :func:`stackview.models.registry.preferred_model`); defaults are loaded once."""
+    from stackview.models.bundle import bundle_paths, load_bundle
 
     if model:
         return load_bundle(model)
@@ -135,11 +142,15 @@ def resolve_bundle(model: str | None, material: str | None, task: str | None = N
     from stackview.models.registry import preferred_model
 
     name = get_material(material).name
-    entry = preferred_model(name, task)
+    entry = preferred_model(name, task, field_nm=field_nm, window_nm=window_nm)
     if entry is None:
         raise UsageError(f"there is no model for {name} yet; train one ('stackview train') or "
                          "give --model PATH")
-    return load_bundle(entry.path)
+    weights = bundle_paths(entry.path)[0]
+    key = f"{entry.path}|{weights.stat().st_mtime_ns if weights.exists() else 0}"
+    if key not in _LOADED:
+        _LOADED[key] = load_bundle(entry.path)
+    return _LOADED[key]
 
 
 def optics_for_card(card):
@@ -167,6 +178,7 @@ def analyze_image(
     undistort: bool = True,
     progress=null_progress,
     cancel: CancelToken | None = None,
+    device=None,
 ) -> AnalysisResult:
     """Analyse one image (path or 2-D array) into maps (see module docstring).
 
@@ -175,7 +187,11 @@ def analyze_image(
     image_or_path
         Image file or a 2-D array (then ``pixel_size_nm`` or a material for FFT calibration).
     model, bundle
-        Model name/path, or an already loaded bundle; default: the material's model.
+        Model name/path, or an already loaded bundle; default: the material's model for the
+        image's field (or for ``window_nm``), see
+        :func:`stackview.models.registry.preferred_model`.
+    device
+        Torch device to run the model on (default: where the bundle is).
     material
         Material of the sample (default: the model's).
     pixel_size_nm
@@ -215,8 +231,15 @@ def analyze_image(
         if image.ndim != 2 or not np.all(np.isfinite(image)):
             raise UsageError("the image must be a 2-D array of finite numbers")
         path, meta_px = None, None
+    chosen_by_field = bundle is None and not model
     if bundle is None:
-        bundle = resolve_bundle(model, material)
+        # a first choice by the field the file's calibration gives (or the largest window);
+        # made again below once the lattice has given the pixel size
+        field = min(image.shape) * (pixel_size_nm or meta_px) if (pixel_size_nm or meta_px) \
+            else None
+        bundle = resolve_bundle(model, material, field_nm=field, window_nm=window_nm)
+    if device is not None:
+        bundle.model.to(device)
     card = bundle.card
     if material is not None:
         from stackview.materials import get_material
@@ -272,6 +295,13 @@ def analyze_image(
                              "read in the reported lattice frame: with a along the opposite "
                              "direction they read (−Da, −Db, −Dc, −Dd)")
     resimulator = scorer.resim if lattice_px is not None else None
+    if chosen_by_field and window_nm is None:
+        other = resolve_bundle(None, card.material, card.task,
+                               field_nm=min(image.shape) * calibration.pixel_size_nm)
+        if other.card.name != card.name:
+            bundle, card, resimulator = other, other.card, None
+            if device is not None:
+                bundle.model.to(device)
     stages["lattice"] = _lap()
     sampler = WindowSampler(image, calibration.pixel_size_nm, card.sampling_A, card.patch_px,
                             frame)
@@ -297,6 +327,12 @@ def analyze_image(
     stages["check"] = _lap()
     reliable, reason = judge(smap, reading, card.task)
     space = bundle.label_space
+    if card.task == "twist":
+        from stackview.analysis.twist_bounds import apply_twist_bounds
+
+        bound_text = apply_twist_bounds(smap, space).text()
+        if bound_text:
+            notes.append(bound_text)
     stats = label_statistics(smap.values.reshape(-1, len(smap.names)), smap.names, space)
     field_ = slip_vector_field(smap, space, frame) if isinstance(space, SlipLabels) else None
     interface = interface_polyline(smap, space)

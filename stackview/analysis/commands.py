@@ -28,7 +28,9 @@ def register(subparsers) -> None:
     p.add_argument("--pixel-size", type=float, metavar="NM",
                    help="pixel size in nm (default: from the file, else from the FFT lattice)")
     p.add_argument("--window", type=float, metavar="NM",
-                   help="window side in nm (must match the model's; default: the model's)")
+                   help="window side in nm: picks the material's model for that window (with "
+                        "--model: must match its window); default: by the image's field, the "
+                        "largest window the image holds three times")
     p.add_argument("--stride", type=float, default=0.5, metavar="NM",
                    help="distance between windows in nm (default 0.5; with --refine: the "
                         "coarse stride)")
@@ -85,13 +87,16 @@ def run_analyze(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     files = expand_inputs(args.inputs)
-    bundle = resolve_bundle(args.model, args.material)
-    bundle.model.to(device)
-    landscape = None
-    if args.pel:
+    # a named model is loaded once; otherwise each image gets the material's model for its
+    # field (or for --window), loaded once per model
+    bundle = resolve_bundle(args.model, args.material, window_nm=args.window)
+    landscapes: dict[str, object] = {}
+    if args.pel:  # checked up front: a bilayer slip model
         from stackview.analysis.pel import landscape_for_bundle
 
-        landscape = landscape_for_bundle(args.pel, bundle)
+        landscapes[bundle.card.name] = landscape_for_bundle(args.pel, bundle)
+    if not args.model:
+        bundle = None
     out = Path(args.out)
     rows, failures = [], 0
     for path in files:
@@ -100,7 +105,7 @@ def run_analyze(args: argparse.Namespace) -> int:
                 path, bundle=bundle, material=args.material, pixel_size_nm=args.pixel_size,
                 window_nm=args.window, stride_nm=args.stride, refine=args.refine,
                 fine_stride_nm=args.fine_stride, roi_nm=args.roi, n_views=args.views,
-                undistort=args.undistort,
+                undistort=args.undistort, device=device,
                 progress=TextProgress(path.name[:24]),
             )
         except UsageError as exc:
@@ -110,10 +115,13 @@ def run_analyze(args: argparse.Namespace) -> int:
             print(f"stackview: skipped {path.name}: {exc}", file=sys.stderr)
             continue
         folder = write_results(result, out)
-        if landscape is not None:
-            from stackview.analysis.pel import add_pel_to_figure
+        if args.pel:
+            from stackview.analysis.pel import add_pel_to_figure, landscape_for_bundle
 
-            add_pel_to_figure(result, folder, landscape)
+            name = result.bundle.card.name
+            if name not in landscapes:
+                landscapes[name] = landscape_for_bundle(args.pel, result.bundle)
+            add_pel_to_figure(result, folder, landscapes[name])
         s = result.summary()
         print(f"{path.name}: {s['n_patches']} windows in {s['seconds']:.1f} s "
               f"({s['patches_per_second']} windows/s), pixel {s['pixel_size_nm']:.5g} nm "

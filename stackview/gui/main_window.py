@@ -384,6 +384,8 @@ class MainWindow(QMainWindow):
         px = cal.pixel_size_nm if cal is not None else self.spm.pixel_size.value()
         self.viewer.set_image(opened.loaded.data, px)
         self.spm.show_calibration(cal.pixel_size_nm if cal else None, opened.message)
+        if not self.spm.model_choice():
+            self._model_changed()  # the automatic choice depends on the field
         self.viewer.set_window_nm(self.spm.window_nm.value())
         self.setWindowTitle(f"stackview — {Path(path).name}")
         self.status_text.setText(f"{Path(path).name}: {opened.message}")
@@ -396,6 +398,13 @@ class MainWindow(QMainWindow):
 
     def current_image(self) -> np.ndarray | None:
         return self.viewer.data
+
+    def _field_nm(self) -> float | None:
+        """The shorter side of the image shown (nm), when it is calibrated."""
+        image, px = self.current_image(), self.spm.pixel_size.value()
+        if image is None or not px > 0:
+            return None
+        return float(min(np.shape(image)) * px)
 
     # --- calibration -------------------------------------------------------------------------
     def auto_calibrate(self) -> None:
@@ -435,7 +444,8 @@ class MainWindow(QMainWindow):
         else:
             from stackview.models.registry import preferred_model
 
-            entry = preferred_model(material)  # the one analyze_image would use
+            # the one analyze_image would use: by window, for the field of the image shown
+            entry = preferred_model(material, field_nm=self._field_nm())
             card = entry.card if entry else None
         if card is None:
             self.spm.model_info.setText(f"No model for {material} yet: train one "

@@ -75,14 +75,15 @@ class AnalysisSettings:
 _BUNDLES: dict[str, object] = {}
 
 
-def load_model(name: str | None, material: str | None):
-    """The bundle for ``name`` (or the material's default), cached by resolved path."""
+def load_model(name: str | None, material: str | None, window_nm: float | None = None):
+    """The bundle for ``name`` (or the material's default for ``window_nm``), cached by path."""
     from stackview.analysis.analyze import resolve_bundle
     from stackview.engine.devices import resolve_device
 
-    key = f"{name}|{material}"
+    window = None if name else window_nm
+    key = f"{name}|{material}|{window}"
     if key not in _BUNDLES:
-        bundle = resolve_bundle(name, material)
+        bundle = resolve_bundle(name, material, window_nm=window)
         bundle.model.to(resolve_device("auto"))  # a CUDA GPU when torch sees one
         _BUNDLES[key] = bundle
     return _BUNDLES[key]
@@ -93,7 +94,7 @@ def run_analysis(path_or_image, settings: AnalysisSettings, progress=null_progre
     """:func:`stackview.analysis.analyze.analyze_image` with the panel's settings."""
     from stackview.analysis.analyze import analyze_image
 
-    bundle = load_model(settings.model, settings.material)
+    bundle = load_model(settings.model, settings.material, settings.window_nm)
     return analyze_image(
         path_or_image, bundle=bundle, material=settings.material,
         pixel_size_nm=settings.pixel_size_nm, window_nm=settings.window_nm,

@@ -78,15 +78,50 @@ def find_model(name: str) -> Path:
     raise UsageError(f"no model bundle called {name!r} (known: {known})")
 
 
-def preferred_model(material: str, task: str | None = None,
-                    layers: int | None = None) -> ModelEntry | None:
+#: a model's window is chosen so that the image holds at least this many windows across its
+#: shorter side (a map, not a single reading), the largest such window being the most accurate
+WINDOWS_ACROSS = 3.0
+
+
+def preferred_model(material: str, task: str | None = None, layers: int | None = None,
+                    field_nm: float | None = None,
+                    window_nm: float | None = None) -> ModelEntry | None:
     """The model used when none is named: user library first, then slip before twist, then
-    fewer layers (the one rule the CLI and the GUI share)."""
+    fewer layers (the one rule the CLI and the GUI share); among models that differ only in
+    their window, the one for ``window_nm`` or, by the image's shorter side ``field_nm``, the
+    largest window the image holds :data:`WINDOWS_ACROSS` times (else the smallest that fits);
+    with neither, the largest window."""
     candidates = [e for e in list_models() if e.card.material == material
                   and (task is None or e.card.task == task)
                   and (layers is None or e.card.layers == layers)]
-    candidates.sort(key=lambda e: (e.source != "user", e.card.task != "slip", e.card.layers))
-    return candidates[0] if candidates else None
+    if not candidates:
+        return None
+    candidates.sort(key=lambda e: (e.source != "user", e.card.task != "slip", e.card.layers,
+                                   -e.card.patch_nm))
+    head = candidates[0]
+    family = [e for e in candidates if (e.source, e.card.task, e.card.layers)
+              == (head.source, head.card.task, head.card.layers)]
+    return choose_window(family, field_nm, window_nm)
+
+
+def choose_window(family: list[ModelEntry], field_nm: float | None = None,
+                  window_nm: float | None = None) -> ModelEntry:
+    """One of ``family`` (models for the same job, sorted largest window first) by window."""
+    if window_nm is not None:
+        best = min(family, key=lambda e: abs(e.card.patch_nm - window_nm))
+        if abs(best.card.patch_nm - window_nm) > 0.05 * best.card.patch_nm:
+            sizes = ", ".join(f"{e.card.patch_nm:.2f}" for e in family)
+            raise UsageError(f"no {best.card.material} {best.card.task} model analyses "
+                             f"{window_nm:g} nm windows (windows: {sizes} nm); leave out "
+                             "--window or give one of these")
+        return best
+    if field_nm is None or len(family) == 1:
+        return family[0]
+    fits = [e for e in family if e.card.patch_nm <= field_nm * (1 + 1e-6)]
+    if not fits:
+        return family[-1]  # the smallest: the analysis then says the image is too small
+    roomy = [e for e in fits if field_nm * (1 + 1e-6) >= WINDOWS_ACROSS * e.card.patch_nm]
+    return roomy[0] if roomy else fits[-1]
 
 
 def default_model(material: str, task: str, layers: int = 2) -> ModelEntry | None:
