@@ -252,16 +252,34 @@ def refine_cell(cell_px: np.ndarray, peaks) -> np.ndarray:
     lattice, so the refined cell carries the exact scale and distortion."""
     vecs, strength = peaks
     g = np.linalg.inv(np.asarray(cell_px, dtype=float)).T  # rows g1, g2 (cycles/px)
-    for max_order in (2, 4, 8, 16):
+    # one peak per reflection, the nearest: in a twisted bilayer the other layer's peak of the
+    # same order lies ~0.17 index units away at 10°, and averaging the two would turn the cell
+    # half-way between the layers; once the cell is refined the tolerance tightens
+    for max_order, tol in ((2, 0.2), (4, 0.1), (8, 0.1), (16, 0.1)):
         coeffs = vecs @ np.linalg.inv(g)
         h = np.round(coeffs)
-        ok = (np.abs(coeffs - h).max(axis=1) < 0.2) & (np.abs(h).max(axis=1) <= max_order)
+        off = np.abs(coeffs - h).max(axis=1)
+        ok = (off < tol) & (np.abs(h).max(axis=1) <= max_order)
         ok &= np.abs(h).sum(axis=1) > 0
+        ok &= _nearest_per_reflection(h, off)
         if ok.sum() < 3 or np.linalg.matrix_rank(h[ok]) < 2:
             break
         w = np.sqrt(np.clip(strength[ok], 1e-6, None))[:, None]
         g, *_ = np.linalg.lstsq(h[ok] * w, vecs[ok] * w, rcond=None)
     return np.linalg.inv(g).T
+
+
+def _nearest_per_reflection(h: np.ndarray, off: np.ndarray) -> np.ndarray:
+    """Mask keeping, for every index (h, k), only the peak nearest to it."""
+    keep = np.zeros(len(h), dtype=bool)
+    order = np.lexsort((off, h[:, 1], h[:, 0]))
+    prev = None
+    for i in order:
+        key = (h[i, 0], h[i, 1])
+        if key != prev:
+            keep[i] = True
+            prev = key
+    return keep
 
 
 #: a change of the distortion across the image below this (any component of T) is not undone
@@ -541,7 +559,12 @@ def read_lattice(image: np.ndarray, material: Material | str, scorer=None,
                           f"re-simulate the image almost equally well (NCC {best.score:.2f} "
                           f"and {rival.score:.2f}, the first better in {wins} of {n} windows) "
                           f"but give labels {apart:.2f} apart")
-    best, drift = measure_drift(img, best, material)
+    drift = None
+    if getattr(scorer, "task", None) != "twist":
+        # a third of a twisted bilayer's field does not part the two layers' reflections
+        # (10° apart they blend in a band's spectrum, and domains of other twist differ
+        # between bands), so the change across the image is not read there
+        best, drift = measure_drift(img, best, material)
     scored[0] = best
     return LatticeReading(best, scored, confidence, not reason, reason, float(scale_margin),
                           float(frame_margin), drift=drift)

@@ -8,9 +8,11 @@ slip-stacked and twisted multilayers as ``ase.Atoms``.
 from stackview.materials.builders import (
     StackArrays,
     build_stack,
+    build_twist_domains,
     build_twisted,
     moire_period_A,
     stack_arrays,
+    triangle_domains,
     twisted_arrays,
 )
 from stackview.materials.catalog import (
@@ -25,6 +27,7 @@ __all__ = [
     "Material",
     "StackArrays",
     "build_stack",
+    "build_twist_domains",
     "build_twisted",
     "get_material",
     "list_materials",
@@ -33,5 +36,6 @@ __all__ = [
     "reduce_basis_2d",
     "save_user_material",
     "stack_arrays",
+    "triangle_domains",
     "twisted_arrays",
 ]

@@ -280,6 +280,64 @@ def build_twisted(
     return to_atoms(arrays, fov_A, margin_A, info)
 
 
+def triangle_domains(side_A: float, origin_A=(0.0, 0.0)):
+    """``f(xy) -> domain`` of a tiling by equilateral triangles of side ``side_A``: 0 in the
+    triangles pointing up, 1 in those pointing down (the paper's Fig. 5f alternates two twist
+    angles this way)."""
+    if not side_A > 0:
+        raise UsageError(f"the triangle side {side_A:g} Å must be positive")
+    origin = np.asarray(origin_A, dtype=float)
+    h = side_A * math.sqrt(3.0) / 2.0
+
+    def domain(xy: np.ndarray) -> np.ndarray:
+        p = np.atleast_2d(np.asarray(xy, dtype=float)) - origin
+        b = p[:, 1] / h  # rows of triangles
+        a = p[:, 0] / side_A - 0.5 * b
+        return ((a - np.floor(a)) + (b - np.floor(b)) > 1.0).astype(np.int8)
+
+    return domain
+
+
+def build_twist_domains(
+    material: Material | str,
+    thetas_deg,
+    domain_of_xy,
+    fov_A=(100.0, 100.0),
+    margin_A: float = 10.0,
+    interlayer_A: float | None = None,
+    center_A=None,
+    vacancy_ratio: float = 0.0,
+    seed=None,
+):
+    """Twisted bilayer whose top layer is turned by ``thetas_deg[k]`` where
+    ``domain_of_xy(xy) == k`` (e.g. :func:`triangle_domains`): domains of different twist over
+    one bottom layer, all rotations about ``center_A`` (default: the field's centre)."""
+    material = get_material(material)
+    thetas = [float(t) for t in np.atleast_1d(thetas_deg)]
+    if not all(np.isfinite(thetas)) or any(abs(t) > 360 for t in thetas):
+        raise UsageError("the twist angles must be between -360 and 360 degrees")
+    fx, fy = _validate_fov(fov_A, margin_A)
+    d = material.interlayer_A if interlayer_A is None else float(interlayer_A)
+    region = (-margin_A, fx + margin_A, -margin_A, fy + margin_A)
+    center = np.array([fx / 2, fy / 2]) if center_A is None else np.asarray(center_A, float)
+    p0, n0 = layer_arrays(material, region)
+    tops_p, tops_n = [], []
+    for k, theta in enumerate(thetas):
+        p, n = layer_arrays(material, region, theta_deg=theta, center_A=center)
+        keep = np.asarray(domain_of_xy(p[:, :2])) == k
+        tops_p.append(p[keep])
+        tops_n.append(n[keep])
+    p1, n1 = np.vstack(tops_p), np.concatenate(tops_n)
+    p1[:, 2] += d
+    layer = np.concatenate([np.zeros(len(n0), np.int16), np.ones(len(n1), np.int16)])
+    arrays = _postprocess(np.vstack([p0, p1]), np.concatenate([n0, n1]), layer,
+                          np.random.default_rng(seed), 0.0, 0.0, vacancy_ratio)
+    info = {"material": material.name, "task": "twist", "layers": 2, "thetas_deg": thetas,
+            "interlayer_A": d, "center_A": [float(v) for v in center],
+            "vacancy_ratio": vacancy_ratio, "seed": seed}
+    return to_atoms(arrays, fov_A, margin_A, info)
+
+
 def moire_period_A(material: Material | str, theta_deg: float) -> float:
     """Moiré period L = a / (2 sin(θ/2)) of a twisted bilayer (Å), using |a|."""
     material = get_material(material)
