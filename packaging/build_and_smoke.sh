@@ -4,10 +4,18 @@
 #
 #   nice -n 19 packaging/build_and_smoke.sh            # build + smoke test
 #   packaging/build_and_smoke.sh --smoke-only          # test an existing build again
+#   STACKVIEW_BUILD_REUSE_SITE=1 packaging/build_and_smoke.sh   # reuse PYTHON's packages
+#
+# The app is built from the wheel, so it cannot drift from what `pip install` gives: the wheel
+# is built from this checkout (pip wheel --no-deps), installed into the build environment
+# (--force-reinstall, every build), and PyInstaller runs from outside the repository; the spec
+# refuses a stackview imported from a checkout.
 #
 # STACKVIEW_BUILD_DIR (default build/pyinstaller in the repository) holds the virtual
-# environment (venv/, made once, reused), PyInstaller's work/ and dist/stackview/ (the app), and
-# smoke/ with the checks' outputs and report.txt. PYTHON (default python3) makes the venv.
+# environment (venv/, made once, reused), wheel/, PyInstaller's work/ and dist/stackview/ (the
+# app), and smoke/ with the checks' outputs and report.txt. PYTHON (default python3) makes the
+# venv. STACKVIEW_BUILD_REUSE_SITE=1 makes it with --system-site-packages (venv-site/) and
+# installs only PyInstaller and the wheel into it: no second download of torch & co.
 #
 # The checks run the frozen executable from another folder with the repository out of reach, so
 # only what was bundled can be used:
@@ -35,17 +43,39 @@ app="$build/dist/stackview"
 exe="$app/stackview"
 
 if [[ $smoke_only -eq 0 ]]; then
-    if [[ ! -x "$build/venv/bin/python" ]]; then
-        say "making the build environment in $build/venv"
-        "$python" -m venv "$build/venv"
-        # editable: PyInstaller takes stackview's code from this checkout (pathex in the spec)
-        "$build/venv/bin/python" -m pip install -q -e "$root[packaging]"
+    reuse="${STACKVIEW_BUILD_REUSE_SITE:-0}"
+    venv="$build/venv"
+    [[ "$reuse" == 1 ]] && venv="$build/venv-site"
+    vpy="$venv/bin/python"
+    fresh_venv=0
+    if [[ ! -x "$vpy" ]]; then
+        say "making the build environment in $venv"
+        if [[ "$reuse" == 1 ]]; then
+            "$python" -m venv --system-site-packages "$venv"
+        else
+            "$python" -m venv "$venv"
+        fi
+        # PEP 639 licence metadata needs setuptools >= 77 (a venv's own copy may be older)
+        "$vpy" -m pip install -q "setuptools>=77" "pyinstaller>=6.10"
+        fresh_venv=1
     fi
-    say "PyInstaller: $("$build/venv/bin/pyinstaller" --version)"
+    say "building the wheel from $root"
+    rm -rf "$build/wheel"
+    "$vpy" -m pip wheel -q --no-deps --no-build-isolation -w "$build/wheel" "$root" \
+        > "$build/wheel.log" 2>&1 || { tail -20 "$build/wheel.log"; fail "the wheel did not build"; }
+    wheel=$(ls "$build"/wheel/stackview-*.whl)
+    if [[ "$reuse" == 1 || $fresh_venv -eq 0 ]]; then
+        "$vpy" -m pip install -q --no-deps --force-reinstall "$wheel"
+    else  # a clean environment: the wheel with its dependencies, as a user installs it
+        "$vpy" -m pip install -q "$wheel[packaging]"
+    fi
+    where=$(cd "$build" && "$vpy" -c "import stackview; print(stackview.__file__)")
+    [[ "$where" == "$venv"/* ]] || fail "the build environment imports stackview from $where, not from the wheel"
+    say "stackview from the wheel $(basename "$wheel") ($where); PyInstaller $("$venv/bin/pyinstaller" --version)"
     rm -rf "$app"
     t0=$(date +%s)
-    (cd "$root" && "$build/venv/bin/pyinstaller" --noconfirm --log-level WARN \
-        --distpath "$build/dist" --workpath "$build/work" packaging/stackview.spec) \
+    (cd "$build" && env -u PYTHONPATH "$venv/bin/pyinstaller" --noconfirm --log-level WARN \
+        --distpath "$build/dist" --workpath "$build/work" "$root/packaging/stackview.spec") \
         > "$build/pyinstaller.log" 2>&1 || { tail -30 "$build/pyinstaller.log"; fail "PyInstaller did not build the app (log: $build/pyinstaller.log)"; }
     build_s=$(( $(date +%s) - t0 ))
     say "built $app in ${build_s} s"
@@ -62,7 +92,7 @@ files=$(find "$app" -type f | wc -l)
 {
     echo "stackview frozen build: $app"
     echo "date: $(date -Iseconds)   machine: $(nproc) CPU cores, $(uname -m), no GPU use"
-    [[ -n "${build_s:-}" ]] && echo "build time: ${build_s} s"
+    [[ -n "${build_s:-}" ]] && echo "build time: ${build_s} s (PyInstaller; from the wheel $(basename "$wheel"))"
     echo "size on disk: $size_h ($size_bytes bytes, $files files)"
 } > "$report"
 
