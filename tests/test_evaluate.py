@@ -163,3 +163,20 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
     summary = json.loads((tmp_path / "st" / "study_vacancy_ratio.json").read_text())
     assert [r["vacancy_ratio"] for r in summary["results"]] == [0.0, 0.1]
     assert (tmp_path / "st" / "study_vacancy_ratio.png").is_file()
+
+
+def test_twist_metrics_by_angle_and_away_from_alignment():
+    from stackview.inference.evaluate import twist_metrics
+    from stackview.inference.labels import TwistLabels
+
+    space = TwistLabels("MoS2")
+    true = np.array([1.0, 30.0, 40.0, 58.0])
+    pred = np.array([2.0, 30.1, 20.0, 57.5])  # 40° read as its partner 20°
+    m = twist_metrics(pred, true, space)
+    assert m["mean_deg_3deg_from_ends"] == pytest.approx((0.1 + 20.0) / 2)
+    assert m["confusions_5deg_from_ends"] == 1
+    first = m["by_angle"][0]
+    assert (first["from_deg"], first["to_deg"], first["n"]) == (0.0, 3.0, 1)
+    assert first["mean_deg"] == pytest.approx(1.0)
+    assert sum(b["n"] for b in m["by_angle"]) == 4
+    assert m["by_angle"][-1]["n"] == 1 and m["by_angle"][-1]["mean_deg"] == pytest.approx(0.5)

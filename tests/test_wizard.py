@@ -379,3 +379,20 @@ def test_runner_starts_a_related_material_from_a_bundled_model(tmp_path):
     result = fn(progress=null_progress, cancel=CancelToken())
     card = read_card(result["bundle"])
     assert card.material == "ReSe2" and card.training["init_from"]["bundle"] == "ReS2_slip_bilayer"
+
+
+def test_window_size_is_chosen_with_the_patch_size(tmp_path):
+    """The wizard's patch size is the model's window: it says how large, and for twist which
+    angles such a window reads before the analysis gives a bound."""
+    from stackview.gui.wizard import runner
+
+    p = Project.open(tmp_path / "proj")
+    p.update("material", name="MoS2", task="twist", layers=2)
+    p.update("imaging", sampling_A=0.25)
+    p.update("dataset", patch_px=100)
+    small = runner.window_text(p)
+    assert "2.50 nm" in small and "from 3.0° to 57.0°" in small
+    p.update("dataset", patch_px=256)
+    large = runner.window_text(p)
+    assert "6.40 nm" in large and "from 1.2° to 58.8°" in large
+    assert runner.dataset_spec(p).patch_px == 256

@@ -60,6 +60,12 @@ class AnalysisResult:
             if n + "_median" in s:
                 row[f"{n}_median"] = round(s[n + "_median"], 4)
                 row[f"{n}_iqr"] = round(s[n + "_iqr"], 4)
+        bound = s.get("twist_bound")
+        if bound and (bound["below"] or bound["above"]):
+            row["theta_bound"] = "; ".join(
+                part for part in (f"<{bound['low_deg']:.1f} in {bound['below']}" if bound["below"]
+                                  else "", f">{bound['high_deg']:.1f} in {bound['above']}"
+                                  if bound["above"] else "") if part)
         return row
 
     def summary(self) -> dict:

@@ -274,6 +274,16 @@ def build_figure(image: np.ndarray, pixel_size_nm: float, smap, field=None, inte
                        interpolation="nearest")
         unit = "°" if name == "theta_deg" else "Å"
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=f"{name.split('_')[0]} ({unit})")
+        bounds = getattr(smap, "bounds", None)
+        if name == "theta_deg" and bounds is not None and (bounds.below or bounds.above):
+            # the windows that give a bound, not an angle: two flat shades with their bound
+            shade = np.where(bounds.side < 0, 0.0, np.where(bounds.side > 0, 1.0, np.nan))
+            ax.imshow(shade, cmap=matplotlib.colors.ListedColormap(["#d9d9d9", "#636363"]),
+                      vmin=0, vmax=1, extent=map_extent, alpha=0.9, interpolation="nearest")
+            ax.text(0.01, 0.01, f"light: θ < {bounds.low_deg:.1f}°, dark: θ > "
+                    f"{bounds.high_deg:.1f}° (beyond a {bounds.window_nm:.2f} nm window)",
+                    transform=ax.transAxes, fontsize=7, color="black", va="bottom",
+                    bbox={"facecolor": "white", "alpha": 0.7, "lw": 0})
         if interface is not None and len(interface):
             ax.plot(interface[:, 0], interface[:, 1], "--", color="orange", lw=1.5)
         ax.set_title(f"{name.split('_')[0]} map")

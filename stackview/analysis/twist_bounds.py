@@ -37,7 +37,8 @@ class TwistBounds:
 
     ``side``: per window of the grid (ny, nx), −1 where θ < ``low_deg``, +1 where θ >
     ``high_deg``, 0 where the angle is read; ``side_points``: the same per row of the map's
-    points.
+    points; ``read_points``: what the network read there (kept for the inspector's
+    re-simulation, never reported as the angle).
     """
 
     limit_deg: float
@@ -46,6 +47,7 @@ class TwistBounds:
     window_nm: float
     side: np.ndarray
     side_points: np.ndarray
+    read_points: np.ndarray | None = None
 
     @property
     def below(self) -> int:
@@ -110,8 +112,9 @@ def apply_twist_bounds(smap, space) -> TwistBounds:
     col = smap.names.index("theta_deg")
     limit, low, high, side = twist_bounds(smap.values[..., col], space, smap.window_nm)
     _, _, _, side_points = twist_bounds(smap.points[:, 2 + col], space, smap.window_nm)
+    read = smap.points[:, 2 + col].copy()
     smap.values[..., col][side != 0] = np.nan
     smap.points[side_points != 0, 2 + col] = np.nan
-    bounds = TwistBounds(limit, low, high, float(smap.window_nm), side, side_points)
+    bounds = TwistBounds(limit, low, high, float(smap.window_nm), side, side_points, read)
     smap.bounds = bounds
     return bounds

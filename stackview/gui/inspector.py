@@ -75,6 +75,10 @@ class WindowInspector(QWidget):
         self.exp_curve.setData(d_nm, c.profile_experiment)
         self.sim_curve.setData(d_nm, c.profile_simulation)
         labels = ", ".join(f"{n} {v:.3f}" for n, v in zip(ins.names, ins.values, strict=True))
+        if getattr(ins, "bound", ""):
+            labels = (f"θ {ins.bound[0]} {ins.bound[1:]}° (a bound: its moiré is longer than "
+                      f"the window holds; shown re-simulated at the {ins.values[0]:.2f}° the "
+                      "network guessed)")
         text = (f"Window at ({ins.x_nm:.2f}, {ins.y_nm:.2f}) nm: {labels}; "
                 f"NCC with the re-simulation {c.ncc:.3f}")
         if ins.analysis_ncc is not None:

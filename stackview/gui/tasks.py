@@ -176,12 +176,15 @@ class WindowInspection:
     sampling_A: float
     analysis_ncc: float | None = None  # the NCC the analysis scored this window with
     ncc_threshold: float = 0.0  # below it a window is poor (the library's)
+    bound: str = ""  # for twist windows beyond what a window resolves: "<3.0" or ">57.0"
 
 
 def nearest_window(smap, x_nm: float, y_nm: float) -> int:
     """Index in ``smap.points`` of the evaluated window whose centre is nearest the point."""
     pts = smap.points
     ok = np.all(np.isfinite(pts[:, 2:2 + len(smap.names)]), axis=1)
+    if getattr(smap, "bounds", None) is not None:
+        ok |= smap.bounds.side_points != 0
     d = np.hypot(pts[:, 0] - x_nm, pts[:, 1] - y_nm)
     d[~ok] = np.inf
     return int(np.argmin(d))
@@ -218,6 +221,11 @@ def inspect_window(result, x_nm: float, y_nm: float, progress=null_progress,
     k = nearest_window(smap, x_nm, y_nm)
     x, y = float(smap.points[k, 0]), float(smap.points[k, 1])
     values = smap.points[k, 2:2 + len(smap.names)].astype(float)
+    bound = ""
+    if getattr(smap, "bounds", None) is not None and smap.bounds.side_points[k] != 0:
+        # re-simulate what the network read, reported only as the bound
+        bound = smap.bounds.label(int(smap.bounds.side_points[k]))
+        values = np.array([smap.bounds.read_points[k]])
     px = result.calibration.pixel_size_nm
     progress(0, 3, "cutting the window")
     sampler = WindowSampler(result.image, px, card.sampling_A, card.patch_px, result.frame)
@@ -236,4 +244,4 @@ def inspect_window(result, x_nm: float, y_nm: float, progress=null_progress,
     xy = xy[np.all((xy >= 0) & (xy < card.patch_px), axis=1)]
     progress(3, 3, "")
     return WindowInspection(x, y, values, smap.names, check, atoms, xy, card.sampling_A,
-                            window_ncc(smap, k), POOR_WINDOW_NCC)
+                            window_ncc(smap, k), POOR_WINDOW_NCC, bound)

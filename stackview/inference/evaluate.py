@@ -93,6 +93,23 @@ def twist_metrics(predicted_deg, true_deg, space: TwistLabels,
     out["confusions"] = int(confused.sum())
     out["confusion_candidates"] = int(usable.sum())
     out["fraction_below_0.3_deg"] = float(np.mean(err < 0.3))
+    # by true angle: near alignment a window sees no moiré (the analysis gives a bound there),
+    # so the accuracy bar is stated away from both ends
+    t = space.canonical(true)
+    edges = [lo, lo + 3, lo + 5, 15, 25, 35, 45, hi - 5, hi - 3, hi] if hi - lo == 60 else \
+        list(np.linspace(lo, hi, 7))
+    out["by_angle"] = [
+        {"from_deg": float(a), "to_deg": float(b), "n": int(m.sum()),
+         "mean_deg": float(err[m].mean()) if m.any() else None,
+         "median_deg": float(np.median(err[m])) if m.any() else None,
+         "confusions": int((confused & m).sum())}
+        for a, b in zip(edges[:-1], edges[1:], strict=True)
+        for m in [(t >= a) & ((t < b) | ((b == hi) & (t <= b)))]]
+    inner = (t >= lo + 3) & (t <= hi - 3)
+    if inner.any():
+        out["mean_deg_3deg_from_ends"] = float(err[inner].mean())
+    middle = (t >= lo + 5) & (t <= hi - 5)
+    out["confusions_5deg_from_ends"] = int((confused & middle).sum())
     return out
 
 

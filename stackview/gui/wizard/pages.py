@@ -829,7 +829,7 @@ class DatasetPage(StepPage):
         form.addRow("Labels", self.mode)
         form.addRow("Patches (random) / per grid point", self.count)
         form.addRow("Grid step (slip)", self.step_A)
-        form.addRow("Patch size (px)", self.patch_px)
+        form.addRow("Patch = window size (px)", self.patch_px)
         form.addRow("Held-out test patches", self.test_count)
         form.addRow("Vacancies up to (fraction)", self.vacancies)
         form.addRow("Hole probability", self.holes)
@@ -881,8 +881,9 @@ class DatasetPage(StepPage):
             self.fail(one_sentence(exc))
             return
         self.clear_error()
-        self.estimate.setText(f"About {n} patches, ≈ {nbytes / 1e6:.1f} MB on disk and "
-                              f"≈ {_duration(seconds)} on one core (rough estimate).")
+        self.estimate.setText(f"{runner.window_text(self.project)} About {n} patches, "
+                              f"≈ {nbytes / 1e6:.1f} MB on disk and ≈ {_duration(seconds)} on "
+                              "one core (rough estimate).")
         self.command.setPlainText(command)
 
     def start(self, resume: bool = False) -> None:

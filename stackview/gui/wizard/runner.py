@@ -101,6 +101,26 @@ def dataset_command(spec, out: Path) -> str:
     return _q(*parts)
 
 
+def window_text(project) -> str:
+    """The window the patch size makes, in nm, and for twist what such a window can read."""
+    from stackview.analysis.twist_bounds import resolvable_limit_deg
+    from stackview.inference.labels import TwistLabels
+    from stackview.materials import get_material
+
+    m, d = project["material"], project["dataset"]
+    window_nm = int(d["patch_px"]) * float(project["imaging"]["sampling_A"]) / 10.0
+    text = f"Each patch is the model's analysis window: {window_nm:.2f} nm."
+    if m["task"] == "twist":
+        material = get_material(m["name"])
+        lo, hi = TwistLabels(material).domain_deg
+        limit = resolvable_limit_deg(material.a_A, window_nm)
+        text += (f" A twist model with it reads θ from {lo + limit:.1f}° to {hi - limit:.1f}°; "
+                 "nearer alignment its moiré is longer than the window holds and the analysis "
+                 "gives a bound. Smaller windows map finer and fit smaller images; larger ones "
+                 "read angles nearer alignment.")
+    return text
+
+
 def dataset_estimate(project: Project) -> tuple[int, float, int]:
     """(patches, seconds, bytes) of the training + test datasets before they are made."""
     spec, test = dataset_spec(project), dataset_spec(project, test=True)
