@@ -175,3 +175,16 @@ def test_installed_wheel_runs_the_main_job_outside_the_repository(built, tmp_pat
     assert abs(summary["Db_A_median"] - EXPECTED_DB_A) < TOLERANCE_A, summary["Db_A_median"]
     # nothing written outside the output folder and the user data folder
     assert sorted(p.name for p in empty.iterdir()) == ["results"]
+
+
+def test_readme_setup_command_names_the_packaged_sample():
+    """The README's first set-up command (run from a clone) analyses the file the package
+    ships, at the path where it now lives."""
+    from stackview.paths import SAMPLE_IMAGE
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    setup = text[text.index("## Set-up"):]
+    command = setup[setup.index("```bash\n") + 8:].splitlines()[0]
+    assert command.startswith("python -m pip install -e . && stackview analyze ")
+    image = command.split("stackview analyze ", 1)[1].split()[0]
+    assert (ROOT / image).resolve() == SAMPLE_IMAGE.resolve() and SAMPLE_IMAGE.is_file()
