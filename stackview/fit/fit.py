@@ -1,0 +1,551 @@
+"""Fit the incoherent model to analysis windows: refined labels, goodness of fit, uncertainty.
+
+For each window (already cut in the model's frame and sampling, as
+:class:`stackview.inference.spm.WindowSampler` cuts them) and a starting reading (the network's):
+
+1. the stack's translation is found by correlating the model at the starting labels with the
+   window over a grid of positions in one cell (:meth:`SlipRenderer.find_origin`), the intensity
+   scale and background by linear least squares;
+2. Levenberg–Marquardt on all parameters at once — slips, origin, local affine map (scale and
+   shear), blur, the light atoms' cross-section factor, intensity scale, background polynomial —
+   with the exact Jacobian of :class:`SlipRenderer` (torch), first with uniform weights;
+3. the noise model (Poisson + Gaussian, dose from the residual beyond the probe's band limit,
+   :func:`estimate_noise`), then Levenberg–Marquardt again with weights ``1 / var``;
+4. goodness of fit (NCC of window and model, reduced χ² under the estimated noise) and the
+   Laplace covariance at the optimum (:func:`laplace_covariance`), marginal σ of the labels;
+5. the labels folded into the material's canonical domain, the covariance carried along by the
+   same symmetry operation (a slip that crossed the domain's edge during the fit is reported by
+   its canonical equivalent, never outside the domain).
+
+Windows are fitted in batches (one batched matrix product per model evaluation); windows that
+have converged leave the batch. ``optimizer="adam"`` runs plain gradient descent (Adam, torch
+autograd through :meth:`SlipRenderer.render`) instead — slower, kept as a reference.
+
+Twisted bilayers are not fitted yet (their windows are not periodic with one cell); see
+docs/fit.md. No Qt here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from stackview.engine.jobs import CancelToken, null_progress
+from stackview.errors import UsageError
+from stackview.fit.renderer import FWHM_TO_SIGMA, SlipRenderer
+from stackview.fit.uncertainty import estimate_noise, laplace_covariance
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How windows are fitted (see the module docstring).
+
+    Parameters
+    ----------
+    background_degree
+        Degree of the background polynomial (2: offset, gradient and curvature).
+    fit_strain
+        Fit the local affine map (scale, shear, rotation; 4 parameters).
+    fit_blur
+        Fit the Gaussian blur (source size) on top of the probe.
+    fit_light
+        Fit the light atoms' cross-section factor (the S/Re contrast).
+    noise
+        ``"poisson"`` (shot + Gaussian noise) or ``"gaussian"`` (one variance per window).
+    covariance
+        ``"sandwich"`` (default: the Hessian with the residual's measured correlations) or
+        ``"laplace"`` (the inverse Hessian alone).
+    max_iterations
+        Levenberg–Marquardt iterations with uniform weights; a quarter as many (at least 3)
+        follow with the noise model's weights.
+    batch_size
+        Windows per batch.
+    optimizer
+        ``"lm"`` or ``"adam"`` (reference: plain gradient descent with autograd).
+    adam_steps
+        Steps of the Adam reference.
+    """
+
+    background_degree: int = 2
+    fit_strain: bool = True
+    fit_blur: bool = True
+    fit_light: bool = True
+    noise: str = "poisson"
+    covariance: str = "sandwich"
+    max_iterations: int = 12
+    batch_size: int = 32
+    optimizer: str = "lm"
+    adam_steps: int = 400
+
+    def __post_init__(self) -> None:
+        if self.noise not in ("poisson", "gaussian"):
+            raise UsageError(f"the fit's noise model is poisson or gaussian, not {self.noise!r}")
+        if self.covariance not in ("sandwich", "laplace"):
+            raise UsageError(f"the covariance is sandwich or laplace, not {self.covariance!r}")
+        if self.optimizer not in ("lm", "adam"):
+            raise UsageError(f"the optimizer is lm or adam, not {self.optimizer!r}")
+        if not 1 <= self.max_iterations <= 200:
+            raise UsageError("max_iterations must be between 1 and 200")
+        if not 1 <= self.batch_size <= 4096:
+            raise UsageError("batch_size must be between 1 and 4096")
+
+
+@dataclass
+class FitResult:
+    """Fit of N windows; label arrays are (N, n_labels) in the label space's units (Å).
+
+    Attributes
+    ----------
+    names
+        Label names (``Da_A``, ``Db_A``, …).
+    labels
+        Fitted labels, canonical.
+    sigma
+        Marginal σ of each label (the settings' covariance kind).
+    sigma_laplace
+        Marginal σ from the inverse Hessian alone.
+    sigma_D_A
+        Cartesian σ of the slip vector(s): sqrt of the trace of their covariance (Å).
+    start
+        The starting labels (canonical).
+    moved_A
+        Symmetry-aware distance between start and fit (Å).
+    ncc
+        Normalised cross-correlation of window and fitted model.
+    chi2_red
+        Reduced χ² under the estimated noise model.
+    dose_per_px
+        Estimated counts per pixel (inf: no shot noise detected).
+    params
+        Every fitted parameter by name, (N,) each (origin in Å from the window centre, the
+        affine map's E = F − 1, blur as source FWHM in Å, …).
+    converged, iterations
+        Per window.
+    seconds
+        Wall time of the fit.
+    """
+
+    names: tuple[str, ...]
+    labels: np.ndarray
+    sigma: np.ndarray
+    sigma_laplace: np.ndarray
+    sigma_D_A: np.ndarray
+    start: np.ndarray
+    moved_A: np.ndarray
+    ncc: np.ndarray
+    chi2_red: np.ndarray
+    dose_per_px: np.ndarray
+    params: dict[str, np.ndarray]
+    converged: np.ndarray
+    iterations: np.ndarray
+    seconds: float = 0.0
+    covariance: np.ndarray | None = None
+    settings: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def windows_per_second(self) -> float:
+        return len(self) / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def moved_beyond_sigma(self) -> np.ndarray:
+        """Windows the fit moved by more than their σ_D (Cartesian slip σ)."""
+        return self.moved_A > self.sigma_D_A
+
+    def summary(self) -> dict:
+        """The ``fit`` block of summary.json: medians and how many windows the fit moved."""
+        ok = np.isfinite(self.labels).all(axis=1)
+        out = {"n_windows": int(len(self)), "n_fitted": int(ok.sum()),
+               "converged": int(self.converged[ok].sum()),
+               "seconds": round(self.seconds, 3),
+               "windows_per_second": round(self.windows_per_second, 2)
+               if self.seconds > 0 else None, "settings": self.settings}
+        if not ok.any():
+            return out
+        for k, name in enumerate(self.names):
+            out[f"{name}_median"] = round(float(np.median(self.labels[ok, k])), 4)
+            out[f"sigma_{name}_median"] = round(float(np.median(self.sigma[ok, k])), 5)
+        moved = self.moved_beyond_sigma[ok]
+        out.update({
+            "ncc_median": round(float(np.median(self.ncc[ok])), 4),
+            "chi2_red_median": round(float(np.median(self.chi2_red[ok])), 3),
+            "dose_per_px_median": _finite_round(np.median(self.dose_per_px[ok]), 1),
+            "moved_A_median": round(float(np.median(self.moved_A[ok])), 4),
+            "moved_more_than_sigma": int(moved.sum()),
+            "moved_more_than_sigma_fraction": round(float(moved.mean()), 3),
+            "sigma_D_A_median": round(float(np.median(self.sigma_D_A[ok])), 5),
+        })
+        return out
+
+
+def _finite_round(value, digits):
+    value = float(value)
+    return round(value, digits) if math.isfinite(value) else None
+
+
+class WindowFitter:
+    """Fits windows of one material, task and imaging geometry (see the module docstring).
+
+    Parameters
+    ----------
+    material
+        Material or its name.
+    task
+        ``"slip"`` (twist is not fitted yet).
+    layers
+        2 or 3.
+    optics
+        The model card's imaging conditions.
+    sampling_A, patch_px
+        The windows' pixel size and side.
+    settings
+        :class:`FitSettings`.
+    """
+
+    def __init__(self, material, task: str, layers: int, optics, sampling_A: float,
+                 patch_px: int | tuple[int, int], settings: FitSettings | None = None,
+                 device: str | torch.device = "cpu") -> None:
+        from stackview.inference.labels import SlipLabels
+
+        if task != "slip":
+            raise UsageError("the physics fit serves slip models so far; twist windows are not "
+                             "periodic with one cell and need their own renderer")
+        self.settings = settings or FitSettings()
+        shape = (patch_px, patch_px) if np.ndim(patch_px) == 0 else tuple(patch_px)
+        self.renderer = SlipRenderer(material, layers, optics, sampling_A, shape,
+                                     self.settings.background_degree, device=device)
+        self.space = SlipLabels(self.renderer.material, layers)
+        self.task, self.layers = task, layers
+        lay = self.renderer.layout
+        free = torch.ones(lay.n_params, dtype=torch.bool)
+        if not self.settings.fit_strain:
+            free[lay.strain] = False
+        if not self.settings.fit_blur:
+            free[lay.blur] = False
+        if not self.settings.fit_light or not self.renderer.light_present:
+            free[lay.light] = False
+        self.free = free
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f"{n}_A" for n in self.space.names)
+
+    # --- the public call ------------------------------------------------------------------
+    def fit(self, windows, start_labels, progress=null_progress,
+            cancel: CancelToken | None = None) -> FitResult:
+        """Fit windows (N, P, P) from starting labels (N, n_labels) Å; see :class:`FitResult`."""
+        cancel = cancel or CancelToken()
+        t0 = time.perf_counter()
+        w = np.asarray(windows, dtype=np.float32)
+        if w.ndim == 2:
+            w = w[None]
+        if w.ndim != 3 or w.shape[1:] != self.renderer.shape:
+            raise UsageError(f"the fit expects windows of {self.renderer.shape[0]} × "
+                             f"{self.renderer.shape[1]} px, not {tuple(w.shape[-2:])}")
+        start = np.asarray(start_labels, dtype=float).reshape(len(w), -1)
+        if start.shape[1] != self.space.n_outputs:
+            raise UsageError(f"the fit needs {self.space.n_outputs} starting labels per window, "
+                             f"got {start.shape[1]}")
+        good = np.isfinite(w).all(axis=(1, 2)) & np.isfinite(start).all(axis=1)
+        good &= w.reshape(len(w), -1).std(axis=1) > 0
+        start = np.where(good[:, None], start, 0.0)
+        start = np.asarray(self.space.canonical(start))
+        n = len(w)
+        parts = []
+        bs = self.settings.batch_size
+        for s in range(0, n, bs):
+            cancel.check()
+            sl = slice(s, min(n, s + bs))
+            parts.append(self._fit_batch(w[sl], start[sl], cancel))
+            progress(min(n, s + bs), n, "windows fitted")
+        merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        result = self._result(merged, start, good)
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    # --- one batch --------------------------------------------------------------------------
+    def _fit_batch(self, windows: np.ndarray, start: np.ndarray, cancel: CancelToken) -> dict:
+        r = self.renderer
+        lay = r.layout
+        B = len(windows)
+        data = torch.as_tensor(windows, dtype=r.dtype, device=r.device)
+        theta = r.default_theta(start)
+        theta[:, lay.origin] = r.find_origin(data, theta)
+        data = data.reshape(B, -1)
+        beta = self._linear_start(data, theta)
+        ones = torch.ones_like(data)
+        if self.settings.optimizer == "adam":
+            theta, beta, it1 = self._adam(data, theta, beta, ones, cancel)
+            state = None
+        else:
+            theta, beta, state, it1 = self._lm(data, theta, beta, ones, self.settings
+                                               .max_iterations, cancel)
+        model, Jt, _ = r.model_and_jacobian(theta, beta) if state is None else state[:3]
+        noise = estimate_noise((data - model).reshape(B, *r.shape), model.reshape(B, *r.shape),
+                               r.sampling_A, r.optics.probe_bandlimit_inv_A,
+                               self.settings.noise == "poisson")
+        weights = (1.0 / noise["var"]).reshape(B, -1).to(r.dtype)
+        if self.settings.optimizer == "adam":
+            theta, beta, it2 = self._adam(data, theta, beta, weights, cancel, steps=max(
+                50, self.settings.adam_steps // 4))
+            model, Jt, _ = r.model_and_jacobian(theta, beta)
+            converged = torch.ones(B, dtype=torch.bool)
+        else:
+            theta, beta, state, it2 = self._lm(data, theta, beta, weights, max(
+                3, self.settings.max_iterations // 4), cancel, state)
+            model, Jt, _, converged = state
+        resid = data - model
+        n_free = int(self.free.sum())
+        chi2 = ((resid.to(torch.float64) ** 2) * weights.to(torch.float64)).sum(dim=1) / (
+            data.shape[1] - n_free)
+        cov, cov_l = laplace_covariance(Jt, weights, resid, r.shape, self.free,
+                                        self.settings.covariance)
+        ncc = _ncc(data, model)
+        return {"theta": theta.cpu().numpy(), "beta": beta.cpu().numpy(),
+                "cov": cov.cpu().numpy(), "cov_l": cov_l.cpu().numpy(),
+                "chi2": chi2.cpu().numpy(), "ncc": ncc.cpu().numpy(),
+                "dose": noise["dose"].cpu().numpy(),
+                "iterations": (it1 + it2).cpu().numpy(),
+                "converged": converged.cpu().numpy()}
+
+    def _linear_start(self, data: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """Intensity scale and background by least squares at fixed nonlinear parameters."""
+        r = self.renderer
+        lattice = r.lattice_image(theta).reshape(len(theta), -1).to(torch.float64)
+        poly = r.poly.reshape(len(r.poly), -1).to(torch.float64)
+        X = torch.cat([lattice[:, None], poly[None].expand(len(theta), -1, -1)], dim=1)
+        sol = torch.linalg.lstsq(X.transpose(1, 2), data.to(torch.float64)[..., None]).solution
+        return sol[..., 0]
+
+    def _lm(self, data, theta, beta, weights, max_iter, cancel, state=None):
+        """Levenberg–Marquardt over the free parameters of every window of a batch.
+
+        Returns theta, beta, state = (model, Jt, lattice, converged) at the optimum and the
+        iterations per window."""
+        r = self.renderer
+        lay = r.layout
+        B = len(theta)
+        free_idx = torch.nonzero(self.free).ravel()
+        if state is None:
+            model, Jt, lattice = r.model_and_jacobian(theta, beta)
+        else:
+            model, Jt, lattice = state[:3]
+        cost = ((data - model).to(torch.float64) ** 2 * weights).sum(dim=1)
+        lam = torch.full((B,), 1e-3, dtype=torch.float64)
+        model, Jt, lattice = model.clone(), Jt.clone(), lattice.clone()  # updated in place
+        active = torch.ones(B, dtype=torch.bool)
+        converged = torch.zeros(B, dtype=torch.bool)
+        iters = torch.zeros(B, dtype=torch.int64)
+        eye = torch.eye(len(free_idx), dtype=torch.float64)
+        all_free = bool(self.free.all())
+        for _ in range(max_iter):
+            cancel.check()
+            idx = torch.nonzero(active).ravel()
+            if len(idx) == 0:
+                break
+            iters[idx] += 1
+            every = len(idx) == B  # no gathering copies while the whole batch is active
+            J = Jt if every else Jt[idx]
+            if not all_free:
+                J = J[:, free_idx]
+            w = weights if every else weights[idx]
+            res = (data - model) if every else (data[idx] - model[idx])
+            JW = J * w[:, None]
+            H = torch.bmm(JW, J.transpose(1, 2)).to(torch.float64)
+            g = torch.bmm(JW, res[:, :, None]).to(torch.float64)[..., 0]
+            del JW
+            diag = torch.diagonal(H, dim1=1, dim2=2).clamp_min(1e-30)
+            # scaled solve (unit diagonal): the parameters' units differ by orders of magnitude
+            sc = torch.sqrt(diag)
+            An = H / (sc[:, :, None] * sc[:, None, :]) + lam[idx, None, None] * eye
+            step = torch.linalg.solve(An, (g / sc)[..., None])[..., 0] / sc
+            full = torch.zeros(len(idx), lay.n_params, dtype=torch.float64)
+            full[:, free_idx] = step
+            th_t = theta[idx] + full[:, :lay.n_theta]
+            be_t = beta[idx] + full[:, lay.n_theta:]
+            m_t, J_t, l_t = r.model_and_jacobian(th_t, be_t)
+            d_i = data if every else data[idx]
+            cost_t = ((d_i - m_t).to(torch.float64) ** 2 * w).sum(dim=1)
+            accept = cost_t < cost[idx]
+            gain = (cost[idx] - cost_t) / cost[idx].clamp_min(1e-300)
+            acc = idx[accept]
+            theta[acc], beta[acc], cost[acc] = th_t[accept], be_t[accept], cost_t[accept]
+            if bool(accept.all()) and every:
+                model, Jt, lattice = m_t, J_t, l_t
+            else:
+                model[acc], Jt[acc], lattice[acc] = m_t[accept], J_t[accept], l_t[accept]
+            del J_t
+            lam[idx] = torch.where(accept, lam[idx] / 3.0, lam[idx] * 4.0).clamp(1e-9, 1e9)
+            # a proposed step far below any σ reachable here ends a window's fit, taken or
+            # not (at the optimum float32 rounding makes tiny steps fail to lower the cost):
+            # 1e-4 Å in slips and origin, 1e-5 in the affine map
+            small = ((full[:, :lay.origin.stop].abs().max(dim=1).values < 1e-4)
+                     & (full[:, lay.strain].abs().max(dim=1).values < 1e-5))
+            done = small | (accept & (gain < 1e-7)) | (lam[idx] >= 1e9)
+            converged[idx[done]] = True
+            active[idx[done]] = False
+        return theta, beta, (model, Jt, lattice, converged), iters
+
+    def _adam(self, data, theta, beta, weights, cancel, steps=None):
+        """Reference optimiser: Adam on the weighted squared residual, gradients by autograd
+        through :meth:`SlipRenderer.render`; the linear parameters are solved exactly at each
+        step (their optimum is differentiable-free: the gradient in theta at the optimal beta
+        is the gradient of the minimum)."""
+        r = self.renderer
+        lay = r.layout
+        steps = steps or self.settings.adam_steps
+        # natural step sizes of the nonlinear parameters (Å, Å, 1, Å², 1)
+        scale = torch.ones(lay.n_theta, dtype=torch.float64)
+        scale[lay.slip] = 0.01
+        scale[lay.origin] = 0.01
+        scale[lay.strain] = 1e-3
+        scale[lay.blur] = 2e-3
+        scale[lay.light] = 0.01
+        mask = self.free[:lay.n_theta].to(torch.float64)
+        u = torch.zeros_like(theta, requires_grad=True)
+        base = theta.detach().clone()
+        opt = torch.optim.Adam([u], lr=0.3)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+        poly = r.poly.reshape(len(r.poly), -1).to(torch.float64)
+        w64 = weights.to(torch.float64)
+        d64 = data.to(torch.float64)
+        B = len(theta)
+        for k in range(steps):
+            if k % 50 == 0:
+                cancel.check()
+            th = base + u * scale * mask
+            lattice = r.lattice_image(th).reshape(B, -1).to(torch.float64)
+            with torch.no_grad():
+                X = torch.cat([lattice[:, None], poly[None].expand(B, -1, -1)], dim=1)
+                sw = torch.sqrt(w64)
+                sol = torch.linalg.lstsq((X * sw[:, None]).transpose(1, 2),
+                                         (d64 * sw)[..., None]).solution[..., 0]
+            model = sol[:, :1] * lattice + sol[:, 1:] @ poly
+            loss = ((d64 - model) ** 2 * w64).sum() / w64.sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        with torch.no_grad():
+            th = base + u * scale * mask
+        return th.detach(), sol.detach(), torch.full((B,), steps, dtype=torch.int64)
+
+    # --- results ---------------------------------------------------------------------------
+    def _result(self, m: dict, start: np.ndarray, good: np.ndarray) -> FitResult:
+        r = self.renderer
+        lay = r.layout
+        theta, beta, cov, cov_l = m["theta"], m["beta"], m["cov"], m["cov_l"]
+        n = len(theta)
+        sl = lay.slip
+        raw = theta[:, sl]
+        labels = np.asarray(self.space.canonical(raw))
+        maps = _fold_maps(self.space, raw, labels)  # (n, n_slip, n_slip)
+        c_slip = cov[:, sl, sl]
+        c_slip = maps @ c_slip @ maps.transpose(0, 2, 1)
+        cl_slip = maps @ cov_l[:, sl, sl] @ maps.transpose(0, 2, 1)
+        sigma = np.sqrt(np.clip(np.diagonal(c_slip, axis1=1, axis2=2), 0, None))
+        sigma_l = np.sqrt(np.clip(np.diagonal(cl_slip, axis1=1, axis2=2), 0, None))
+        U = self.space.material.unit_vectors
+        n_int = self.layers - 1
+        var_cart = np.zeros(n)
+        for t in range(n_int):
+            block = c_slip[:, 2 * t:2 * t + 2, 2 * t:2 * t + 2]
+            var_cart += np.trace(U.T @ block @ U, axis1=1, axis2=2)
+        sigma_D = np.sqrt(np.clip(var_cart, 0, None))
+        moved = np.asarray(self.space.distance(labels, start))
+        names = lay.names()
+        params = {name: np.concatenate([theta, beta], axis=1)[:, k]
+                  for k, name in enumerate(names)}
+        params["source_fwhm_A"] = np.sqrt(np.clip(theta[:, lay.blur], 0, None)) / FWHM_TO_SIGMA
+        for k in range(n_int * 2):
+            # the labels are reported folded; the raw ones go with the origin (model_images)
+            params["raw_" + names[k]] = params.pop(names[k])
+        bad = ~good
+        for arr in (labels, sigma, sigma_l):
+            arr[bad] = np.nan
+        for arr in (sigma_D, moved, m["ncc"], m["chi2"], m["dose"]):
+            arr[bad] = np.nan
+        settings = {"optimizer": self.settings.optimizer, "covariance": self.settings.covariance,
+                    "noise": self.settings.noise,
+                    "background_degree": self.settings.background_degree,
+                    "free": [nm for nm, f in zip(names, self.free.tolist(), strict=True) if f]}
+        return FitResult(self.names, labels, sigma, sigma_l, sigma_D, start, moved,
+                         m["ncc"].astype(float), m["chi2"].astype(float),
+                         m["dose"].astype(float), params, m["converged"] & good,
+                         m["iterations"], covariance=c_slip, settings=settings)
+
+    def model_images(self, result: FitResult, index) -> np.ndarray:
+        """The fitted model of windows ``index`` (k, P, P) from a result's parameters (for the
+        inspector: fitted image and residual beside the window)."""
+        idx = np.atleast_1d(index)
+        r = self.renderer
+        lay = r.layout
+        names = lay.names()
+        theta = np.zeros((len(idx), lay.n_theta))
+        beta = np.zeros((len(idx), lay.n_beta))
+        for k, name in enumerate(names):
+            col = result.params[("raw_" + name) if k < lay.n_slip else name][idx]
+            if k < lay.n_theta:
+                theta[:, k] = col
+            else:
+                beta[:, k - lay.n_theta] = col
+        th = torch.as_tensor(theta)
+        be = torch.as_tensor(beta)
+        return r.render(th, be).detach().cpu().numpy()
+
+
+def _ncc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a = a.to(torch.float64)
+    b = b.to(torch.float64)
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    return (a * b).sum(dim=1) / torch.sqrt((a * a).sum(dim=1) * (b * b).sum(dim=1)).clamp_min(
+        1e-300)
+
+
+def _fold_maps(space, raw: np.ndarray, folded: np.ndarray) -> np.ndarray:
+    """The linear part (n, k, k) of the symmetry operation that took each raw label to its
+    canonical one (a layer order, up to lattice translations), to carry covariances along."""
+    from stackview.inference.labels import layer_orders
+
+    n, k = raw.shape
+    eye = np.eye(k)
+    # the linear map of each layer order, applied to unit label vectors
+    orders = [np.asarray(v).reshape(k, k).T for v in
+              layer_orders(eye.reshape(k, -1, 2))] if space.layer_swap else [eye]
+    lengths = np.tile(space.lengths_A, k // 2)
+    best = np.zeros(n, dtype=int)
+    best_err = np.full(n, np.inf)
+    for j, T in enumerate(orders):
+        moved = raw @ T.T
+        frac = (moved - folded) / lengths
+        err = np.abs(frac - np.round(frac)).max(axis=1)
+        better = err < best_err - 1e-12
+        best[better], best_err[better] = j, err[better]
+    return np.stack(orders)[best]
+
+
+def fit_windows(windows, start_labels, material, optics, sampling_A: float, task: str = "slip",
+                layers: int = 2, settings: FitSettings | None = None, progress=null_progress,
+                cancel: CancelToken | None = None) -> FitResult:
+    """Fit windows (N, P, P) starting from labels (N, n) (see :class:`WindowFitter`)."""
+    w = np.asarray(windows)
+    shape = w.shape[-2:]
+    fitter = WindowFitter(material, task, layers, optics, sampling_A, shape, settings)
+    return fitter.fit(w, start_labels, progress, cancel)
+
+
+def fit_window(window, start_labels, material, optics, sampling_A: float, task: str = "slip",
+               layers: int = 2, settings: FitSettings | None = None) -> FitResult:
+    """Fit one window (P, P) from one starting reading; a :class:`FitResult` of length 1."""
+    return fit_windows(np.asarray(window)[None], np.asarray(start_labels, dtype=float)[None],
+                       material, optics, sampling_A, task, layers, settings)
