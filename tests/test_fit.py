@@ -59,11 +59,12 @@ def test_renderer_matches_the_grid_simulator_and_places_the_stack():
 
 
 def test_fast_jacobian_equals_torch_autograd():
-    r = SlipRenderer("ReS2", 3, OPTICS, S, (20, 24), dtype=torch.float64)
+    r = SlipRenderer("ReS2", 3, OPTICS, S, (20, 24), dtype=torch.float64, response_degree=3)
     theta = r.default_theta([[1.0, 1.5, 0.3, 2.0]], [[0.3, -0.2]])
     theta[0, r.layout.strain] = torch.tensor([0.01, -0.005, 0.003, -0.008], dtype=torch.float64)
     theta[0, r.layout.light] = 0.8
-    beta = torch.tensor([[1.3, 0.1, 0.01, -0.02, 0.003, 0.001, 0.002]], dtype=torch.float64)
+    beta = torch.tensor([[1.3, 20.0, -300.0, 0.1, 0.01, -0.02, 0.003, 0.001, 0.002]],
+                        dtype=torch.float64)
     model, Jt, _ = r.model_and_jacobian(theta, beta)
     jt, jb = torch.autograd.functional.jacobian(
         lambda t, b: r.render(t, b).reshape(1, -1), (theta, beta))

@@ -51,6 +51,9 @@ class FitSettings:
     ----------
     background_degree
         Degree of the background polynomial (2: offset, gradient and curvature).
+    response_degree
+        Degree of the detector response in the stack's image (3: a contrast non-linearity
+        such as a gamma is absorbed; see :class:`SlipRenderer`).
     fit_strain
         Fit the local affine map (scale, shear, rotation; 4 parameters).
     fit_blur
@@ -62,8 +65,11 @@ class FitSettings:
     covariance
         ``"sandwich"`` (default: the Hessian with the residual's measured correlations) or
         ``"laplace"`` (the inverse Hessian alone).
+    lag_window_px
+        Width (Gaussian sigma, pixels) of the lag window that smooths the residual's
+        periodogram for the sandwich covariance.
     max_iterations
-        Levenberg–Marquardt iterations with uniform weights; a quarter as many (at least 3)
+        Levenberg–Marquardt iterations with uniform weights; half as many (at least 4)
         follow with the noise model's weights.
     batch_size
         Windows per batch.
@@ -74,11 +80,13 @@ class FitSettings:
     """
 
     background_degree: int = 2
+    response_degree: int = 3
     fit_strain: bool = True
     fit_blur: bool = True
     fit_light: bool = True
     noise: str = "poisson"
     covariance: str = "sandwich"
+    lag_window_px: float = 8.0
     max_iterations: int = 12
     batch_size: int = 32
     optimizer: str = "lm"
@@ -222,7 +230,8 @@ class WindowFitter:
         self.settings = settings or FitSettings()
         shape = (patch_px, patch_px) if np.ndim(patch_px) == 0 else tuple(patch_px)
         self.renderer = SlipRenderer(material, layers, optics, sampling_A, shape,
-                                     self.settings.background_degree, device=device)
+                                     self.settings.background_degree, device=device,
+                                     response_degree=self.settings.response_degree)
         self.space = SlipLabels(self.renderer.material, layers)
         self.task, self.layers = task, layers
         lay = self.renderer.layout
@@ -301,14 +310,14 @@ class WindowFitter:
             converged = torch.ones(B, dtype=torch.bool)
         else:
             theta, beta, state, it2 = self._lm(data, theta, beta, weights, max(
-                3, self.settings.max_iterations // 4), cancel, state)
+                4, self.settings.max_iterations // 2), cancel, state)
             model, Jt, _, converged = state
         resid = data - model
         n_free = int(self.free.sum())
         chi2 = ((resid.to(torch.float64) ** 2) * weights.to(torch.float64)).sum(dim=1) / (
             data.shape[1] - n_free)
         cov, cov_l = laplace_covariance(Jt, weights, resid, r.shape, self.free,
-                                        self.settings.covariance)
+                                        self.settings.covariance, self.settings.lag_window_px)
         ncc = _ncc(data, model)
         return {"theta": theta.cpu().numpy(), "beta": beta.cpu().numpy(),
                 "cov": cov.cpu().numpy(), "cov_l": cov_l.cpu().numpy(),
@@ -320,11 +329,17 @@ class WindowFitter:
     def _linear_start(self, data: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         """Intensity scale and background by least squares at fixed nonlinear parameters."""
         r = self.renderer
-        lattice = r.lattice_image(theta).reshape(len(theta), -1).to(torch.float64)
-        poly = r.poly.reshape(len(r.poly), -1).to(torch.float64)
-        X = torch.cat([lattice[:, None], poly[None].expand(len(theta), -1, -1)], dim=1)
+        X = self._linear_design(r.lattice_image(theta).reshape(len(theta), -1))
         sol = torch.linalg.lstsq(X.transpose(1, 2), data.to(torch.float64)[..., None]).solution
         return sol[..., 0]
+
+    def _linear_design(self, lattice: torch.Tensor) -> torch.Tensor:
+        """(B, n_beta, N) columns of the linear parameters: L, L², …, the background."""
+        r = self.renderer
+        lat = lattice.to(torch.float64)
+        poly = r.poly.reshape(len(r.poly), -1).to(torch.float64)
+        powers = [lat[:, None] ** k for k in range(1, r.layout.n_response + 1)]
+        return torch.cat(powers + [poly[None].expand(len(lat), -1, -1)], dim=1)
 
     def _lm(self, data, theta, beta, weights, max_iter, cancel, state=None):
         """Levenberg–Marquardt over the free parameters of every window of a batch.
@@ -415,7 +430,6 @@ class WindowFitter:
         base = theta.detach().clone()
         opt = torch.optim.Adam([u], lr=0.3)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-        poly = r.poly.reshape(len(r.poly), -1).to(torch.float64)
         w64 = weights.to(torch.float64)
         d64 = data.to(torch.float64)
         B = len(theta)
@@ -424,12 +438,12 @@ class WindowFitter:
                 cancel.check()
             th = base + u * scale * mask
             lattice = r.lattice_image(th).reshape(B, -1).to(torch.float64)
+            X = self._linear_design(lattice)
             with torch.no_grad():
-                X = torch.cat([lattice[:, None], poly[None].expand(B, -1, -1)], dim=1)
                 sw = torch.sqrt(w64)
                 sol = torch.linalg.lstsq((X * sw[:, None]).transpose(1, 2),
                                          (d64 * sw)[..., None]).solution[..., 0]
-            model = sol[:, :1] * lattice + sol[:, 1:] @ poly
+            model = (sol[:, :, None] * X).sum(dim=1)
             loss = ((d64 - model) ** 2 * w64).sum() / w64.sum()
             opt.zero_grad()
             loss.backward()
@@ -477,6 +491,7 @@ class WindowFitter:
         settings = {"optimizer": self.settings.optimizer, "covariance": self.settings.covariance,
                     "noise": self.settings.noise,
                     "background_degree": self.settings.background_degree,
+                    "response_degree": self.settings.response_degree,
                     "free": [nm for nm, f in zip(names, self.free.tolist(), strict=True) if f]}
         return FitResult(self.names, labels, sigma, sigma_l, sigma_D, start, moved,
                          m["ncc"].astype(float), m["chi2"].astype(float),

@@ -87,11 +87,13 @@ class ParameterLayout:
     """Where each parameter sits in the fit's vectors (nonlinear ``theta``, then linear ``beta``).
 
     ``theta``: slips (Da, Db[, Dc, Dd]) Å, origin (x, y) Å, E = F - 1 (xx, xy, yx, yy), the blur
-    variance ``v`` (Å²) and the light atoms' cross-section factor ``w``; ``beta``: intensity
-    scale ``alpha`` and the background polynomial's coefficients."""
+    variance ``v`` (Å²) and the light atoms' cross-section factor ``w``; ``beta``: the detector
+    response's coefficients (``alpha`` times the lattice image, then its square, …) and the
+    background polynomial's coefficients."""
 
     n_slip: int
     n_poly: int
+    n_response: int = 1
 
     @property
     def slip(self) -> slice:
@@ -119,7 +121,7 @@ class ParameterLayout:
 
     @property
     def n_beta(self) -> int:
-        return 1 + self.n_poly
+        return self.n_response + self.n_poly
 
     @property
     def n_params(self) -> int:
@@ -128,7 +130,9 @@ class ParameterLayout:
     def names(self) -> list[str]:
         slips = ["Da_A", "Db_A", "Dc_A", "Dd_A"][: self.n_slip]
         return (slips + ["origin_x_A", "origin_y_A", "Exx", "Exy", "Eyx", "Eyy", "blur_var_A2",
-                         "light_weight", "scale"] + [f"bg{k}" for k in range(self.n_poly)])
+                         "light_weight", "scale"]
+                + [f"response{k}" for k in range(2, self.n_response + 1)]
+                + [f"bg{k}" for k in range(self.n_poly)])
 
 
 def polynomial_terms(degree: int) -> list[tuple[int, int]]:
@@ -154,6 +158,12 @@ class SlipRenderer:
         Window shape (ny, nx).
     background_degree
         Degree of the background polynomial (0: a constant offset).
+    response_degree
+        Degree of the detector response: the window is ``alpha1 L + alpha2 L² + …`` of the
+        stack's image ``L`` (plus the background). 1 is the linear incoherent model; 2 (the
+        fit's default) absorbs a contrast non-linearity (a detector's or a display's gamma),
+        which would otherwise pull the slip: where two layers' columns overlap a non-linear
+        response does not add them.
     parametrization
         Scattering-factor table of the cross-sections.
     dtype
@@ -167,7 +177,8 @@ class SlipRenderer:
     def __init__(self, material, layers: int, optics: Optics, sampling_A: float,
                  shape: tuple[int, int], background_degree: int = 2,
                  parametrization: str = "kirkland", dtype=torch.float32,
-                 device: torch.device | str = "cpu", transfer_floor: float = 1e-3) -> None:
+                 device: torch.device | str = "cpu", transfer_floor: float = 1e-3,
+                 response_degree: int = 1) -> None:
         self.material = get_material(material)
         if layers not in (2, 3):
             raise UsageError(f"the fit renders bilayers and trilayers, not {layers} layers")
@@ -178,6 +189,8 @@ class SlipRenderer:
             raise UsageError(f"a fitted window needs at least 8 × 8 pixels, not {ny} × {nx}")
         if not 0 <= background_degree <= 4:
             raise UsageError("the background polynomial's degree must be between 0 and 4")
+        if not 1 <= response_degree <= 3:
+            raise UsageError("the detector response's degree must be between 1 and 3")
         self.layers, self.optics, self.sampling_A = layers, optics, float(sampling_A)
         self.shape = (ny, nx)
         self.dtype, self.device = dtype, torch.device(device)
@@ -233,7 +246,8 @@ class SlipRenderer:
         xx = self._x[None, :] / half
         yy = self._y[:, None] / half
         self.poly = torch.stack([(xx**px * yy**py).expand(ny, nx) for px, py in terms]).to(dtype)
-        self.layout = ParameterLayout(n_slip=2 * (layers - 1), n_poly=len(terms))
+        self.layout = ParameterLayout(n_slip=2 * (layers - 1), n_poly=len(terms),
+                                      n_response=response_degree)
         #: the starting blur: the optics' source size as a Gaussian variance (Å²)
         self.start_blur_var_A2 = (optics.source_size_A * FWHM_TO_SIGMA) ** 2
 
@@ -324,8 +338,10 @@ class SlipRenderer:
         """The model of the windows (B, ny, nx): alpha * lattice + polynomial background.
         Differentiable with torch autograd in every parameter."""
         lattice = self.lattice_image(theta)
-        bg = torch.einsum("bm,mij->bij", beta[:, 1:].to(lattice.dtype), self.poly)
-        return beta[:, :1, None].to(lattice.dtype) * lattice + bg
+        nr = self.layout.n_response
+        coef = beta.to(lattice.dtype)
+        bg = torch.einsum("bm,mij->bij", coef[:, nr:], self.poly)
+        return sum(coef[:, k - 1, None, None] * lattice**k for k in range(1, nr + 1)) + bg
 
     def model_and_jacobian(self, theta: torch.Tensor, beta: torch.Tensor, jacobian: bool = True
                            ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -341,11 +357,21 @@ class SlipRenderer:
         pre, motif, layer_phase = self._layer_coefficients(theta)
         per_layer = pre[:, None] * motif[:, None] * layer_phase  # (B, L, n_G)
         c = per_layer.sum(dim=1)
-        alpha = beta[:, 0].to(self.dtype)
-        background = beta[:, 1:].to(self.dtype) @ self.poly.reshape(-1, N)
+        nr = lay.n_response
+        coef = beta.to(self.dtype)
+        background = coef[:, nr:] @ self.poly.reshape(-1, N)
+
+        def response(lat):  # sum_k alpha_k L^k and its slope d/dL
+            value = coef[:, :1] * lat
+            slope = coef[:, :1].expand_as(lat)
+            for k in range(2, nr + 1):
+                value = value + coef[:, k - 1:k] * lat**k
+                slope = slope + k * coef[:, k - 1:k] * lat ** (k - 1)
+            return value, slope
+
         if not jacobian:
             lattice = self._synthesize(c[:, None], factors).reshape(B, N)
-            return alpha[:, None] * lattice + background, None, lattice
+            return response(lattice)[0] + background, None, lattice
         sets = [c]
         # slip of interface t moves every layer above it: d c / d D_t = sum_{l > t} c_l * phase'
         for t in range(self.layers - 1):
@@ -359,7 +385,9 @@ class SlipRenderer:
         images = self._synthesize(torch.stack(sets, dim=1), factors)  # (B, ny, S, nx)
         n_slip = lay.n_slip
         Jt = torch.empty(B, lay.n_params, ny, nx, dtype=self.dtype, device=self.device)
-        a = alpha[:, None, None]
+        lattice = images[:, :, 0].reshape(B, N)
+        value, slope = response(lattice)
+        a = slope.reshape(B, ny, nx)  # d model / d L, per pixel
         for k in range(n_slip):
             torch.mul(images[:, :, 1 + k], a, out=Jt[:, k])
         qx, qy = images[:, :, 1 + n_slip], images[:, :, 2 + n_slip]
@@ -367,7 +395,7 @@ class SlipRenderer:
         torch.mul(qx, -a, out=Jt[:, o])
         torch.mul(qy, -a, out=Jt[:, o + 1])
         xg = self._x.to(self.dtype)[None, None, :] * a
-        yg = self._y.to(self.dtype)[None, :, None] * a
+        yg = self._y.to(self.dtype)[:, None][None] * a
         e = lay.strain.start  # E_xx, E_xy, E_yx, E_yy: r_l Q_k
         torch.mul(qx, xg, out=Jt[:, e])
         torch.mul(qx, yg, out=Jt[:, e + 1])
@@ -375,11 +403,11 @@ class SlipRenderer:
         torch.mul(qy, yg, out=Jt[:, e + 3])
         torch.mul(images[:, :, 3 + n_slip], a, out=Jt[:, lay.blur])
         torch.mul(images[:, :, 4 + n_slip], a, out=Jt[:, lay.light])
-        Jt[:, lay.n_theta] = images[:, :, 0]
-        Jt[:, lay.n_theta + 1:] = self.poly[None]
         Jt = Jt.reshape(B, lay.n_params, N)
-        lattice = Jt[:, lay.n_theta]
-        return alpha[:, None] * lattice + background, Jt, lattice
+        for k in range(1, nr + 1):
+            Jt[:, lay.n_theta + k - 1] = lattice**k
+        Jt[:, lay.n_theta + nr:] = self.poly.reshape(1, -1, N)
+        return value + background, Jt, lattice
 
     # --- data ---------------------------------------------------------------------------
     def project(self, windows: torch.Tensor) -> torch.Tensor:
