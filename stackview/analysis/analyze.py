@@ -49,6 +49,8 @@ class AnalysisResult:
     undistorted: bool = True
     #: wall time of each stage (s): read, lattice, windows, check, maps
     stage_seconds: dict = field(default_factory=dict)
+    #: the physics fit of every window (:class:`stackview.fit.FitResult`), with ``fit=True``
+    fit: object | None = None
 
     def stats_row(self) -> dict:
         """This image's row of ``stats.csv`` (CLI folder runs and the GUI's batch panel)."""
@@ -60,6 +62,9 @@ class AnalysisResult:
             if n + "_median" in s:
                 row[f"{n}_median"] = round(s[n + "_median"], 4)
                 row[f"{n}_iqr"] = round(s[n + "_iqr"], 4)
+        for n in self.smap.names:
+            if f"{n}_median" in s.get("fit", {}):
+                row[f"fit_{n}_median"] = s["fit"][f"{n}_median"]
         bound = s.get("twist_bound")
         if bound and (bound["below"] or bound["above"]):
             row["theta_bound"] = "; ".join(
@@ -121,6 +126,8 @@ class AnalysisResult:
             out["refinement"] = s.extra
         if s.bounds is not None:
             out["twist_bound"] = s.bounds.to_dict()
+        if self.fit is not None:
+            out["fit"] = self.fit.summary()
         if len(self.interface):
             out["interface_nm"] = np.round(self.interface, 4).tolist()
         if self.field is not None:
@@ -185,6 +192,8 @@ def analyze_image(
     progress=null_progress,
     cancel: CancelToken | None = None,
     device=None,
+    fit: bool = False,
+    fit_settings=None,
 ) -> AnalysisResult:
     """Analyse one image (path or 2-D array) into maps (see module docstring).
 
@@ -205,6 +214,9 @@ def analyze_image(
     stride_nm, refine, fine_stride_nm, roi_nm
         SPM settings: with ``refine`` the stride is the coarse one and ``fine_stride_nm`` is used
         around interfaces.
+    fit, fit_settings
+        Refine every window by fitting the incoherent model to it from the network's reading
+        (:func:`stackview.fit.maps.fit_map`; slip models): ``result.fit``.
     """
     from stackview.analysis.fields import interface_polyline, label_statistics, slip_vector_field
     from stackview.analysis.lattice_reading import (
@@ -329,8 +341,17 @@ def analyze_image(
                      "its edges and are filled with the lattice continued by whole cells")
     score_windows(image, calibration.pixel_size_nm, smap, sampler, resimulator, progress,
                   cancel)
-    del sampler  # its spline coefficients are as large as the image
     stages["check"] = _lap()
+    fit_result = None
+    if fit and card.task != "slip":
+        notes.append("the physics fit serves slip models so far; this twist map is not fitted")
+    elif fit:
+        from stackview.fit.maps import fit_map
+
+        fit_result = fit_map(smap, sampler, calibration.pixel_size_nm, card,
+                             optics_for_card(card), fit_settings, progress, cancel)
+        stages["fit"] = _lap()
+    del sampler  # its spline coefficients are as large as the image
     reliable, reason = judge(smap, reading, card.task)
     space = bundle.label_space
     if card.task == "twist":
@@ -345,7 +366,7 @@ def analyze_image(
     stages["maps"] = _lap()
     return AnalysisResult(path, image, calibration, bundle, smap, frame, field_, interface,
                           stats, notes, time.perf_counter() - start, scores, reliable, reason,
-                          reading, undistort, stages)
+                          reading, undistort, stages, fit_result)
 
 
 def _frame_note(frame, reading, undistort: bool) -> str:
@@ -396,7 +417,7 @@ def write_results(result: AnalysisResult, out_dir: str | Path, stem: str | None 
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        write_map_csv(tmp / "map.csv", result.smap)
+        write_map_csv(tmp / "map.csv", result.smap, fit=result.fit)
         write_map_tiffs(tmp, result.smap)
         write_figure(tmp / f"figure.{figure_format}", result.image,
                      result.calibration.pixel_size_nm, result.smap, result.field,

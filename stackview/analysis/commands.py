@@ -48,6 +48,10 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto",
                    help="where the network runs: auto (a CUDA GPU when torch sees one), cpu or "
                         "cuda (default auto)")
+    p.add_argument("--fit", action="store_true",
+                   help="refine every window by fitting the incoherent simulation to it from "
+                        "the network's reading (slip models): fitted labels, their σ, NCC and "
+                        "reduced χ² go to map.csv and summary.json (see docs/fit.md)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--pel", nargs="?", const="auto", metavar="CSV",
                    help="add the slips scattered on the material's PEL to the figure (your "
@@ -105,7 +109,7 @@ def run_analyze(args: argparse.Namespace) -> int:
                 path, bundle=bundle, material=args.material, pixel_size_nm=args.pixel_size,
                 window_nm=args.window, stride_nm=args.stride, refine=args.refine,
                 fine_stride_nm=args.fine_stride, roi_nm=args.roi, n_views=args.views,
-                undistort=args.undistort, device=device,
+                undistort=args.undistort, device=device, fit=args.fit,
                 progress=TextProgress(path.name[:24]),
             )
         except UsageError as exc:
@@ -129,6 +133,15 @@ def run_analyze(args: argparse.Namespace) -> int:
               + ", ".join(f"{n} median {s[n + '_median']:.3f} (IQR {s[n + '_iqr']:.3f})"
                           for n in result.smap.names if n + "_median" in s)
               + f" -> {folder}")
+        if "fit" in s:
+            f = s["fit"]
+            print("  fit: " + ", ".join(f"{n} median {f[n + '_median']:.3f} (σ "
+                                        f"{f['sigma_' + n + '_median']:.3f})"
+                                        for n in result.smap.names if n + "_median" in f)
+                  + f", NCC {f.get('ncc_median', float('nan')):.2f}, reduced χ² "
+                    f"{f.get('chi2_red_median', float('nan')):.2f}; moved "
+                    f"{f.get('moved_more_than_sigma', 0)} of {f['n_windows']} windows by more "
+                    f"than their σ ({f['seconds']:.1f} s)")
         row = stats_row(result)
         if not result.reliable:
             print(f"  WARNING: unreliable: {row['reliable_reason']}")

@@ -24,11 +24,13 @@ from stackview.io.tiff import write_calibrated_tiff
 FIGURE_MAX_PX = 1024
 
 
-def write_map_csv(path: Path, smap) -> Path:
+def write_map_csv(path: Path, smap, fit=None) -> Path:
     """One row per evaluated window: x_nm, y_nm, labels, uncertainty, level and, when the
     windows were scored, ``ncc`` (their re-simulation NCC; empty where not scored); for twist
     maps with bounds, ``theta_bound`` ("<3.0" or ">57.0" where the window gives a bound, and the
-    angle is then left empty)."""
+    angle is then left empty). With a physics fit (:class:`stackview.fit.FitResult`, one row
+    per window): ``fit_<label>`` and ``fit_sigma_<label>`` (Å), ``fit_ncc``, ``fit_chi2_red``,
+    ``fit_moved_A`` (from the network's reading) and ``fit_dose_per_px``."""
     unit = "deg" if smap.names == ("theta_deg",) else "A"
     header = ["x_nm", "y_nm", *smap.names, f"uncertainty_{unit}", "level"]
     ncc = getattr(smap, "ncc_points", None)
@@ -40,6 +42,11 @@ def write_map_csv(path: Path, smap) -> Path:
     bounds = getattr(smap, "bounds", None)
     if bounds is not None:
         header.append("theta_bound")
+    if fit is not None:
+        if len(fit) != len(smap.points):
+            raise ValueError(f"the fit has {len(fit)} windows for {len(smap.points)} rows")
+        header += ([f"fit_{n}" for n in smap.names] + [f"fit_sigma_{n}" for n in smap.names]
+                   + ["fit_ncc", "fit_chi2_red", "fit_moved_A", "fit_dose_per_px"])
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(header)
@@ -50,8 +57,17 @@ def write_map_csv(path: Path, smap) -> Path:
                 cells.append(f"{ncc[k]:.4f}" if np.isfinite(ncc[k]) else "")
             if bounds is not None:
                 cells.append(bounds.label(int(bounds.side_points[k])))
+            if fit is not None:
+                cells += [_cell(v, 4) for v in fit.labels[k]] + [_cell(v, 5) for v in
+                                                                 fit.sigma[k]]
+                cells += [_cell(fit.ncc[k], 4), _cell(fit.chi2_red[k], 3),
+                          _cell(fit.moved_A[k], 4), _cell(fit.dose_per_px[k], 1)]
             w.writerow(cells)
     return path
+
+
+def _cell(value, digits: int) -> str:
+    return f"{value:.{digits}f}" if np.isfinite(value) else ""
 
 
 def write_map_tiffs(folder: Path, smap) -> list[Path]:
