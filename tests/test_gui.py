@@ -23,7 +23,6 @@ from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from stackview.analysis.analyze import analyze_image  # noqa: E402
 from stackview.cli import main  # noqa: E402
-from stackview.gui.tasks import find_landscape  # noqa: E402
 from stackview.inference.regressor import RegressorSpec, build_regressor  # noqa: E402
 from stackview.io.tiff import write_calibrated_tiff  # noqa: E402
 from stackview.materials import build_stack  # noqa: E402
@@ -121,7 +120,9 @@ def test_drop_opens_image(qtbot, window, image_dir):
     assert window.fft.spectrum is not None
 
 
-def test_map_layer_equals_cli(qtbot, window, image_dir, tiny_model, tmp_path):
+def test_map_layer_equals_cli(qtbot, window, image_dir, tiny_model, tmp_path, monkeypatch):
+    # the user's data folder (its cached landscapes come before the shipped ones): empty here
+    monkeypatch.setenv("STACKVIEW_DATA_DIR", str(tmp_path / "data"))
     path = image_dir / "res2_a.tif"
     open_image(qtbot, window, path)
     result = analyse(qtbot, window)
@@ -143,15 +144,28 @@ def test_map_layer_equals_cli(qtbot, window, image_dir, tiny_model, tmp_path):
     rect = window.viewer.map_rect
     assert rect.left() == pytest.approx(result.smap.x_nm[0] - result.smap.stride_nm / 2)
     assert rect.width() == pytest.approx(len(result.smap.x_nm) * result.smap.stride_nm)
-    # PEL panel: one point per window, over the ReS2 landscape if the library has one
+    # PEL panel: one point per window over the shipped ReS2 landscape; the potential
+    # overbinds ReS2 (DESIGN.md), and the panel must say so
+    from stackview.analysis import pel
+    from stackview.materials import get_material
+
     assert len(window.pel.points.data) == result.smap.n_patches
     wait_idle(qtbot, window)
+    shipped = pel.read_landscape(pel.shipped_path("ReS2"), "ReS2")
+    assert window.pel.has_landscape
+    np.testing.assert_array_equal(window.pel.landscape.image, shipped.energy_meV.T)
     title = window.pel.widget.getPlotItem().titleLabel.text
-    if find_landscape(result) is None:
-        assert "no energy landscape yet" in title and not window.pel.has_landscape
-    else:  # the potential overbinds ReS2 (DESIGN.md): the panel must say so
-        assert window.pel.has_landscape and "ReS2" in title and "qualitative" in title
-        assert "overbinds" in window.pel.notes.text()
+    assert "ReS2, meV/cell" in title and "qualitative" in title
+    assert "overbinds" in window.pel.notes.text()
+    # a landscape in the user's cache is drawn instead of the shipped one
+    energy = np.add.outer(np.cos(np.linspace(0, 2 * np.pi, 8, endpoint=False)), np.arange(6.0))
+    pel.cache_landscape(pel.Landscape(get_material("ReS2"), energy, None,
+                                      {"format": pel.PEL_FORMAT, "source": "test"}))
+    window.show_result(result)
+    wait_idle(qtbot, window)
+    np.testing.assert_allclose(window.pel.landscape.image, (energy - energy.min()).T, atol=1e-3)
+    assert "qualitative" not in window.pel.widget.getPlotItem().titleLabel.text
+    assert len(window.pel.points.data) == result.smap.n_patches
     window.results_panel.arrows.setChecked(True)
     assert sum(len(item.xData) for item in window.viewer.arrow_items
                if item.xData is not None) == 6 * result.smap.n_patches
