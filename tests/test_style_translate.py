@@ -102,10 +102,30 @@ def test_translate_many_and_diversity(translator):
     assert not np.array_equal(diverse[1], same[1])
 
 
-def test_input_sampling_is_respected(translator):
+def test_input_sampling_is_respected(translator, monkeypatch):
+    """An image 2x finer than the model's 0.2 Å/px is translated at the model's sampling (the
+    network sees it at half size) and the result brought back to the input's grid."""
+    from scipy import ndimage
+
+    from stackview.style.images import normalise, resample
+
     img = lattice(64)
-    out = translator.translate(img, input_sampling_A=0.1)  # 2x finer than the model's 0.2
-    assert out.shape == img.shape
+    seen = []
+    run = translator._run_padded
+    monkeypatch.setattr(translator, "_run_padded",
+                        lambda x, z: seen.append(x.shape) or run(x, z))
+    out = translator.translate(img, input_sampling_A=0.1)
+    assert out.shape == img.shape and seen == [(32, 32)]
+    # the same as resampling to the model's sampling, translating there and zooming back
+    at_model = translator.translate(resample(normalise(img), 0.5), normalise_input=False)
+    back = ndimage.zoom(at_model, 2.0, order=1, mode="reflect", grid_mode=True)
+    np.testing.assert_allclose(out, np.clip(back, 0, 1), atol=1e-6)
+    assert np.abs(out - translator.translate(img)).max() > 0.05  # not the unscaled translation
+    # the model's own sampling is not resampled at all
+    seen.clear()
+    same = translator.translate(img, input_sampling_A=0.2)
+    assert np.array_equal(same, translator.translate(img))
+    assert seen == [(64, 64), (64, 64)]
 
 
 def test_bundle_round_trip(trained, tmp_path):
