@@ -217,15 +217,50 @@ def test_plot_and_scatter(tmp_path):
     assert direct.shape == (2, 2) and np.all(direct >= 0)
     f = (direct + swapped) / [land.material.a_A, land.material.b_A]
     assert np.allclose(f, np.round(f), atol=1e-9)  # -D is D's layer-swap image mod the lattice
+    a, b = land.material.a_A, land.material.b_A
+    np.testing.assert_allclose(direct, [[1.0, 1.5], [7.0 - a, b - 0.5]], atol=1e-12)
     mins = distinct_minima(land)
-    assert len(mins) == 2  # the cosine has two minima per cell
-    out = write_landscape_figure(tmp_path / "pel.png", land, slips)
-    assert out.stat().st_size > 5000
+    # the cosine's two minima per cell: (0, |b|/2) and (|a|/2, 0), at zero energy
+    np.testing.assert_allclose(mins[np.lexsort(mins.T[:2])], [[a / 2, 0, 0], [0, b / 2, 0]],
+                               atol=1e-9)
     da, db, e = land.grid_arrays(closed=True)
-    assert da.shape == e.shape == (9, 9) and db[0, -1] == pytest.approx(land.material.b_A)
+    assert da.shape == e.shape == (9, 9) and db[0, -1] == pytest.approx(b)
+    np.testing.assert_array_equal(e[:8, :8], land.energy_meV)
+    np.testing.assert_array_equal(e[8], e[0])  # closed: the cell's far edge repeats the first
     data = plot_data(land, slips)
-    assert data["energy_meV"].shape == (9, 9) and data["slips_A"].shape == (2, 2)
-    assert len(data["minima"]) == 2
+    np.testing.assert_array_equal(data["energy_meV"], e)
+    np.testing.assert_array_equal(data["slips_A"], direct)
+    np.testing.assert_array_equal(data["swapped_A"], swapped)
+    np.testing.assert_array_equal(data["minima"], mins)
+    # the figure draws the landscape, the minima and the slips (red: no viridis colour)
+    from PIL import Image
+
+    def red_pixels(path):
+        rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        return int(((rgb[..., 0] > 180) & (rgb[..., 1] < 90) & (rgb[..., 2] < 90)).sum())
+
+    out = write_landscape_figure(tmp_path / "pel.png", land, slips)
+    bare = write_landscape_figure(tmp_path / "bare.png", land)
+    assert Image.open(out).size == (720, 600)  # 6 × 5 in at 120 dpi
+    assert red_pixels(out) > 20 and red_pixels(bare) == 0
+    # what the figure's axes hold: the heat map of the energies, the minima, D and −D
+    import matplotlib.pyplot as plt
+
+    from stackview.analysis.pel_plot import plot_landscape
+
+    fig, ax = plt.subplots()
+    try:
+        mesh = plot_landscape(ax, land, slips, colorbar=False)
+        np.testing.assert_array_equal(np.asarray(mesh.get_array()).reshape(e.shape), e)
+        scatter = {c.get_label(): c.get_offsets() for c in ax.collections if c.get_label()}
+        np.testing.assert_array_equal(scatter["slips D (2)"], direct)
+        np.testing.assert_array_equal(scatter["layer swap −D"], swapped)
+        marked = next(line for line in ax.lines if line.get_label() == "minima").get_xydata()
+        for m in mins:  # each minimum is marked (with its periodic copies on the edges)
+            assert np.min(np.hypot(*(marked - m[:2]).T)) < 1e-9
+        assert ax.get_xlim() == (0, a) and ax.get_ylim() == (0, b)
+    finally:
+        plt.close(fig)
 
 
 def test_caveats_flag_overbinding():
