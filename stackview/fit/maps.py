@@ -27,6 +27,17 @@ def fitter_for_card(card, optics, settings=None):
                         card.patch_px, settings)
 
 
+def _rows_are_scan_lines(sampler, tolerance_deg: float = 2.0) -> bool:
+    """Whether the sampler's window rows run along the image's rows (its fast-scan lines):
+    no frame, or a frame whose window x axis is the image's x axis (either sense) within
+    ``tolerance_deg``; only then can the fit model line jitter as shifts of window rows."""
+    to_px = getattr(sampler, "to_px", None)
+    if getattr(sampler, "frame", None) is None or to_px is None:
+        return True
+    step = np.asarray(to_px, dtype=float)[:, 0]  # a window x step, in image pixels (x, y)
+    return bool(abs(step[1]) <= np.tan(np.radians(tolerance_deg)) * abs(step[0]))
+
+
 def fit_map(smap, sampler, pixel_size_nm: float, card, optics, settings=None,
             progress=null_progress, cancel: CancelToken | None = None):
     """Fit every window of ``smap`` (rows of ``smap.points``) from its reading.
@@ -42,6 +53,7 @@ def fit_map(smap, sampler, pixel_size_nm: float, card, optics, settings=None,
 
     cancel = cancel or CancelToken()
     fitter = fitter_for_card(card, optics, settings)
+    scan_rows = _rows_are_scan_lines(sampler)
     pts = np.asarray(smap.points)
     n_lab = len(smap.names)
     centres_px = pts[:, :2] / pixel_size_nm
@@ -59,7 +71,7 @@ def fit_map(smap, sampler, pixel_size_nm: float, card, optics, settings=None,
                 progress(offset + done, len(pts), "windows fitted")
 
             parts.append(fitter.fit(windows, pts[s:s + CHUNK, 2:2 + n_lab], chunk_progress,
-                                    cancel))
+                                    cancel, scan_rows=scan_rows))
     finally:
         torch.set_num_threads(threads)
     if len(parts) == 1:

@@ -293,16 +293,20 @@ class SlipRenderer:
         pre, motif, layer_phase = self._layer_coefficients(theta)
         return pre * motif * layer_phase.sum(dim=1)
 
-    def _factors(self, theta: torch.Tensor):
+    def _factors(self, theta: torch.Tensor, row_shifts: torch.Tensor | None = None):
         """cos and sin of 2 pi (F^T G)_x x_j (B, n_G, nx) and of 2 pi (F^T G)_y y_i (B, n_G, ny):
         the real and imaginary parts of the x and y factors. The phases are formed in float64
-        (they reach ~100 rad), their cos/sin in the renderer's dtype."""
+        (they reach ~100 rad), their cos/sin in the renderer's dtype. Row shifts (B, ny) Å move
+        row i's pixels to x_j + shift_i: a phase of the y factor, so rows stay separable."""
         lay = self.layout
         E = theta[:, lay.strain].reshape(-1, 2, 2)
         F = E + torch.eye(2, dtype=theta.dtype, device=theta.device)
         gp = torch.einsum("gk,bkl->bgl", self._G, F)  # (F^T G)_l = sum_k F_kl G_k
         phx = (TWO_PI * gp[:, :, 0:1] * self._x[None, None, :]).to(self.dtype)
-        phy = (TWO_PI * gp[:, :, 1:2] * self._y[None, None, :]).to(self.dtype)
+        phy = TWO_PI * gp[:, :, 1:2] * self._y[None, None, :]
+        if row_shifts is not None:
+            phy = phy + TWO_PI * gp[:, :, 0:1] * row_shifts[:, None, :].to(phy.dtype)
+        phy = phy.to(self.dtype)
         return torch.cos(phx), torch.sin(phx), torch.cos(phy), torch.sin(phy)
 
     def _synthesize(self, coeffs: torch.Tensor, factors) -> torch.Tensor:
@@ -330,30 +334,35 @@ class SlipRenderer:
         return (2.0 * out).reshape(B, ny, S, nx)
 
     # --- images ---------------------------------------------------------------------------
-    def lattice_image(self, theta: torch.Tensor) -> torch.Tensor:
+    def lattice_image(self, theta: torch.Tensor, row_shifts: torch.Tensor | None = None
+                      ) -> torch.Tensor:
         """The stack's image without intensity scale and background (B, ny, nx)."""
-        return self._synthesize(self.coefficients(theta)[:, None], self._factors(theta))[:, :, 0]
+        return self._synthesize(self.coefficients(theta)[:, None],
+                                self._factors(theta, row_shifts))[:, :, 0]
 
-    def render(self, theta: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        """The model of the windows (B, ny, nx): alpha * lattice + polynomial background.
-        Differentiable with torch autograd in every parameter."""
-        lattice = self.lattice_image(theta)
+    def render(self, theta: torch.Tensor, beta: torch.Tensor,
+               row_shifts: torch.Tensor | None = None) -> torch.Tensor:
+        """The model of the windows (B, ny, nx): the detector response of the stack's image
+        plus the polynomial background; ``row_shifts`` (B, ny) Å move each row along x (scan
+        jitter). Differentiable with torch autograd in every parameter."""
+        lattice = self.lattice_image(theta, row_shifts)
         nr = self.layout.n_response
         coef = beta.to(lattice.dtype)
         bg = torch.einsum("bm,mij->bij", coef[:, nr:], self.poly)
         return sum(coef[:, k - 1, None, None] * lattice**k for k in range(1, nr + 1)) + bg
 
-    def model_and_jacobian(self, theta: torch.Tensor, beta: torch.Tensor, jacobian: bool = True
-                           ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    def model_and_jacobian(self, theta: torch.Tensor, beta: torch.Tensor, jacobian: bool = True,
+                           row_shifts: torch.Tensor | None = None):
         """The model (B, N), its transposed Jacobian (B, n_params, N) in ``theta`` then
         ``beta`` (rows: parameters; from derivative coefficient sets on the same x/y factors,
         see the module docstring) and the lattice image (B, N). With ``jacobian=False`` the
-        Jacobian is None."""
+        Jacobian is None. With ``row_shifts`` (B, ny) a fourth array follows: d model / d x
+        (B, N), each pixel's derivative along x — a row shift's Jacobian, row by row."""
         lay = self.layout
         B = theta.shape[0]
         ny, nx = self.shape
         N = ny * nx
-        factors = self._factors(theta)
+        factors = self._factors(theta, row_shifts)
         pre, motif, layer_phase = self._layer_coefficients(theta)
         per_layer = pre[:, None] * motif[:, None] * layer_phase  # (B, L, n_G)
         c = per_layer.sum(dim=1)
@@ -371,7 +380,8 @@ class SlipRenderer:
 
         if not jacobian:
             lattice = self._synthesize(c[:, None], factors).reshape(B, N)
-            return response(lattice)[0] + background, None, lattice
+            out = (response(lattice)[0] + background, None, lattice)
+            return out if row_shifts is None else (*out, None)
         sets = [c]
         # slip of interface t moves every layer above it: d c / d D_t = sum_{l > t} c_l * phase'
         for t in range(self.layers - 1):
@@ -394,7 +404,9 @@ class SlipRenderer:
         o = lay.origin.start
         torch.mul(qx, -a, out=Jt[:, o])
         torch.mul(qy, -a, out=Jt[:, o + 1])
-        xg = self._x.to(self.dtype)[None, None, :] * a
+        xs = self._x[None, None, :] if row_shifts is None else (
+            self._x[None, None, :] + row_shifts[:, :, None])
+        xg = xs.to(self.dtype) * a
         yg = self._y.to(self.dtype)[:, None][None] * a
         e = lay.strain.start  # E_xx, E_xy, E_yx, E_yy: r_l Q_k
         torch.mul(qx, xg, out=Jt[:, e])
@@ -407,7 +419,13 @@ class SlipRenderer:
         for k in range(1, nr + 1):
             Jt[:, lay.n_theta + k - 1] = lattice**k
         Jt[:, lay.n_theta + nr:] = self.poly.reshape(1, -1, N)
-        return value + background, Jt, lattice
+        if row_shifts is None:
+            return value + background, Jt, lattice
+        F = theta[:, lay.strain].reshape(-1, 2, 2).to(self.dtype) + torch.eye(
+            2, dtype=self.dtype, device=self.device)
+        # d u / d x = F e_x: the lattice moves under a row shift as under the pixel's x
+        dx = a * (qx * F[:, 0, 0, None, None] + qy * F[:, 1, 0, None, None])
+        return value + background, Jt, lattice, dx.reshape(B, N)
 
     # --- data ---------------------------------------------------------------------------
     def project(self, windows: torch.Tensor) -> torch.Tensor:

@@ -119,7 +119,7 @@ def _lag_window(shape, width_px: float, device) -> torch.Tensor:
 
 def laplace_covariance(Jt: torch.Tensor, weights: torch.Tensor, residual: torch.Tensor,
                        shape: tuple[int, int], free: torch.Tensor, kind: str = "sandwich",
-                       lag_window_px: float = LAG_WINDOW_PX
+                       lag_window_px: float = LAG_WINDOW_PX, row_shifts=None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Covariance of the fitted parameters at the optimum (see the module docstring).
 
@@ -137,6 +137,10 @@ def laplace_covariance(Jt: torch.Tensor, weights: torch.Tensor, residual: torch.
         (P,) bool: the parameters that were fitted (the others are held and left out).
     kind
         ``"sandwich"`` (default, correlated residuals) or ``"laplace"`` (H⁻¹ alone).
+    row_shifts
+        ``(dx, prior)`` when the rows' shifts were fitted: dx (B, N) the model's x derivative
+        and the shifts' prior precision (1/Å²; a number or one per window). They are marginalised: the Hessian becomes its
+        Schur complement ``H - C D⁻¹ Cᵀ`` and the Jacobian its part orthogonal to the shifts.
 
     Returns
     -------
@@ -152,6 +156,17 @@ def laplace_covariance(Jt: torch.Tensor, weights: torch.Tensor, residual: torch.
     J = Jt[:, idx]
     w = weights.to(torch.float64)
     H = torch.bmm(J * weights[:, None].to(J.dtype), J.transpose(1, 2)).to(torch.float64)
+    if row_shifts is not None:
+        dx, prior = row_shifts
+        wd = (weights * dx).reshape(B, ny, nx)
+        prior = torch.as_tensor(prior, dtype=torch.float64, device=dx.device).reshape(-1, 1)
+        Dd = (wd * dx.reshape(B, ny, nx)).sum(dim=2).to(torch.float64) + prior  # (B, ny)
+        C = torch.einsum("bpij,bij->bpi", J.reshape(B, len(idx), ny, nx), wd).to(torch.float64)
+        H = H - torch.bmm(C / Dd[:, None], C.transpose(1, 2))
+        # the Jacobian seen by the other parameters once the shifts have taken their share
+        coef = (C / Dd[:, None]).to(J.dtype)  # (B, p, ny)
+        J = (J.reshape(B, len(idx), ny, nx)
+             - coef[..., None] * dx.reshape(B, 1, ny, nx)).reshape(B, len(idx), N)
     # scale to unit diagonal before inverting: the parameters' units differ by orders
     d = torch.sqrt(torch.diagonal(H, dim1=1, dim2=2).clamp_min(1e-300))
     Hn = H / (d[:, :, None] * d[:, None, :])
@@ -167,7 +182,7 @@ def laplace_covariance(Jt: torch.Tensor, weights: torch.Tensor, residual: torch.
         spectrum = torch.fft.rfft2(power).real.clamp_min(0.0)  # (B, ny, nx//2 + 1)
         # the spectra in the Jacobian's precision (float32 in the fit): B is a sum of positive
         # terms and needs no more
-        K = (Jt[:, idx] * sw[:, None].to(Jt.dtype)).reshape(B, len(idx), ny, nx)
+        K = (J * sw[:, None].to(J.dtype)).reshape(B, len(idx), ny, nx)
         Kh = torch.fft.rfft2(K)  # (B, p, ny, nx//2 + 1)
         # the half spectrum counts the other half twice, except the columns that are their
         # own mirror (zero and, for even nx, Nyquist)
