@@ -17,9 +17,11 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QProgressBar,
+    QScrollArea,
 )
 
 from stackview.analysis.trust import POOR_WINDOW_NCC
@@ -71,6 +73,15 @@ def landscape_label(landscape) -> str:
     return text
 
 
+def result_cell(result):
+    """The cell (rows a, b in px) an analysis calibrated with: its lattice reading's, else its
+    calibration's (None when neither read the lattice)."""
+    best = getattr(getattr(result, "lattice", None), "best", None)
+    if best is not None:
+        return np.stack([best.a_px, best.b_px])
+    return getattr(result.calibration, "lattice_px", None)
+
+
 class MainWindow(QMainWindow):
     def __init__(self) -> None:
         super().__init__()
@@ -85,6 +96,9 @@ class MainWindow(QMainWindow):
         self.landscapes: dict[str, object] = {}  # path -> PEL shown under the slips, or None
         self.batch: tasks.BatchResult | None = None
         self.current_path: str | None = None
+        # (path, cell) -> the FFT reflections that cell indexes (the FFT panel circles them)
+        self.reflections: dict[tuple, object] = {}
+        self._default_layout_pending = False
 
         self.viewer = ImageViewer()
         self.setCentralWidget(self.viewer)
@@ -112,6 +126,16 @@ class MainWindow(QMainWindow):
         ):
             dock = QDockWidget(title, self)
             dock.setObjectName(f"dock_{name}")
+            if name in ("analysis", "results"):  # tall forms: scroll, never squeeze their text
+                scroll = QScrollArea()
+                scroll.setWidgetResizable(True)
+                scroll.setFrameShape(QFrame.Shape.NoFrame)
+                scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+                scroll.setWidget(widget)
+                # as wide as the form needs (and its vertical scroll bar): it scrolls down only
+                scroll.setMinimumWidth(widget.minimumSizeHint().width()
+                                       + scroll.verticalScrollBar().sizeHint().width())
+                widget = scroll
             dock.setWidget(widget)
             self.addDockWidget(area, dock)
             self.docks[name] = dock
@@ -120,6 +144,10 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.docks["inspector"], self.docks["batch"])
         self.docks["fft"].raise_()
         self.docks["inspector"].raise_()
+        # the side panels run the window's full height (their forms are tall) and the bottom
+        # panels sit under the image only
+        self.setCorner(Qt.Corner.BottomLeftCorner, left)
+        self.setCorner(Qt.Corner.BottomRightCorner, right)
 
         self.status_text = QLabel("Drop ADF-STEM images or folders here.")
         self.progress = QProgressBar()
@@ -256,6 +284,30 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+        else:  # a new user: the panels' own size hints left the image a quarter of the width
+            self._default_layout_pending = True
+
+    #: a new user's panel sizes, as fractions of the window: the image gets the rest
+    DEFAULT_LAYOUT = {"left": 0.2, "right": 0.25, "bottom": 0.25}
+
+    def default_layout(self) -> None:
+        """Size the panels so that the image takes most of the window."""
+        width, height = self.width(), self.height()
+        d, f = self.docks, self.DEFAULT_LAYOUT
+        self.resizeDocks([d["images"], d["results"]],
+                         [round(f["left"] * width), round(f["right"] * width)],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([d["images"], d["results"]], [round(0.12 * height),
+                                                       round(0.4 * height)],
+                         Qt.Orientation.Vertical)
+        self.resizeDocks([d["inspector"]], [round(f["bottom"] * height)],
+                         Qt.Orientation.Vertical)
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        if self._default_layout_pending:
+            self._default_layout_pending = False
+            self.default_layout()
 
     def save_prefs(self) -> None:
         prefs.put("material", self.spm.material.currentText())
@@ -389,7 +441,10 @@ class MainWindow(QMainWindow):
         self.viewer.set_window_nm(self.spm.window_nm.value())
         self.setWindowTitle(f"stackview — {Path(path).name}")
         self.status_text.setText(f"{Path(path).name}: {opened.message}")
+        self.fft.set_reflections(None)  # the previous image's, until this one's are found
         self._update_fft()
+        if path not in self.results:
+            self._show_reflections(path, getattr(cal, "lattice_px", None))
         self._update_profile()
         if path in self.results:
             self.show_result(self.results[path])
@@ -413,10 +468,11 @@ class MainWindow(QMainWindow):
             show_error(self, "Open an image first.")
             return
 
-        def done(cal):
+        def done(cal, path=self.current_path):
             self.spm.show_calibration(cal.pixel_size_nm, cal.message, user=True)
             self.viewer.set_pixel_size(cal.pixel_size_nm)
             self._update_fft()
+            self._show_reflections(path, getattr(cal, "lattice_px", None))
 
         self.start_job(lambda progress, cancel: tasks.auto_calibrate(image, material, progress,
                                                                      cancel),
@@ -510,6 +566,8 @@ class MainWindow(QMainWindow):
         self._show_layer()
         self._show_arrows()
         self._show_pel()
+        if self.current_path is not None:
+            self._show_reflections(self.current_path, result_cell(result), result.image)
 
     def map_rect(self, smap) -> QRectF:
         """The nm rectangle the map's grid cells cover (centres ± half a step)."""
@@ -704,6 +762,30 @@ class MainWindow(QMainWindow):
             return
         image = self.viewer.roi_pixels() if self.fft.use_roi.isChecked() else self.viewer.data
         self.fft.show_fft(image, self.viewer.pixel_size_nm)
+
+    def _show_reflections(self, path: str | None, cell_px, image=None) -> None:
+        """Circle, in the FFT panel, the reflections ``cell_px`` (the calibration's cell; None:
+        the FFT's own lattice) indexes in the image at ``path`` (found in the background)."""
+        if image is None:
+            image = self.images[path].loaded.data if path in self.images else self.viewer.data
+        if path is None or image is None:
+            return
+        cell = None if cell_px is None else np.asarray(cell_px, dtype=float).reshape(2, 2)
+        key = (path, None if cell is None else cell.round(6).tobytes())
+        if key in self.reflections:
+            if self.current_path == path:
+                self.fft.set_reflections(self.reflections[key])
+            return
+
+        def found(reflections, key=key, path=path):
+            self.reflections[key] = reflections
+            if self.current_path == path:
+                self.fft.set_reflections(reflections)
+
+        from stackview.gui.reflections import calibration_reflections
+
+        self.start_job(lambda progress, cancel: calibration_reflections(image, cell),
+                       "Finding the lattice reflections", found, show_progress=False)
 
     def _update_profile(self) -> None:
         if self.profile.enabled.isChecked():

@@ -6,7 +6,7 @@ The panel only collects settings (:meth:`SpmPanel.settings` returns
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -24,6 +24,21 @@ from PySide6.QtWidgets import (
 from stackview.gui.tasks import AnalysisSettings
 
 DEFAULT_MODEL = "(material default)"
+
+
+class WrappingLabel(QLabel):
+    """A word-wrapped label that also carries its whole text as its tooltip (the model's
+    description is long: a style bundle's path in it cannot wrap everywhere)."""
+
+    def __init__(self, text: str = "", parent=None) -> None:
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.setToolTip(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt API
+        super().setText(text)
+        self.setToolTip(text)
 
 
 def _spin(lo: float, hi: float, value: float, step: float, decimals: int = 3,
@@ -75,8 +90,7 @@ class SpmPanel(QWidget):
         spm = QGroupBox("Strided pattern matching")
         self.material = QComboBox()
         self.model = QComboBox()
-        self.model_info = QLabel("")
-        self.model_info.setWordWrap(True)
+        self.model_info = WrappingLabel("")
         self.window_nm = _spin(0.1, 50.0, 2.0, 0.1)
         self.window_nm.setToolTip("Window side; a model analyses windows of its own size "
                                   "(the yellow square on the image)")

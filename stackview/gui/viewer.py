@@ -10,7 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from stackview.engine import qt_compat
 
@@ -20,6 +27,9 @@ pg.setConfigOptions(imageAxisOrder="row-major")
 IMAGE_COLORMAPS = ("grey", "viridis", "inferno", "magma", "cividis", "turbo")
 MAP_COLORMAP = "viridis"
 ARROW_BINS = 6
+#: the map's colour bar (px): narrow, so the image keeps the centre
+COLORBAR_WIDTH = 12
+COLORBAR_AXIS_WIDTH = 58
 
 
 def nice_length(width: float) -> float:
@@ -79,15 +89,19 @@ class ImageViewer(QWidget):
         self.plot.addItem(self.image_item)
         self.histogram = pg.HistogramLUTItem(image=self.image_item)
         self.glw.addItem(self.histogram, row=0, col=1)
+        # folded away until asked for (the "Contrast" button): beside the colour bar it took
+        # more of the centre than the image
+        self.histogram.hide()
 
         self.map_item = pg.ImageItem()
         self.map_item.setZValue(10)
         self.map_item.setOpacity(0.6)
         self.plot.addItem(self.map_item)
         self.colorbar = pg.ColorBarItem(colorMap=_colormap(MAP_COLORMAP), interactive=True,
-                                        label="")
+                                        label="", width=COLORBAR_WIDTH)
         self.colorbar.setImageItem(self.map_item)
         self.colorbar.axis.enableAutoSIPrefix(False)  # Å values, not "(x0.001)"-scaled ticks
+        self.colorbar.axis.setWidth(COLORBAR_AXIS_WIDTH)  # room for "0.802" and the label
         self.glw.addItem(self.colorbar, row=0, col=2)
         self.map_item.hide()
         self.colorbar.hide()
@@ -134,6 +148,11 @@ class ImageViewer(QWidget):
         self.cmap_box.addItems(IMAGE_COLORMAPS)
         self.cmap_box.currentTextChanged.connect(self.set_colormap)
         self.readout = QLabel("")
+        self.contrast_button = QToolButton()
+        self.contrast_button.setText("Contrast")
+        self.contrast_button.setCheckable(True)
+        self.contrast_button.setToolTip("Show the histogram with the contrast levels")
+        self.contrast_button.toggled.connect(self.histogram.setVisible)
         # an unreliable result's banner over the image: impossible to miss while looking at it
         self.warning = QLabel("")
         self.warning.setWordWrap(True)
@@ -143,13 +162,14 @@ class ImageViewer(QWidget):
         top = QHBoxLayout()
         top.addWidget(QLabel("Colormap"))
         top.addWidget(self.cmap_box)
+        top.addWidget(self.contrast_button)
         top.addStretch(1)
         top.addWidget(self.readout)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
         layout.addWidget(self.warning)
-        layout.addWidget(self.glw)
+        layout.addWidget(self.glw, 1)
 
         self.plot.scene().sigMouseMoved.connect(self._mouse_moved)
         self.plot.scene().sigMouseClicked.connect(self._mouse_clicked)
@@ -166,7 +186,7 @@ class ImageViewer(QWidget):
         size = self.window_square.size()
         self.window_square.setPos((w / 2 - size.x() / 2, h / 2 - size.y() / 2))
         self.window_square.show()
-        self.plot.autoRange()
+        self.fit_image()
 
     def set_pixel_size(self, pixel_size_nm: float) -> None:
         if self.data is None:
@@ -185,7 +205,15 @@ class ImageViewer(QWidget):
         handles = self.line.getHandles()
         handles[0].setPos(QPointF(w * 0.2, h * 0.5))
         handles[1].setPos(QPointF(w * 0.8, h * 0.5))
-        self.plot.autoRange()
+        self.fit_image()
+
+    def fit_image(self) -> None:
+        """Fit the view to the whole image (the view box keeps this target range in view while
+        the panels around the viewer settle, until the user zooms or pans)."""
+        if self.data is None:
+            return
+        w, h = self.extent_nm()
+        self.plot.getViewBox().setRange(QRectF(0, 0, w, h), padding=0.02)
 
     def set_colormap(self, name: str) -> None:
         self.histogram.gradient.setColorMap(_colormap(name))
