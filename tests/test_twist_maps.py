@@ -43,8 +43,10 @@ def test_paper_scale_image_is_read(tmp_path, capsys):
     assert "theta_deg median 2" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("theta", [0.4, 59.7])
-def test_near_alignment_gives_a_bound(theta, tmp_path):
+# near 60° (antiparallel layers) a few 2.5 nm windows still read the parallel family's 5–10°
+# (docs/models.md); the re-simulation puts the bounded ones on the right side
+@pytest.mark.parametrize("theta,share", [(0.4, 0.9), (59.7, 0.7)])
+def test_near_alignment_gives_a_bound(theta, share, tmp_path):
     image = twisted_image(theta, 5.0)
     result = analyze_image(image, material="MoS2", pixel_size_nm=0.025, stride_nm=0.5,
                            n_views=1)
@@ -52,7 +54,8 @@ def test_near_alignment_gives_a_bound(theta, tmp_path):
     limit = resolvable_limit_deg(3.18, window)
     bounds = result.smap.bounds
     side = -1 if theta < 30 else 1
-    assert (bounds.side_points == side).mean() >= 0.9
+    assert (bounds.side_points == side).mean() >= share
+    assert not (bounds.side_points == -side).any()
     folder = write_results(result, tmp_path)
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["twist_bound"]["limit_deg"] == pytest.approx(limit, abs=1e-3)
@@ -62,7 +65,7 @@ def test_near_alignment_gives_a_bound(theta, tmp_path):
     rows = list(csv.DictReader(open(folder / "map.csv")))
     label = f"<{limit:.1f}" if side < 0 else f">{60 - limit:.1f}"
     bound_rows = [r for r in rows if r["theta_bound"]]
-    assert len(bound_rows) >= 0.9 * len(rows)
+    assert len(bound_rows) >= share * len(rows)
     assert all(r["theta_bound"] == label and r["theta_deg"] == "" for r in bound_rows)
     # far from alignment the same window reads an angle
     assert not analyze_image(twisted_image(25.0, 5.0), material="MoS2", pixel_size_nm=0.025,
@@ -101,4 +104,7 @@ def test_two_domain_map_follows_the_domains():
     # the boundary: a window read as the other domain lies within one window of it
     nearer = np.where(np.abs(theta - 9.8) < np.abs(theta - 11.8), 9.8, 11.8)
     assert np.all(dist[nearer != truth] <= window)
-    assert len(result.interface) >= 2
+    line = result.interface
+    assert len(line) >= 2
+    on = np.clip(np.round(line[:, [1, 0]] / 0.05).astype(int), 0, len(g) - 1)
+    assert np.median(dist_nm[on[:, 0], on[:, 1]]) <= window  # the polyline follows it

@@ -351,15 +351,16 @@ def analyze_image(
         fit_result = fit_map(smap, sampler, calibration.pixel_size_nm, card,
                              optics_for_card(card), fit_settings, progress, cancel)
         stages["fit"] = _lap()
-    del sampler  # its spline coefficients are as large as the image
     reliable, reason = judge(smap, reading, card.task)
     space = bundle.label_space
     if card.task == "twist":
-        from stackview.analysis.twist_bounds import apply_twist_bounds
+        from stackview.analysis.twist_bounds import apply_twist_bounds, decide_sides
 
-        bound_text = apply_twist_bounds(smap, space).text()
-        if bound_text:
-            notes.append(bound_text)
+        bounds = apply_twist_bounds(smap, space)
+        decide_sides(bounds, smap, sampler, calibration.pixel_size_nm, resimulator, cancel)
+        if bounds.text():
+            notes.append(bounds.text())
+    del sampler  # its spline coefficients are as large as the image
     stats = label_statistics(smap.values.reshape(-1, len(smap.names)), smap.names, space)
     field_ = slip_vector_field(smap, space, frame) if isinstance(space, SlipLabels) else None
     interface = interface_polyline(smap, space)

@@ -59,6 +59,25 @@ def label_statistics(values: np.ndarray, names, space) -> dict:
     return stats
 
 
+def _jump_midpoints(smap, space, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Grid cells halfway between windows one window apart whose labels differ by more than
+    ``threshold`` (rows, columns)."""
+    v = smap.values
+    ny, nx, n = v.shape
+    reach = max(1, int(round(smap.window_nm / smap.stride_nm)))
+    mark = np.zeros((ny, nx), dtype=bool)
+    if ny > reach:
+        d = np.asarray(space.distance(v[:-reach].reshape(-1, n), v[reach:].reshape(-1, n)))
+        d = d.reshape(ny - reach, nx) > threshold
+        mark[reach // 2:reach // 2 + ny - reach] |= d
+    if nx > reach:
+        d = np.asarray(space.distance(v[:, :-reach].reshape(-1, n),
+                                      v[:, reach:].reshape(-1, n)))
+        d = d.reshape(ny, nx - reach) > threshold
+        mark[:, reach // 2:reach // 2 + nx - reach] |= d
+    return np.nonzero(mark)
+
+
 @dataclass
 class SlipField:
     """Slip-vector deviations Δd from a reference region, in the image frame.
@@ -114,10 +133,13 @@ def interface_polyline(smap, space, threshold: float | None = None,
     """
     from stackview.inference.spm import neighbour_jumps
 
-    if threshold is None:
-        threshold = 2.0 if not isinstance(space, SlipLabels) else 0.3
-    jumps = neighbour_jumps(smap, space)
-    jj, ii = np.nonzero(jumps > threshold)
+    if isinstance(space, SlipLabels):
+        jumps = neighbour_jumps(smap, space)
+        jj, ii = np.nonzero(jumps > (0.3 if threshold is None else threshold))
+    else:
+        # twist domains a few degrees apart change over a window's width, not from one
+        # window to the next: compare windows one window apart and mark the cell between
+        jj, ii = _jump_midpoints(smap, space, 1.0 if threshold is None else threshold)
     if len(jj) < 2:
         return np.zeros((0, 2))
     pts = np.column_stack([smap.x_nm[ii], smap.y_nm[jj]])

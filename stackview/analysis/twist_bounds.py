@@ -48,6 +48,9 @@ class TwistBounds:
     side: np.ndarray
     side_points: np.ndarray
     read_points: np.ndarray | None = None
+    #: bounded windows whose side (which alignment) the re-simulation decided against the
+    #: network's reading
+    flipped_by_resimulation: int = 0
 
     @property
     def below(self) -> int:
@@ -87,7 +90,8 @@ class TwistBounds:
         return {"limit_deg": round(self.limit_deg, 3), "low_deg": round(self.low_deg, 3),
                 "high_deg": round(self.high_deg, 3), "window_nm": round(self.window_nm, 4),
                 "periods_per_window": PERIODS_PER_WINDOW, "below": self.below,
-                "above": self.above, "resolved": self.resolved, "text": self.text()}
+                "above": self.above, "resolved": self.resolved,
+                "flipped_by_resimulation": self.flipped_by_resimulation, "text": self.text()}
 
 
 def twist_bounds(theta_deg, space, window_nm: float) -> tuple[float, float, float, np.ndarray]:
@@ -117,4 +121,50 @@ def apply_twist_bounds(smap, space) -> TwistBounds:
     smap.points[side_points != 0, 2 + col] = np.nan
     bounds = TwistBounds(limit, low, high, float(smap.window_nm), side, side_points, read)
     smap.bounds = bounds
+    return bounds
+
+
+#: the better alignment must re-simulate a window by this much more NCC to overrule the network
+SIDE_MARGIN_NCC = 0.02
+#: at most this many bounded windows are re-simulated; the others follow the nearest of them
+MAX_SIDE_CHECKS = 32
+
+
+def decide_sides(bounds: TwistBounds, smap, sampler, pixel_size_nm: float, resimulator,
+                 cancel=None) -> TwistBounds:
+    """Which alignment a bounded window shows, decided by re-simulation where it is clear.
+
+    Near 0° the layers are parallel, near 60° (MoS2) antiparallel: a small window sees one
+    registry of either, and the network sometimes reads one family for the other. Each bounded
+    window is compared with the two untwisted stacks (each layer placed separately, so every
+    registry is tried); where one matches better by :data:`SIDE_MARGIN_NCC` it decides the
+    side, else the network's reading stands. Materials whose two ends are the same alignment
+    (no mirror) are left as they are. Changes ``bounds`` in place.
+    """
+    space_lo, space_hi = bounds.low_deg - bounds.limit_deg, bounds.high_deg + bounds.limit_deg
+    idx = np.nonzero(bounds.side_points != 0)[0]
+    if not len(idx) or not getattr(resimulator, "task", "") == "twist":
+        return bounds
+    pts = smap.points
+    checked = idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), MAX_SIDE_CHECKS))
+                            .round().astype(int))]
+    decided = np.zeros(len(checked), dtype=np.int8)
+    for j, k in enumerate(checked):
+        if cancel is not None:
+            cancel.check()
+        window = sampler.extract(pts[k:k + 1, :2] / pixel_size_nm)[0]
+        lo, hi = resimulator.ncc(window, space_lo), resimulator.ncc(window, space_hi)
+        if np.isfinite(lo) and np.isfinite(hi) and abs(lo - hi) > SIDE_MARGIN_NCC:
+            decided[j] = -1 if lo > hi else 1
+    new = bounds.side_points.copy()
+    for k in idx:
+        d = np.hypot(pts[checked, 0] - pts[k, 0], pts[checked, 1] - pts[k, 1])
+        j = int(np.argmin(d))
+        if decided[j] != 0:
+            new[k] = decided[j]
+    bounds.flipped_by_resimulation = int(np.sum(new != bounds.side_points))
+    bounds.side_points = new
+    level0 = pts[:, -1] == 0
+    if level0.sum() == bounds.side.size:
+        bounds.side = new[level0].reshape(bounds.side.shape)
     return bounds
