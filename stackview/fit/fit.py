@@ -339,35 +339,48 @@ class WindowFitter:
         noise, weights = measured(model)
         it2 = torch.zeros(B, dtype=torch.int64)
         jittered = torch.zeros(B, dtype=torch.bool)
-        dx = shifts = prior = None
         if rows:
             jittered = self._line_jitter(data - model, Jt, theta, weights)
             if self.settings.scan_jitter == "on":
                 jittered[:] = True
-            rows = bool(jittered.any())
-        if rows:
-            shifts = torch.zeros(B, r.shape[0], dtype=torch.float64, device=r.device)
-            # windows without line jitter keep their rows in place (a prior of 1e-6 Å)
-            prior = torch.where(jittered, 1.0 / self.settings.jitter_prior_A**2, 1e12).to(
-                torch.float64)
-            theta, beta, state, it2 = self._lm(data, theta, beta, weights, max(
-                4, self.settings.max_iterations // 2), cancel, state, shifts, prior)
-            model, Jt, _, conv2, dx, shifts = state
-            converged = torch.where(jittered, conv2, converged)
-            # before the shifts the residual held the jitter's line-to-line steps, which reach
-            # beyond the band limit along y: measure the noise again
-            noise, weights = measured(model)
+        jit = torch.zeros(B, dtype=torch.float64)
         resid = data - model
-        n_free = int(self.free.sum()) + (r.shape[0] if rows else 0)
+        n_free = int(self.free.sum())
         chi2 = ((resid.to(torch.float64) ** 2) * weights.to(torch.float64)).sum(dim=1) / (
             data.shape[1] - n_free)
-        jitter = None if not rows or dx is None else (dx, prior)
         cov, cov_l = laplace_covariance(Jt, weights, resid, r.shape, self.free,
-                                        self.settings.covariance, self.settings.lag_window_px,
-                                        jitter)
+                                        self.settings.covariance, self.settings.lag_window_px)
+        if bool(jittered.any()):
+            # the jittered windows again, with a shift per row; a common shift of the rows is
+            # the origin's x and a trend the shear E_xy, so those two are held (the shifts
+            # carry them) and nothing is left degenerate
+            j = torch.nonzero(jittered).ravel()
+            free = self.free.clone()
+            free[lay.origin.start] = False
+            free[lay.strain.start + 1] = False
+            shifts = torch.zeros(len(j), r.shape[0], dtype=torch.float64, device=r.device)
+            prior = torch.full((len(j),), 1.0 / self.settings.jitter_prior_A**2,
+                               dtype=torch.float64)
+            th_j, be_j, st, it_j = self._lm(data[j], theta[j], beta[j], weights[j], max(
+                4, self.settings.max_iterations // 2), cancel, None, shifts, prior, free)
+            m_j, J_j, _, conv_j, dx_j, sh_j = st
+            # before the shifts the residual held the jitter's line-to-line steps, which reach
+            # beyond the band limit along y: measure the noise again
+            noise_j = estimate_noise((data[j] - m_j).reshape(len(j), *r.shape),
+                                     m_j.reshape(len(j), *r.shape), r.sampling_A,
+                                     r.optics.probe_bandlimit_inv_A, poisson)
+            w_j = (1.0 / noise_j["var"]).reshape(len(j), -1).to(r.dtype)
+            res_j = data[j] - m_j
+            c_j, cl_j = laplace_covariance(J_j, w_j, res_j, r.shape, free,
+                                           self.settings.covariance, self.settings.lag_window_px,
+                                           (dx_j, prior))
+            theta[j], beta[j], model[j] = th_j, be_j, m_j
+            cov[j], cov_l[j], it2[j], converged[j] = c_j, cl_j, it_j, conv_j
+            noise["dose"][j] = noise_j["dose"]
+            chi2[j] = ((res_j.to(torch.float64) ** 2) * w_j.to(torch.float64)).sum(dim=1) / (
+                data.shape[1] - int(free.sum()) - r.shape[0])
+            jit[j] = sh_j.std(dim=1)
         ncc = _ncc(data, model)
-        jit = (torch.where(jittered, shifts.std(dim=1), 0.0) if rows
-               else torch.zeros(B, dtype=torch.float64))
         return {"theta": theta.cpu().numpy(), "beta": beta.cpu().numpy(),
                 "row_jitter": jit.cpu().numpy(),
                 "cov": cov.cpu().numpy(), "cov_l": cov_l.cpu().numpy(),
@@ -419,7 +432,7 @@ class WindowFitter:
         return torch.cat(powers + [poly[None].expand(len(lat), -1, -1)], dim=1)
 
     def _lm(self, data, theta, beta, weights, max_iter, cancel, state=None, shifts=None,
-            prior=None):
+            prior=None, free=None):
         """Levenberg–Marquardt over the free parameters of every window of a batch.
 
         With ``shifts`` (B, ny) Å the rows' x shifts (scan jitter) are fitted too, under a
@@ -435,7 +448,8 @@ class WindowFitter:
         lay = r.layout
         B = len(theta)
         ny, nx = r.shape
-        free_idx = torch.nonzero(self.free).ravel()
+        free = self.free if free is None else free
+        free_idx = torch.nonzero(free).ravel()
         rows = shifts is not None
         if rows and prior is None:
             prior = torch.full((B,), 1.0 / self.settings.jitter_prior_A**2, dtype=torch.float64)
@@ -455,7 +469,7 @@ class WindowFitter:
         converged = torch.zeros(B, dtype=torch.bool)
         iters = torch.zeros(B, dtype=torch.int64)
         eye = torch.eye(len(free_idx), dtype=torch.float64)
-        all_free = bool(self.free.all())
+        all_free = bool(free.all())
         for _ in range(max_iter):
             cancel.check()
             idx = torch.nonzero(active).ravel()
