@@ -10,6 +10,9 @@ Run from the repository root (Xvfb gives a fixed, reproducible screen)::
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_screenshots.py
 
+(``QT_QPA_PLATFORM=offscreen python docs/make_screenshots.py`` gives the same grabs without a
+display: every shot is ``QWidget.grab()`` of the window.)
+
 Options: ``--out DIR`` (default docs/img/gui), ``--stride NM`` (default 0.25),
 ``--skip-batch`` (the batch step re-analyses the sample folder), ``--max-kb`` (default 400),
 ``--first-run`` (only the first-run shots, in seconds: the welcome panel over the empty window,
@@ -31,7 +34,6 @@ SAMPLES = ROOT / "stackview" / "resources" / "samples"
 MODEL = "ReS2_slip_bilayer"
 WINDOW_SIZE = (1500, 950)
 JOB_TIMEOUT_S = 3 * 3600
-FFT_ZOOM = 12.0  # 1/nm shown around the FFT's centre
 
 
 def log(message: str) -> None:
@@ -119,22 +121,21 @@ def main(argv=None) -> int:
             f"({path.stat().st_size // 1024} kB) — {caption}")
         return path
 
-    def dock_layout(bottom_height: int, right_width: int = 430, left_width: int = 330) -> None:
-        """Fixed dock sizes so every screenshot has the same layout."""
+    def dock_layout(bottom_height: int | None = None, right_width: int | None = None) -> None:
+        """The new user's layout (``MainWindow.default_layout``), with a taller bottom panel
+        or a wider right one where a shot shows them."""
         d = w.docks
-        w.resizeDocks([d["images"], d["analysis"]], [left_width, left_width],
-                      Qt.Orientation.Horizontal)
-        w.resizeDocks([d["images"]], [110], Qt.Orientation.Vertical)
-        w.resizeDocks([d["results"], d["fft"]], [right_width, right_width],
-                      Qt.Orientation.Horizontal)
-        w.resizeDocks([d["results"]], [300], Qt.Orientation.Vertical)
-        w.resizeDocks([d["inspector"]], [bottom_height], Qt.Orientation.Vertical)
+        w.default_layout()
+        if right_width is not None:
+            w.resizeDocks([d["results"]], [right_width], Qt.Orientation.Horizontal)
+        if bottom_height is not None:
+            w.resizeDocks([d["inspector"]], [bottom_height], Qt.Orientation.Vertical)
         pump(200)
 
     # (1) the empty window
     w.docks["fft"].raise_()
     w.docks["inspector"].raise_()
-    dock_layout(bottom_height=190)
+    dock_layout()
     shot("00_welcome", "first run: the welcome panel over the empty window")
     about = w.show_about()
     shot("08_about", "Help → About stackview: version, licences, bundled data", about)
@@ -158,10 +159,9 @@ def main(argv=None) -> int:
     log(f"model {w.spm.model.currentText()!r}, window {w.spm.window_nm.value():g} nm, "
         f"stride {w.spm.stride_nm.value():g} nm, views {w.spm.views.value()}, "
         f"pixel {w.viewer.pixel_size_nm:.5g} nm")
-    # the FFT spans the full Nyquist range (±132 1/nm for this oversampled image); zoom onto
-    # the lattice reflections as a user would with the mouse wheel
-    w.fft.widget.setRange(xRange=(-FFT_ZOOM, FFT_ZOOM), yRange=(-FFT_ZOOM, FFT_ZOOM),
-                          padding=0)
+    # the window zooms the FFT onto the lattice itself (the full Nyquist range is ±132 1/nm
+    # for this oversampled image) and circles the reflections the calibration used
+    log(f"FFT: {w.fft.info.text()}; zoom ±{w.fft.lattice_zoom_nm() or 0:.1f} 1/nm")
     shot("02_image_fft", "the sample open: calibrated image, window square, FFT")
 
     # (3) a real analysis with the bundled model, then the Da map over the image
@@ -186,14 +186,14 @@ def main(argv=None) -> int:
         rect = w.viewer.map_rect
         w.viewer.plot.getViewBox().setRange(rect=rect, padding=0.08)
         shot("04_slip_arrows", "slip-vector arrows over the |Δd| map")
-        w.viewer.plot.autoRange()
+        w.viewer.fit_image()
         w.results_panel.arrows.setChecked(False)
         w.results_panel.layer.setCurrentText("Da_A")
     else:
         log("no slip-vector field for this result: no arrows screenshot")
 
     # (5) click a map point (a real mouse click on the image) -> the window inspector
-    dock_layout(bottom_height=330)
+    dock_layout(bottom_height=300)
     smap = result.smap
     k = len(smap.points) // 2 + len(smap.x_nm) // 2
     x_nm, y_nm = (float(v) for v in smap.points[k, :2])
@@ -234,8 +234,6 @@ def main(argv=None) -> int:
                    JOB_TIMEOUT_S)
         w.docks["batch"].raise_()
         w.docks["fft"].raise_()
-        w.fft.widget.setRange(xRange=(-FFT_ZOOM, FFT_ZOOM), yRange=(-FFT_ZOOM, FFT_ZOOM),
-                              padding=0)
         shot("07_batch", "batch statistics of stackview/resources/samples/ (the CLI's stats.csv)")
 
     w.close()
