@@ -86,12 +86,15 @@ def make_image(cond: dict, seed: int, workers: int) -> np.ndarray:
     return rng.poisson(image).astype(np.float32)
 
 
-def build_set(n: int, seed: int, workers: int) -> list[tuple[Path, dict]]:
+def build_set(n: int, seed: int, workers: int, only=None) -> list[tuple[Path, dict]]:
+    """The set's images (made where not cached); ``only``: make just these indices, in this
+    order (a second process can fill the set from its end)."""
     CACHE.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+    conds = [draw_conditions(rng) for _ in range(n)]
     out = []
-    for i in range(n):
-        cond = draw_conditions(rng)
+    for i in (range(n) if only is None else only):
+        cond = conds[i]
         tif = CACHE / f"seed{seed}_{i:02d}.tif"
         meta = tif.with_suffix(".json")
         if not (tif.exists() and meta.exists()):
@@ -114,11 +117,15 @@ def main(argv=None) -> int:
     ap.add_argument("--stride", type=float, default=0.1, help="SPM stride (nm)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--build-only", action="store_true", help="make the images, do not analyse")
+    ap.add_argument("--only", type=int, nargs="+", metavar="I",
+                    help="with --build-only: make just these images, in this order")
+    ap.add_argument("--update-card", metavar="KEY",
+                    help="record the result in the card of the model used, under this key")
     args = ap.parse_args(argv)
 
     from stackview.analysis.analyze import analyze_image
 
-    images = build_set(args.n, args.seed, args.workers)
+    images = build_set(args.n, args.seed, args.workers, args.only if args.build_only else None)
     if args.build_only:
         return 0
     space = TwistLabels("MoS2")
@@ -156,6 +163,19 @@ def main(argv=None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
+    if args.update_card:
+        from stackview.models.bundle import update_card
+        from stackview.models.registry import find_model
+
+        models = {r["model"] for r in rows}
+        if len(models) != 1:
+            raise SystemExit(f"the images were read by several models ({sorted(models)})")
+        card = {k: v for k, v in report.items() if k not in ("rows", "machine")}
+        card["per_image"] = [{k: r[k] for k in ("theta_true_deg", "theta_read_deg",
+                                                 "error_deg", "defocus_A", "dose_counts_per_px")}
+                             for r in rows]
+        card["command"] = "python benchmarks/twist_multislice.py " + " ".join(argv or sys.argv[1:])
+        update_card(args.model or find_model(models.pop()), accuracy={args.update_card: card})
     print(f"mean error {report['mean_error_deg']}°, median {report['median_error_deg']}°, "
           f"max {report['max_error_deg']}°, confusions {report['confusions']} of {len(rows)} "
           f"-> {args.out}")
