@@ -216,7 +216,7 @@ def analyze_image(
         around interfaces.
     fit, fit_settings
         Refine every window by fitting the incoherent model to it from the network's reading
-        (:func:`stackview.fit.maps.fit_map`; slip models): ``result.fit``.
+        (:func:`stackview.fit.maps.fit_map`; slip and twist models): ``result.fit``.
     """
     from stackview.analysis.fields import interface_polyline, label_statistics, slip_vector_field
     from stackview.analysis.lattice_reading import (
@@ -343,9 +343,7 @@ def analyze_image(
                   cancel)
     stages["check"] = _lap()
     fit_result = None
-    if fit and card.task != "slip":
-        notes.append("the physics fit serves slip models so far; this twist map is not fitted")
-    elif fit:
+    if fit:
         from stackview.fit.maps import fit_map
 
         fit_result = fit_map(smap, sampler, calibration.pixel_size_nm, card,

@@ -50,8 +50,8 @@ def register(subparsers) -> None:
                         "cuda (default auto)")
     p.add_argument("--fit", action="store_true",
                    help="refine every window by fitting the incoherent simulation to it from "
-                        "the network's reading (slip models): fitted labels, their σ, NCC and "
-                        "reduced χ² go to map.csv and summary.json (see docs/fit.md)")
+                        "the network's reading: fitted labels, their σ, NCC and reduced χ² go "
+                        "to map.csv and summary.json (see docs/fit.md)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--pel", nargs="?", const="auto", metavar="CSV",
                    help="add the slips scattered on the material's PEL to the figure (your "

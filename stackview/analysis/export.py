@@ -29,8 +29,9 @@ def write_map_csv(path: Path, smap, fit=None) -> Path:
     windows were scored, ``ncc`` (their re-simulation NCC; empty where not scored); for twist
     maps with bounds, ``theta_bound`` ("<3.0" or ">57.0" where the window gives a bound, and the
     angle is then left empty). With a physics fit (:class:`stackview.fit.FitResult`, one row
-    per window): ``fit_<label>`` and ``fit_sigma_<label>`` (Å), ``fit_ncc``, ``fit_chi2_red``,
-    ``fit_moved_A`` (from the network's reading) and ``fit_dose_per_px``."""
+    per window): ``fit_<label>`` and ``fit_sigma_<label>``, ``fit_ncc``, ``fit_chi2_red``,
+    ``fit_moved_A`` (``fit_moved_deg`` for twist; from the network's reading) and
+    ``fit_dose_per_px``."""
     unit = "deg" if smap.names == ("theta_deg",) else "A"
     header = ["x_nm", "y_nm", *smap.names, f"uncertainty_{unit}", "level"]
     ncc = getattr(smap, "ncc_points", None)
@@ -46,7 +47,7 @@ def write_map_csv(path: Path, smap, fit=None) -> Path:
         if len(fit) != len(smap.points):
             raise ValueError(f"the fit has {len(fit)} windows for {len(smap.points)} rows")
         header += ([f"fit_{n}" for n in smap.names] + [f"fit_sigma_{n}" for n in smap.names]
-                   + ["fit_ncc", "fit_chi2_red", "fit_moved_A", "fit_dose_per_px"])
+                   + ["fit_ncc", "fit_chi2_red", f"fit_moved_{unit}", "fit_dose_per_px"])
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(header)

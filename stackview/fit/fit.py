@@ -141,7 +141,8 @@ class FitResult:
     start
         The starting labels (canonical).
     moved_A
-        Symmetry-aware distance between start and fit (Å).
+        Symmetry-aware distance between start and fit (Å; degrees for twist, as
+        ``sigma_D_A``, which is then σ_θ).
     ncc
         Normalised cross-correlation of window and fitted model.
     chi2_red
@@ -173,6 +174,8 @@ class FitResult:
     seconds: float = 0.0
     covariance: np.ndarray | None = None
     settings: dict = field(default_factory=dict)
+    #: the labels' unit: "A" (slip) or "deg" (twist; then sigma_D_A and moved_A are degrees)
+    unit: str = "A"
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -200,15 +203,17 @@ class FitResult:
             out[f"{name}_median"] = round(float(np.median(self.labels[ok, k])), 4)
             out[f"sigma_{name}_median"] = round(float(np.median(self.sigma[ok, k])), 5)
         moved = self.moved_beyond_sigma[ok]
+        u = self.unit
         out.update({
             "ncc_median": round(float(np.median(self.ncc[ok])), 4),
             "chi2_red_median": round(float(np.median(self.chi2_red[ok])), 3),
             "dose_per_px_median": _finite_round(np.median(self.dose_per_px[ok]), 1),
-            "moved_A_median": round(float(np.median(self.moved_A[ok])), 4),
+            f"moved_{u}_median": round(float(np.median(self.moved_A[ok])), 4),
             "moved_more_than_sigma": int(moved.sum()),
             "moved_more_than_sigma_fraction": round(float(moved.mean()), 3),
-            "sigma_D_A_median": round(float(np.median(self.sigma_D_A[ok])), 5),
         })
+        if u == "A":
+            out["sigma_D_A_median"] = round(float(np.median(self.sigma_D_A[ok])), 5)
         return out
 
 
@@ -239,20 +244,29 @@ class WindowFitter:
     def __init__(self, material, task: str, layers: int, optics, sampling_A: float,
                  patch_px: int | tuple[int, int], settings: FitSettings | None = None,
                  device: str | torch.device = "cpu") -> None:
-        from stackview.inference.labels import SlipLabels
+        from stackview.inference.labels import SlipLabels, TwistLabels
 
-        if task != "slip":
-            raise UsageError("the physics fit serves slip models so far; twist windows are not "
-                             "periodic with one cell and need their own renderer")
+        if task not in ("slip", "twist"):
+            raise UsageError(f"the physics fit serves slip and twist models, not {task!r}")
+        if task == "twist" and layers != 2:
+            raise UsageError("the physics fit serves twisted bilayers, not twisted trilayers")
         self.settings = settings or FitSettings()
         shape = (patch_px, patch_px) if np.ndim(patch_px) == 0 else tuple(patch_px)
-        self.renderer = SlipRenderer(material, layers, optics, sampling_A, shape,
-                                     self.settings.background_degree, device=device,
-                                     response_degree=self.settings.response_degree)
-        self.space = SlipLabels(self.renderer.material, layers)
+        common = dict(background_degree=self.settings.background_degree, device=device,
+                      response_degree=self.settings.response_degree)
+        if task == "twist":
+            from stackview.fit.twist import TwistRenderer
+
+            self.renderer = TwistRenderer(material, optics, sampling_A, shape, **common)
+            self.space = TwistLabels(self.renderer.material)
+        else:
+            self.renderer = SlipRenderer(material, layers, optics, sampling_A, shape, **common)
+            self.space = SlipLabels(self.renderer.material, layers)
         self.task, self.layers = task, layers
         lay = self.renderer.layout
         free = torch.ones(lay.n_params, dtype=torch.bool)
+        if task == "twist":
+            free[lay.orientation] = False  # the affine map's rotation refines it
         if not self.settings.fit_strain:
             free[lay.strain] = False
         if not self.settings.fit_blur:
@@ -263,6 +277,8 @@ class WindowFitter:
 
     @property
     def names(self) -> tuple[str, ...]:
+        if self.task == "twist":
+            return ("theta_deg",)
         return tuple(f"{n}_A" for n in self.space.names)
 
     # --- the public call ------------------------------------------------------------------
@@ -295,8 +311,8 @@ class WindowFitter:
         for s in range(0, n, bs):
             cancel.check()
             sl = slice(s, min(n, s + bs))
-            rows = self.settings.scan_jitter == "on" or (self.settings.scan_jitter == "auto"
-                                                         and scan_rows)
+            rows = self.task == "slip" and (self.settings.scan_jitter == "on" or (
+                self.settings.scan_jitter == "auto" and scan_rows))
             parts.append(self._fit_batch(w[sl], start[sl], cancel, rows))
             progress(min(n, s + bs), n, "windows fitted")
         merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -311,8 +327,7 @@ class WindowFitter:
         lay = r.layout
         B = len(windows)
         data = torch.as_tensor(windows, dtype=r.dtype, device=r.device)
-        theta = r.default_theta(start)
-        theta[:, lay.origin] = r.find_origin(data, theta)
+        theta = r.initialise(data, r.default_theta(start))
         data = data.reshape(B, -1)
         beta = self._linear_start(data, theta)
         rows = rows and self.settings.optimizer == "lm"
@@ -558,6 +573,8 @@ class WindowFitter:
         scale[lay.strain] = 1e-3
         scale[lay.blur] = 2e-3
         scale[lay.light] = 0.01
+        if hasattr(lay, "origin_b"):
+            scale[lay.origin_b] = 0.01
         mask = self.free[:lay.n_theta].to(torch.float64)
         u = torch.zeros_like(theta, requires_grad=True)
         base = theta.detach().clone()
@@ -595,26 +612,30 @@ class WindowFitter:
         sl = lay.slip
         raw = theta[:, sl]
         labels = np.asarray(self.space.canonical(raw))
-        maps = _fold_maps(self.space, raw, labels)  # (n, n_slip, n_slip)
+        if self.task == "twist":
+            maps = _twist_fold_sign(self.space, raw, labels)[:, None, None]
+        else:
+            maps = _fold_maps(self.space, raw, labels)  # (n, n_slip, n_slip)
         c_slip = cov[:, sl, sl]
         c_slip = maps @ c_slip @ maps.transpose(0, 2, 1)
         cl_slip = maps @ cov_l[:, sl, sl] @ maps.transpose(0, 2, 1)
         sigma = np.sqrt(np.clip(np.diagonal(c_slip, axis1=1, axis2=2), 0, None))
         sigma_l = np.sqrt(np.clip(np.diagonal(cl_slip, axis1=1, axis2=2), 0, None))
         U = self.space.material.unit_vectors
-        n_int = self.layers - 1
         var_cart = np.zeros(n)
-        for t in range(n_int):
+        if self.task == "twist":
+            var_cart = c_slip[:, 0, 0]  # σ_θ (degrees) stands for σ_D
+        for t in range(self.layers - 1 if self.task == "slip" else 0):
             block = c_slip[:, 2 * t:2 * t + 2, 2 * t:2 * t + 2]
             var_cart += np.trace(U.T @ block @ U, axis1=1, axis2=2)
         sigma_D = np.sqrt(np.clip(var_cart, 0, None))
-        moved = np.asarray(self.space.distance(labels, start))
+        moved = np.asarray(self.space.distance(labels, start)).reshape(n)
         names = lay.names()
         params = {name: np.concatenate([theta, beta], axis=1)[:, k]
                   for k, name in enumerate(names)}
         params["row_jitter_A"] = m["row_jitter"]
         params["source_fwhm_A"] = np.sqrt(np.clip(theta[:, lay.blur], 0, None)) / FWHM_TO_SIGMA
-        for k in range(n_int * 2):
+        for k in range(lay.n_slip):
             # the labels are reported folded; the raw ones go with the origin (model_images)
             params["raw_" + names[k]] = params.pop(names[k])
         bad = ~good
@@ -630,7 +651,8 @@ class WindowFitter:
         return FitResult(self.names, labels, sigma, sigma_l, sigma_D, start, moved,
                          m["ncc"].astype(float), m["chi2"].astype(float),
                          m["dose"].astype(float), params, m["converged"] & good,
-                         m["iterations"], covariance=c_slip, settings=settings)
+                         m["iterations"], covariance=c_slip, settings=settings,
+                         unit="deg" if self.task == "twist" else "A")
 
     def model_images(self, result: FitResult, index) -> np.ndarray:
         """The fitted model of windows ``index`` (k, P, P) from a result's parameters (for the
@@ -659,6 +681,15 @@ def _ncc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     b = b - b.mean(dim=1, keepdim=True)
     return (a * b).sum(dim=1) / torch.sqrt((a * a).sum(dim=1) * (b * b).sum(dim=1)).clamp_min(
         1e-300)
+
+
+def _twist_fold_sign(space, raw: np.ndarray, folded: np.ndarray) -> np.ndarray:
+    """(n,) +1 where the canonical twist is the raw one plus a period, -1 where it is its
+    mirror (θ ≡ −θ)."""
+    period = space.period_deg
+    d = (raw[:, 0] - folded[:, 0]) % period
+    same = np.minimum(d, period - d) < 1e-9
+    return np.where(same, 1.0, -1.0)
 
 
 def _fold_maps(space, raw: np.ndarray, folded: np.ndarray) -> np.ndarray:

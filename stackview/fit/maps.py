@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from stackview.engine.jobs import CancelToken, null_progress
-from stackview.errors import UsageError
 
 #: windows cut from the image at a time (a 128² window is 64 kB)
 CHUNK = 256
@@ -21,8 +20,6 @@ def fitter_for_card(card, optics, settings=None):
     """A :class:`WindowFitter` for a model card's material, layers, sampling and window."""
     from stackview.fit.fit import WindowFitter
 
-    if card.task != "slip":
-        raise UsageError("the physics fit serves slip models so far, not twist models")
     return WindowFitter(card.material, card.task, card.layers, optics, card.sampling_A,
                         card.patch_px, settings)
 
@@ -85,4 +82,4 @@ def fit_map(smap, sampler, pixel_size_nm: float, card, optics, settings=None,
                      merged["sigma_D_A"], merged["start"], merged["moved_A"], merged["ncc"],
                      merged["chi2_red"], merged["dose_per_px"], params, merged["converged"],
                      merged["iterations"], sum(p.seconds for p in parts),
-                     merged["covariance"], parts[0].settings)
+                     merged["covariance"], parts[0].settings, parts[0].unit)

@@ -293,15 +293,21 @@ class SlipRenderer:
         pre, motif, layer_phase = self._layer_coefficients(theta)
         return pre * motif * layer_phase.sum(dim=1)
 
-    def _factors(self, theta: torch.Tensor, row_shifts: torch.Tensor | None = None):
+    def _factors(self, theta: torch.Tensor, row_shifts: torch.Tensor | None = None,
+                 G: torch.Tensor | None = None):
         """cos and sin of 2 pi (F^T G)_x x_j (B, n_G, nx) and of 2 pi (F^T G)_y y_i (B, n_G, ny):
         the real and imaginary parts of the x and y factors. The phases are formed in float64
         (they reach ~100 rad), their cos/sin in the renderer's dtype. Row shifts (B, ny) Å move
-        row i's pixels to x_j + shift_i: a phase of the y factor, so rows stay separable."""
+        row i's pixels to x_j + shift_i: a phase of the y factor, so rows stay separable.
+        ``G``: reciprocal vectors per window (B, n_G, 2) instead of the material's (a rotated
+        layer)."""
         lay = self.layout
         E = theta[:, lay.strain].reshape(-1, 2, 2)
         F = E + torch.eye(2, dtype=theta.dtype, device=theta.device)
-        gp = torch.einsum("gk,bkl->bgl", self._G, F)  # (F^T G)_l = sum_k F_kl G_k
+        if G is None:
+            gp = torch.einsum("gk,bkl->bgl", self._G, F)  # (F^T G)_l = sum_k F_kl G_k
+        else:
+            gp = torch.einsum("bgk,bkl->bgl", G, F)
         phx = (TWO_PI * gp[:, :, 0:1] * self._x[None, None, :]).to(self.dtype)
         phy = TWO_PI * gp[:, :, 1:2] * self._y[None, None, :]
         if row_shifts is not None:
@@ -439,6 +445,13 @@ class SlipRenderer:
         w = w - w.mean(dim=(1, 2), keepdim=True)
         tmp = torch.einsum("bij,gj->big", w.to(torch.complex128), ex)
         return torch.einsum("big,gi->bg", tmp, ey)
+
+    def initialise(self, windows: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """The starting parameters for windows (B, ny, nx): ``theta`` with the stack's
+        translation found (:meth:`find_origin`)."""
+        theta = theta.clone()
+        theta[:, self.layout.origin] = self.find_origin(windows, theta)
+        return theta
 
     def find_origin(self, windows: torch.Tensor, theta: torch.Tensor, grid: int = 32
                     ) -> torch.Tensor:
