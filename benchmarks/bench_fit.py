@@ -1,6 +1,7 @@
 """Benchmark: the physics fit (issue 18) — speed, calibrated uncertainty, multislice, the sample.
 
-Four parts, all with the bundled ``ReS2_slip_bilayer`` model's windows (128² px at 0.16 Å/px):
+Five parts; all but the twist part with the bundled ``ReS2_slip_bilayer`` model's windows
+(128² px at 0.16 Å/px):
 
 * **coverage by dose** on held-out noisy simulations (a seed no tuning used): random slips over
   the canonical domain and random lattice origins, rendered by the project's grid simulator
@@ -24,6 +25,8 @@ Four parts, all with the bundled ``ReS2_slip_bilayer`` model's windows (128² px
 * **speed**: windows per second of the fit alone over each coverage set (one torch thread; the
   machine's load average is recorded, it is shared; windows with line jitter take a second
   fit with the rows' shifts and are slower);
+* **twist**: the bundled ``MoS2_twist_bilayer`` model's windows (256² px at 0.25 Å/px),
+  θ in [5°, 55°], turned at random, with shot noise: network against fit, coverage of σ_θ;
 * **the bundled sample**: ``stackview analyze --fit`` on
   ``ReS2_bilayer_tedgen_sample4.png``: the fitted median against the network's and against the
   model-free re-simulation scan's optimum (from ``experimental_check.json``).
@@ -299,6 +302,75 @@ def multislice(bundle, fitter, args) -> dict:
     return out
 
 
+def twisted_windows(n: int, px: int, sampling_A: float, optics, rng, lo_deg=5.0, hi_deg=55.0):
+    """Clean twisted MoS2 windows: θ uniform in [lo, hi], the whole stack turned at random (the
+    twist model reads any orientation), layers and moiré at random places."""
+    from stackview.materials import build_twisted
+    from stackview.simulation import simulate
+
+    truth = rng.uniform(lo_deg, hi_deg, n)
+    fov = (px * sampling_A, px * sampling_A)
+    out = np.empty((n, px, px), np.float32)
+    for k, th in enumerate(truth):
+        atoms = build_twisted("MoS2", float(th), fov_A=fov, margin_A=12,
+                              top_shift_A=tuple(rng.uniform(0, 3, 2)),
+                              origin_A=tuple(rng.uniform(0, 3, 2)))
+        t = np.radians(rng.uniform(0, 360))
+        rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+        c = np.array(fov) / 2
+        pos = atoms.positions.copy()
+        pos[:, :2] = (pos[:, :2] - c) @ rot.T + c
+        atoms.positions = pos
+        out[k] = simulate(atoms, optics, sampling_A=sampling_A, fov_A=fov).image
+    return out, truth
+
+
+def twist(args) -> dict:
+    """The bundled twist model's windows (256² px at 0.25 Å/px), shot noise, network then fit."""
+    from stackview.analysis.analyze import optics_for_card
+    from stackview.fit import WindowFitter
+    from stackview.models.bundle import load_bundle
+    from stackview.style.physics_noise import PhysicsNoise
+
+    bundle = load_bundle("MoS2_twist_bilayer")
+    card = bundle.card
+    optics = optics_for_card(card)
+    fitter = WindowFitter(card.material, "twist", 2, optics, card.sampling_A, card.patch_px)
+    space = fitter.space
+    rng = np.random.default_rng(args.seed + 2)
+    clean, truth = twisted_windows(args.n_twist, card.patch_px, card.sampling_A, optics, rng)
+    out = {"model": card.name, "window_px": card.patch_px, "theta_range_deg": [5.0, 55.0],
+           "rows": []}
+    for dose in args.twist_doses:
+        noise = PhysicsNoise(dose_per_px=dose, background=0.0, read_noise=0.0,
+                             source_blur_px=0.0, gamma=1.0, scan_jitter_px=0.0)
+        wins = np.stack([noise.apply(im, rng=rng) for im in clean]).astype(np.float32)
+        start = network_readings(bundle, wins)
+        res = fitter.fit(wins, start)
+        d_net = np.asarray(space.distance(start[:, 0], truth))
+        d_fit = np.asarray(space.distance(res.labels[:, 0], truth))
+        z = d_fit / res.sigma[:, 0]
+        row = {"dose_per_px": dose, "n": int(len(truth)),
+               "within_1sigma": round(float(np.mean(z < 1)), 3),
+               "within_2sigma": round(float(np.mean(z < 2)), 3),
+               "network_dtheta_median_deg": round(float(np.median(d_net)), 4),
+               "network_dtheta_p95_deg": round(float(np.percentile(d_net, 95)), 4),
+               "fit_dtheta_median_deg": round(float(np.median(d_fit)), 4),
+               "fit_dtheta_p95_deg": round(float(np.percentile(d_fit, 95)), 4),
+               "fit_closer_fraction": round(float(np.mean(d_fit < d_net)), 3),
+               "sigma_median_deg": round(float(np.median(res.sigma)), 4),
+               "chi2_red_median": round(float(np.median(res.chi2_red)), 3),
+               "windows_per_second": round(res.windows_per_second, 2),
+               "iterations_mean": round(float(res.iterations.mean()), 2)}
+        out["rows"].append(row)
+        print(f"twist dose {dose:g}: 1σ {row['within_1sigma']:.3f} 2σ {row['within_2sigma']:.3f};"
+              f" Δθ network {row['network_dtheta_median_deg']:.4f} fit "
+              f"{row['fit_dtheta_median_deg']:.4f}° (p95 {row['network_dtheta_p95_deg']:.3f} / "
+              f"{row['fit_dtheta_p95_deg']:.3f}); χ² {row['chi2_red_median']:.2f}; "
+              f"{row['windows_per_second']:.1f} windows/s", flush=True)
+    return out
+
+
 def sample(args) -> dict:
     from stackview.analysis.analyze import analyze_image
     from stackview.inference.labels import SlipLabels
@@ -337,7 +409,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=18, help="held-out seed (tuning used 1-3)")
     ap.add_argument("--doses", type=float, nargs="+", default=[20.0, 50.0, 200.0, 1000.0])
     ap.add_argument("--multislice-draws", type=int, default=40)
-    ap.add_argument("--parts", nargs="+", default=["coverage", "multislice", "sample"])
+    ap.add_argument("--n-twist", type=int, default=60, help="twisted windows per dose")
+    ap.add_argument("--twist-doses", type=float, nargs="+", default=[50.0, 500.0])
+    ap.add_argument("--parts", nargs="+",
+                    default=["coverage", "multislice", "twist", "sample"])
     ap.add_argument("--out", default=str(RESULTS / "bench_fit.json"))
     args = ap.parse_args(argv)
 
@@ -365,6 +440,8 @@ def main(argv=None) -> int:
         out["coverage"], out["speed"] = coverage(bundle, fitter, optics, args)
     if "multislice" in args.parts:
         out["multislice"] = multislice(bundle, fitter, args)
+    if "twist" in args.parts:
+        out["twist"] = twist(args)
     if "sample" in args.parts:
         out["sample"] = sample(args)
     out["seconds"] = round(time.perf_counter() - t0, 1)
