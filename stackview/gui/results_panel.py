@@ -134,6 +134,15 @@ class ResultsPanel(QWidget):
             if f"{n}_median" in summary:
                 lines.append(f"{n}: median {summary[n + '_median']:.3f}, "
                              f"IQR {summary[n + '_iqr']:.3f}")
+        fit = summary.get("fit")
+        if isinstance(fit, dict) and fit.get("n_fitted"):
+            for n in names:
+                if f"{n}_median" in fit:
+                    lines.append(f"fit {n}: median {fit[n + '_median']:.3f}, σ "
+                                 f"{fit['sigma_' + n + '_median']:.3f}")
+            lines.append(f"fit: NCC {fit['ncc_median']:.2f}, reduced χ² "
+                         f"{fit['chi2_red_median']:.2f}; {fit['moved_more_than_sigma']} of "
+                         f"{fit['n_windows']} windows moved by more than their σ")
         lines += [f"note: {note}" for note in summary.get("notes", [])]
         self.stats.setText("\n".join(lines))
 

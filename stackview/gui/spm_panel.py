@@ -109,6 +109,10 @@ class SpmPanel(QWidget):
         self.undistort.setToolTip("Undo the fast/slow-scan scale and shear measured from the "
                                   "lattice before the model reads the windows (as "
                                   "'stackview analyze'; off: --no-undistort)")
+        self.fit = QCheckBox("Fit the simulation to every window")
+        self.fit.setToolTip("Refine each window's reading by fitting the incoherent simulation "
+                            "to it: fitted labels with their uncertainty, NCC and reduced χ² in "
+                            "the summary and the exported map.csv (as 'stackview analyze --fit')")
         self.use_roi = QCheckBox("Only inside the rectangular ROI")
         self.use_roi.toggled.connect(self.roiToggled)
         self.model.currentIndexChanged.connect(lambda *_: self.modelChanged.emit())
@@ -123,6 +127,7 @@ class SpmPanel(QWidget):
         form2.addRow("Fine stride", self.fine_stride_nm)
         form2.addRow("Views", self.views)
         form2.addRow(self.undistort)
+        form2.addRow(self.fit)
         form2.addRow(self.use_roi)
 
         self.run_button = QPushButton("Run")
@@ -220,4 +225,5 @@ class SpmPanel(QWidget):
             roi_nm=tuple(roi_nm) if (roi_nm is not None and self.use_roi.isChecked()) else None,
             n_views=self.views.value(),
             undistort=self.undistort.isChecked(),
+            fit=self.fit.isChecked(),
         )

@@ -70,6 +70,7 @@ class AnalysisSettings:
     roi_nm: tuple[float, float, float, float] | None = None
     n_views: int = 3
     undistort: bool = True  # undo the scan distortion measured from the lattice
+    fit: bool = False  # the physics fit of every window (analyze --fit, docs/fit.md)
 
 
 _BUNDLES: dict[str, object] = {}
@@ -101,7 +102,7 @@ def run_analysis(path_or_image, settings: AnalysisSettings, progress=null_progre
         stride_nm=settings.stride_nm, refine=settings.refine,
         fine_stride_nm=settings.fine_stride_nm, roi_nm=settings.roi_nm,
         n_views=settings.n_views, undistort=settings.undistort, progress=progress,
-        cancel=cancel,
+        cancel=cancel, fit=settings.fit,
     )
 
 
