@@ -224,7 +224,8 @@ def coverage(bundle, fitter, optics, args) -> tuple[list[dict], dict]:
             rows.append(row)
             print(f"{kind:8s} dose {dose:6g}: 1σ {row['within_1sigma']:.3f} 2σ "
                   f"{row['within_2sigma']:.3f} (Laplace {row['within_1sigma_laplace']:.3f} / "
-                  f"{row['within_2sigma_laplace']:.3f}); ΔD network {row['network_dD_median_A']:.4f}"
+                  f"{row['within_2sigma_laplace']:.3f}); ΔD network "
+                  f"{row['network_dD_median_A']:.4f}"
                   f" fit {row['fit_dD_median_A']:.4f} Å (p95 {row['network_dD_p95_A']:.3f} / "
                   f"{row['fit_dD_p95_A']:.3f}); χ² {row['chi2_red_median']:.2f}; "
                   f"{row['windows_per_second']:.1f} windows/s"

@@ -7,7 +7,8 @@ periodic with the monolayer's cell, so by Poisson summation its image is exactly
 Fourier series
 
     J(u) = sum_G c_G exp(2 pi i G.u),
-    c_G  = T(|G|) exp(-2 pi^2 v |G|^2) / A_cell * sum_layers sum_basis sigma_j exp(-2 pi i G.(p_j + s_l)),
+    c_G  = T(|G|) exp(-2 pi^2 v |G|^2) / A_cell
+           * sum_layers sum_basis sigma_j exp(-2 pi i G.(p_j + s_l)),
 
 with ``T`` the Fourier transform of the probe intensity (its band limit 2 alpha / lambda ends the
 series), ``v`` the variance of the Gaussian blur (Å², the optics' source size to start with) and

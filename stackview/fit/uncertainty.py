@@ -139,8 +139,9 @@ def laplace_covariance(Jt: torch.Tensor, weights: torch.Tensor, residual: torch.
         ``"sandwich"`` (default, correlated residuals) or ``"laplace"`` (H⁻¹ alone).
     row_shifts
         ``(dx, prior)`` when the rows' shifts were fitted: dx (B, N) the model's x derivative
-        and the shifts' prior precision (1/Å²; a number or one per window). They are marginalised: the Hessian becomes its
-        Schur complement ``H - C D⁻¹ Cᵀ`` and the Jacobian its part orthogonal to the shifts.
+        and the shifts' prior precision (1/Å²; a number or one per window). They are
+        marginalised: the Hessian becomes its Schur complement ``H - C D⁻¹ Cᵀ`` and the
+        Jacobian its part orthogonal to the shifts.
 
     Returns
     -------
