@@ -111,6 +111,9 @@ def main(argv=None) -> int:
     mext = (smap.x_nm[0] - dx, smap.x_nm[-1] + dx, smap.y_nm[-1] + dx, smap.y_nm[0] - dx)
     im = axes[1].imshow(smap.values[..., 0], cmap="viridis", vmin=9.0, vmax=12.6, extent=mext,
                         interpolation="nearest")
+    g = np.arange(truth_grid.shape[0]) * 0.05
+    for ax in axes[1:]:
+        ax.contour(g, g, truth_grid, levels=[0.5], colors="white", linewidths=0.8)
     axes[1].set_xlim(0, args.fov)
     axes[1].set_ylim(args.fov, 0)
     axes[1].set_title(f"θ map ({window:.2f} nm windows, stride {smap.stride_nm:g} nm)")
