@@ -18,18 +18,13 @@ from stackview.engine.qt_compat import binding_problem  # noqa: E402
 if binding_problem():  # the process would abort, taking the rest of the suite with it
     pytest.skip(binding_problem(), allow_module_level=True)
 
-from PySide6.QtCore import QPointF, QSettings  # noqa: E402
+from PySide6.QtCore import QPointF  # noqa: E402
 
 from stackview.paths import RESOURCES_DIR  # noqa: E402
+from qt_fixtures import isolated_settings, window  # noqa: E402, F401
 
 SAMPLE = RESOURCES_DIR / "samples" / "ReS2_bilayer_tedgen_sample4.png"
 JOB_TIMEOUT_MS = 60_000
-
-
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path):
-    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
-        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
 
 
 @pytest.fixture(scope="module")
@@ -60,20 +55,6 @@ def images(tmp_path_factory):
     write_calibrated_tiff(folder / "small.tif", img, 0.015)
     write_calibrated_tiff(folder / "large.tif", img, 0.03)
     return folder
-
-
-@pytest.fixture
-def window(qtbot):
-    from stackview.gui.main_window import MainWindow
-
-    w = MainWindow()  # fresh preferences: the new user's default layout
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    yield w
-    for job in list(w.jobs):
-        job.cancel()
-        job.wait(5000)
 
 
 def open_image(qtbot, w, path):

@@ -16,7 +16,7 @@ from stackview.engine.qt_compat import binding_problem  # noqa: E402
 if binding_problem():  # the process would abort, taking the rest of the suite with it
     pytest.skip(binding_problem(), allow_module_level=True)
 
-from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 from trust_fakes import make_lattice, make_result  # noqa: E402
 
 from stackview.analysis.batch import batch_statistics, stats_row  # noqa: E402
@@ -24,6 +24,7 @@ from stackview.analysis.trust import POOR_WINDOW_NCC  # noqa: E402
 from stackview.cli import main  # noqa: E402
 from stackview.io.tiff import write_calibrated_tiff  # noqa: E402
 from stackview.models.bundle import load_bundle  # noqa: E402
+from qt_fixtures import isolated_settings, window  # noqa: E402, F401
 
 JOB_TIMEOUT_MS = 30_000
 REASON = "the windows match the re-simulated stacks poorly (median NCC 0.21)"
@@ -32,25 +33,6 @@ REASON = "the windows match the re-simulated stacks poorly (median NCC 0.21)"
 @pytest.fixture(scope="module")
 def bundle(tiny_bundle):
     return load_bundle(tiny_bundle)
-
-
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path, monkeypatch):
-    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
-        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
-
-
-@pytest.fixture
-def window(qtbot):
-    from stackview.gui.main_window import MainWindow
-
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    yield w
-    for job in list(w.jobs):
-        job.cancel()
-        job.wait(5000)
 
 
 def wait_idle(qtbot, w):

@@ -11,28 +11,19 @@ from stackview.engine.qt_compat import binding_problem  # noqa: E402
 if binding_problem():
     pytest.skip(binding_problem(), allow_module_level=True)
 
-from PySide6.QtCore import QSettings  # noqa: E402
+from qt_fixtures import isolated_settings, window  # noqa: E402, F401
 from test_twist_maps import twisted_image  # noqa: E402
 
 from stackview.analysis.analyze import analyze_image  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path):
-    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
-        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
-
-
-def test_bound_in_results_panel_and_inspector(qtbot, tmp_path):
-    from stackview.gui.main_window import MainWindow
-
+def test_bound_in_results_panel_and_inspector(qtbot, window, tmp_path):
     result = analyze_image(twisted_image(0.4, 5.0), material="MoS2", pixel_size_nm=0.025,
                            stride_nm=1.0, n_views=1)
     result.path = tmp_path / "aligned.tif"
     bounds = result.smap.bounds
     assert bounds.below >= 0.9 * len(bounds.side_points)
-    w = MainWindow()
-    qtbot.addWidget(w)
+    w = window
     w.current_path = str(result.path)
     w.viewer.set_image(result.image, result.calibration.pixel_size_nm)
     w.results[w.current_path] = result
@@ -47,6 +38,3 @@ def test_bound_in_results_panel_and_inspector(qtbot, tmp_path):
     assert w.last_error is None, w.last_error and w.last_error.text()
     assert w.inspection.bound == f"<{bounds.low_deg:.1f}"
     assert f"θ < {bounds.low_deg:.1f}° (a bound" in w.inspector.info.text()
-    for job in list(w.jobs):
-        job.cancel()
-        job.wait(5000)

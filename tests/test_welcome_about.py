@@ -15,32 +15,13 @@ from stackview.engine.qt_compat import binding_problem  # noqa: E402
 if binding_problem():  # the process would abort, taking the rest of the suite with it
     pytest.skip(binding_problem(), allow_module_level=True)
 
-from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 
 from stackview import __version__  # noqa: E402
 from stackview.paths import RESOURCES_DIR  # noqa: E402
+from qt_fixtures import isolated_settings, window  # noqa: E402, F401
 
 SAMPLE = RESOURCES_DIR / "samples" / "ReS2_bilayer_tedgen_sample4.png"
-
-
-@pytest.fixture(autouse=True)
-def _isolated_settings(tmp_path, monkeypatch):
-    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
-        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
-
-
-@pytest.fixture
-def window(qtbot):
-    from stackview.gui.main_window import MainWindow
-
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitExposed(w)
-    yield w
-    for job in list(w.jobs):
-        job.cancel()
-        job.wait(5000)
 
 
 def test_welcome_panel_is_shown_over_the_empty_window(window):
