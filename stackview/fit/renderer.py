@@ -83,8 +83,25 @@ def probe_transfer(optics: Optics, k_inv_A: np.ndarray) -> np.ndarray:
     return np.where(k <= optics.probe_bandlimit_inv_A, out, 0.0)
 
 
+class LinearTail:
+    """The linear parameters ``beta`` every layout ends with: the detector response's
+    coefficients, then the background polynomial's."""
+
+    @property
+    def n_beta(self) -> int:
+        return self.n_response + self.n_poly
+
+    @property
+    def n_params(self) -> int:
+        return self.n_theta + self.n_beta
+
+    def beta_names(self) -> list[str]:
+        return (["scale"] + [f"response{k}" for k in range(2, self.n_response + 1)]
+                + [f"bg{k}" for k in range(self.n_poly)])
+
+
 @dataclass(frozen=True)
-class ParameterLayout:
+class ParameterLayout(LinearTail):
     """Where each parameter sits in the fit's vectors (nonlinear ``theta``, then linear ``beta``).
 
     ``theta``: slips (Da, Db[, Dc, Dd]) Å, origin (x, y) Å, E = F - 1 (xx, xy, yx, yy), the blur
@@ -120,20 +137,10 @@ class ParameterLayout:
     def n_theta(self) -> int:
         return self.n_slip + 8
 
-    @property
-    def n_beta(self) -> int:
-        return self.n_response + self.n_poly
-
-    @property
-    def n_params(self) -> int:
-        return self.n_theta + self.n_beta
-
     def names(self) -> list[str]:
         slips = ["Da_A", "Db_A", "Dc_A", "Dd_A"][: self.n_slip]
         return (slips + ["origin_x_A", "origin_y_A", "Exx", "Exy", "Eyx", "Eyy", "blur_var_A2",
-                         "light_weight", "scale"]
-                + [f"response{k}" for k in range(2, self.n_response + 1)]
-                + [f"bg{k}" for k in range(self.n_poly)])
+                         "light_weight"] + self.beta_names())
 
 
 def polynomial_terms(degree: int) -> list[tuple[int, int]]:

@@ -26,13 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from stackview.fit.renderer import TWO_PI, SlipRenderer
+from stackview.fit.renderer import TWO_PI, LinearTail, SlipRenderer
 
 DEG = math.pi / 180.0
 
 
 @dataclass(frozen=True)
-class TwistLayout:
+class TwistLayout(LinearTail):
     """Parameter positions for twisted bilayers (the names :class:`ParameterLayout` uses).
 
     ``theta``: twist θ (deg), the held orientation φ (deg), layer A's translation (2, Å), layer
@@ -51,19 +51,10 @@ class TwistLayout:
     light = 11
     n_theta = 12
 
-    @property
-    def n_beta(self) -> int:
-        return self.n_response + self.n_poly
-
-    @property
-    def n_params(self) -> int:
-        return self.n_theta + self.n_beta
-
     def names(self) -> list[str]:
         return (["theta_deg", "orientation_deg", "origin_x_A", "origin_y_A", "top_x_A",
-                 "top_y_A", "Exx", "Exy", "Eyx", "Eyy", "blur_var_A2", "light_weight", "scale"]
-                + [f"response{k}" for k in range(2, self.n_response + 1)]
-                + [f"bg{k}" for k in range(self.n_poly)])
+                 "top_y_A", "Exx", "Exy", "Eyx", "Eyy", "blur_var_A2", "light_weight"]
+                + self.beta_names())
 
 
 class TwistRenderer(SlipRenderer):
