@@ -56,6 +56,8 @@ def test_near_alignment_gives_a_bound(theta, share, tmp_path):
     side = -1 if theta < 30 else 1
     assert (bounds.side_points == side).mean() >= share
     assert not (bounds.side_points == -side).any()
+    result.path = tmp_path / "aligned.tif"
+    assert result.stats_row()["theta_bound"].startswith(f"{'<' if side < 0 else '>'}")
     folder = write_results(result, tmp_path)
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["twist_bound"]["limit_deg"] == pytest.approx(limit, abs=1e-3)

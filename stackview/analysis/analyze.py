@@ -65,12 +65,11 @@ class AnalysisResult:
         for n in self.smap.names:
             if f"{n}_median" in s.get("fit", {}):
                 row[f"fit_{n}_median"] = s["fit"][f"{n}_median"]
-        bound = s.get("twist_bound")
-        if bound and (bound["below"] or bound["above"]):
-            row["theta_bound"] = "; ".join(
-                part for part in (f"<{bound['low_deg']:.1f} in {bound['below']}" if bound["below"]
-                                  else "", f">{bound['high_deg']:.1f} in {bound['above']}"
-                                  if bound["above"] else "") if part)
+        bound = s.get("twist_bound") or {}
+        parts = ([f"<{bound['low_deg']:.1f} in {bound['below']}"] if bound.get("below") else []) \
+            + ([f">{bound['high_deg']:.1f} in {bound['above']}"] if bound.get("above") else [])
+        if parts:
+            row["theta_bound"] = "; ".join(parts)
         return row
 
     def summary(self) -> dict:
@@ -250,11 +249,11 @@ def analyze_image(
             raise UsageError("the image must be a 2-D array of finite numbers")
         path, meta_px = None, None
     chosen_by_field = bundle is None and not model
+    fixed_px = pixel_size_nm if pixel_size_nm is not None else meta_px
     if bundle is None:
         # a first choice by the field the file's calibration gives (or the largest window);
         # made again below once the lattice has given the pixel size
-        field = min(image.shape) * (pixel_size_nm or meta_px) if (pixel_size_nm or meta_px) \
-            else None
+        field = min(image.shape) * fixed_px if fixed_px else None
         bundle = resolve_bundle(model, material, field_nm=field, window_nm=window_nm)
     if device is not None:
         bundle.model.to(device)
@@ -267,7 +266,6 @@ def analyze_image(
     stages: dict[str, float] = {"read": _lap()}
     cancel.check()
     progress(0, 1, "reading the lattice")
-    fixed_px = pixel_size_nm if pixel_size_nm is not None else meta_px
     calibration = calibrate(image, None, pixel_size_nm, meta_px) if fixed_px else None
     reading, frame, scores = None, None, []
     try:

@@ -98,14 +98,18 @@ def twist_bounds(theta_deg, space, window_nm: float) -> tuple[float, float, floa
     """(limit, low, high, side) for readings ``theta_deg`` (any shape) in a twist label space."""
     limit = resolvable_limit_deg(space.material.a_A, window_nm)
     lo, hi = space.domain_deg
+    return limit, lo + limit, hi - limit, _sides(theta_deg, lo + limit, hi - limit)
+
+
+def _sides(theta_deg, low: float, high: float) -> np.ndarray:
     t = np.asarray(theta_deg, dtype=float)
     side = np.zeros(t.shape, dtype=np.int8)
     finite = np.isfinite(t)
-    side[finite & (t < lo + limit)] = -1
+    side[finite & (t < low)] = -1
     # the far end of the domain is a second alignment (60° for MoS2: the antiparallel layers),
     # or the same one again (a domain of one whole period)
-    side[finite & (t > hi - limit)] = 1
-    return limit, lo + limit, hi - limit, side
+    side[finite & (t > high)] = 1
+    return side
 
 
 def apply_twist_bounds(smap, space) -> TwistBounds:
@@ -114,9 +118,9 @@ def apply_twist_bounds(smap, space) -> TwistBounds:
     Run it after the re-simulation check, which scores what the network read.
     """
     col = smap.names.index("theta_deg")
-    limit, low, high, side = twist_bounds(smap.values[..., col], space, smap.window_nm)
-    _, _, _, side_points = twist_bounds(smap.points[:, 2 + col], space, smap.window_nm)
     read = smap.points[:, 2 + col].copy()
+    limit, low, high, side_points = twist_bounds(read, space, smap.window_nm)
+    side = _sides(smap.values[..., col], low, high)
     smap.values[..., col][side != 0] = np.nan
     smap.points[side_points != 0, 2 + col] = np.nan
     bounds = TwistBounds(limit, low, high, float(smap.window_nm), side, side_points, read)
