@@ -79,3 +79,43 @@ def test_model_chosen_by_field_and_window():
     with pytest.raises(UsageError, match="windows: 6.40, 2.50 nm"):
         choose_window(family, window_nm=4.0)
     assert math.isclose(choose_window(family, field_nm=19.2).card.patch_nm, 6.4)
+
+
+class _Sampler:
+    def extract(self, centres_px):
+        return np.zeros((len(centres_px), 8, 8))
+
+
+class _Resim:
+    """Parallel layers fit every window better than antiparallel ones."""
+
+    task = "twist"
+
+    def __init__(self):
+        self.calls = 0
+
+    def ncc(self, window, theta):
+        self.calls += 1
+        return 0.9 if theta < 30 else 0.5
+
+
+def test_sides_are_decided_by_resimulation_with_progress_and_cancel():
+    from stackview.analysis.twist_bounds import decide_sides
+    from stackview.engine.jobs import CancelToken
+    from stackview.errors import Cancelled
+
+    space = TwistLabels("MoS2")
+    smap = _twist_map([59.5, 58.9, 30.0])  # the network read the antiparallel end
+    bounds = apply_twist_bounds(smap, space)
+    seen = []
+    resim = _Resim()
+    decide_sides(bounds, smap, _Sampler(), 0.025, resim,
+                 progress=lambda done, total, text: seen.append((done, total)))
+    assert bounds.side_points.tolist() == [-1, -1, 0]
+    assert bounds.flipped_by_resimulation == 2 and resim.calls == 4
+    assert seen == [(0, 2), (1, 2)]
+    cancel = CancelToken()
+    cancel.cancel()
+    with pytest.raises(Cancelled):
+        decide_sides(apply_twist_bounds(_twist_map([59.5]), space), _twist_map([59.5]),
+                     _Sampler(), 0.025, _Resim(), cancel)

@@ -353,7 +353,8 @@ def analyze_image(
         from stackview.analysis.twist_bounds import apply_twist_bounds, decide_sides
 
         bounds = apply_twist_bounds(smap, space)
-        decide_sides(bounds, smap, sampler, calibration.pixel_size_nm, resimulator, cancel)
+        decide_sides(bounds, smap, sampler, calibration.pixel_size_nm, resimulator, cancel,
+                     progress)
         if bounds.text():
             notes.append(bounds.text())
     del sampler  # its spline coefficients are as large as the image

@@ -135,7 +135,7 @@ MAX_SIDE_CHECKS = 32
 
 
 def decide_sides(bounds: TwistBounds, smap, sampler, pixel_size_nm: float, resimulator,
-                 cancel=None) -> TwistBounds:
+                 cancel=None, progress=None) -> TwistBounds:
     """Which alignment a bounded window shows, decided by re-simulation where it is clear.
 
     Near 0° the layers are parallel, near 60° (MoS2) antiparallel: a small window sees one
@@ -156,6 +156,8 @@ def decide_sides(bounds: TwistBounds, smap, sampler, pixel_size_nm: float, resim
     for j, k in enumerate(checked):
         if cancel is not None:
             cancel.check()
+        if progress is not None:
+            progress(j, len(checked), "re-simulating the aligned stacks")
         window = sampler.extract(pts[k:k + 1, :2] / pixel_size_nm)[0]
         lo, hi = resimulator.ncc(window, space_lo), resimulator.ncc(window, space_hi)
         if np.isfinite(lo) and np.isfinite(hi) and abs(lo - hi) > SIDE_MARGIN_NCC:
