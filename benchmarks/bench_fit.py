@@ -66,7 +66,7 @@ def simulate_windows(material, optics, n: int, px: int, sampling_A: float, rng,
     """Clean windows (n, px, px) of random slips (canonical) and random lattice origins; with
     ``fine`` > 1 simulated ``fine`` times finer over the window plus :data:`PAD_PX` coarse
     pixels per side (n, (px + 2 PAD_PX) fine, ...)."""
-    from stackview.inference.labels import SlipLabels
+    from stackview.core.labels import SlipLabels
     from stackview.materials import build_stack, get_material
     from stackview.simulation import simulate
 
@@ -374,7 +374,7 @@ def twist(args) -> dict:
 
 def sample(args) -> dict:
     from stackview.analysis.analyze import analyze_image
-    from stackview.inference.labels import SlipLabels
+    from stackview.core.labels import SlipLabels
     from stackview.paths import SAMPLE_IMAGE
 
     t0 = time.perf_counter()

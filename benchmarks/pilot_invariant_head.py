@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from stackview.datasets.store import open_dataset
-from stackview.inference.labels import SlipLabels
+from stackview.core.labels import SlipLabels
 from stackview.inference.regressor import build_backbone, standardise
 
 torch.set_num_threads(2)

@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stackview.inference.labels import TwistLabels  # noqa: E402
+from stackview.core.labels import TwistLabels  # noqa: E402
 from stackview.io.tiff import write_calibrated_tiff  # noqa: E402
 from stackview.materials import build_twisted  # noqa: E402
 from stackview.simulation import PRESETS, simulate  # noqa: E402

@@ -18,7 +18,7 @@ from stackview.datasets.augment import (
 from stackview.datasets.generate import patch_atoms, sample_conditions, sample_labels, slip_grid
 from stackview.engine.jobs import CancelToken
 from stackview.errors import Cancelled, UsageError
-from stackview.inference.labels import SlipLabels
+from stackview.core.labels import SlipLabels
 from stackview.materials import get_material, moire_period_A
 
 TINY = dict(patch_px=32, sampling_A=0.25, chunk=8, defocus_A=(40.0,), source_size_A=(0.65,))

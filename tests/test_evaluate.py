@@ -10,7 +10,7 @@ from stackview.cli import main
 from stackview.datasets import DatasetSpec, generate_dataset
 from stackview.errors import UsageError
 from stackview.inference.evaluate import slip_metrics, twist_metrics, write_report
-from stackview.inference.labels import SlipLabels, TwistLabels
+from stackview.core.labels import SlipLabels, TwistLabels
 from stackview.models import read_card
 
 
@@ -167,7 +167,7 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
 
 def test_twist_metrics_by_angle_and_away_from_alignment():
     from stackview.inference.evaluate import twist_metrics
-    from stackview.inference.labels import TwistLabels
+    from stackview.core.labels import TwistLabels
 
     space = TwistLabels("MoS2")
     true = np.array([1.0, 30.0, 40.0, 58.0])

@@ -8,7 +8,7 @@ from stackview.engine.jobs import CancelToken
 from stackview.errors import Cancelled, UsageError
 from stackview.fit import FitSettings, WindowFitter, fit_window, fit_windows
 from stackview.fit.renderer import SlipRenderer
-from stackview.inference.labels import SlipLabels
+from stackview.core.labels import SlipLabels
 from stackview.materials import build_stack, get_material
 from stackview.simulation import PRESETS, simulate
 
@@ -365,7 +365,7 @@ def test_twisted_window_is_recovered_in_any_orientation():
 def test_twist_fit_folds_into_the_twist_domain():
     """Starting readings outside [0°, 60°] (−12.2° ≡ 12.2°, 73.4° ≡ 46.6°) are folded in, and
     the fitted twists stay in the domain."""
-    from stackview.inference.labels import TwistLabels
+    from stackview.core.labels import TwistLabels
 
     space = TwistLabels("MoS2")
     rng = np.random.default_rng(11)

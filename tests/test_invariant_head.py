@@ -12,7 +12,7 @@ from stackview.inference.invariant import (
     slip_features,
     trilayer_features,
 )
-from stackview.inference.labels import SlipLabels, TwistLabels
+from stackview.core.labels import SlipLabels, TwistLabels
 from stackview.inference.loss import RawOutputLoss
 from stackview.inference.regressor import RegressorSpec, build_regressor
 from stackview.inference.train import ArraySource, TrainConfig, predict_batches, train
@@ -59,7 +59,7 @@ def test_twist_features_decode_into_the_domain(material, mirror):
 
 
 def _orders(labels):
-    from stackview.inference.labels import layer_orders
+    from stackview.core.labels import layer_orders
 
     return [v.reshape(len(labels), 4) for v in layer_orders(labels.reshape(-1, 2, 2))]
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stackview.analysis.compare import ncc, registered_ncc
-from stackview.inference.labels import SlipLabels
+from stackview.core.labels import SlipLabels
 from stackview.materials import build_stack, build_twisted, get_material
 from stackview.simulation import PRESETS, simulate
 

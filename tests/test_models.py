@@ -142,7 +142,7 @@ def test_predict_returns_values_and_uncertainty(bundle_stem):
 
 
 def test_aggregate_is_symmetry_aware():
-    from stackview.inference.labels import SlipLabels, TwistLabels
+    from stackview.core.labels import SlipLabels, TwistLabels
 
     s = SlipLabels("ReS2")
     a, b = s.lengths_A

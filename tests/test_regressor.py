@@ -6,7 +6,7 @@ import torch
 
 from stackview.engine.jobs import CancelToken
 from stackview.errors import Cancelled, UsageError
-from stackview.inference.labels import SlipLabels, TwistLabels
+from stackview.core.labels import SlipLabels, TwistLabels
 from stackview.inference.loss import SymmetricSlipLoss, SymmetricTwistLoss, mse_l1
 from stackview.inference.regressor import RegressorSpec, build_regressor
 from stackview.inference.train import (

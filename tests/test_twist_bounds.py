@@ -14,7 +14,7 @@ from stackview.analysis.twist_bounds import (
     resolvable_limit_deg,
 )
 from stackview.errors import UsageError
-from stackview.inference.labels import TwistLabels
+from stackview.core.labels import TwistLabels
 from stackview.inference.spm import SpmMap
 from stackview.materials.builders import moire_period_A
 from stackview.models.registry import choose_window

@@ -224,7 +224,7 @@ def analyze_image(
         read_lattice,
     )
     from stackview.analysis.trust import Resimulator, judge, score_windows
-    from stackview.inference.labels import SlipLabels
+    from stackview.core.labels import SlipLabels
     from stackview.inference.spm import WindowSampler, refine_map, spm_map
     from stackview.io.calibration import Calibration, calibrate
     from stackview.io.readers import read_image
@@ -304,7 +304,7 @@ def analyze_image(
                 f"(confidence {reading.confidence:.2f})")
         notes.append(_frame_note(frame, reading, undistort))
         if card.task == "slip" and card.layers == 3:
-            from stackview.inference.labels import projected_symmetry
+            from stackview.core.labels import projected_symmetry
 
             if projected_symmetry(card.material)[0] % 2 == 0:
                 notes.append("a half-turned trilayer gives the same image, so the slips are "

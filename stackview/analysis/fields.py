@@ -1,7 +1,7 @@
 """Derived maps: slip-vector fields, interfaces and statistics of SPM results (no Qt).
 
 All functions take an :class:`stackview.inference.spm.SpmMap` and its label space
-(:class:`~stackview.inference.labels.SlipLabels` or ``TwistLabels``); differences between
+(:class:`~stackview.core.labels.SlipLabels` or ``TwistLabels``); differences between
 labels are always the symmetry-aware ones.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stackview.inference.labels import SlipLabels
+from stackview.core.labels import SlipLabels
 
 
 def aligned_values(values: np.ndarray, space) -> np.ndarray:

@@ -391,7 +391,7 @@ def lattice_hypotheses(lattice_px: np.ndarray, material: Material | str,
     are known to a fraction of a cell over the field (+0.4 / cells), and marks such readings
     imprecise (fewer than 4 cells: their distortion is not undone).
     """
-    from stackview.inference.labels import projected_symmetry_ops
+    from stackview.core.labels import projected_symmetry_ops
 
     material = get_material(material)
     cell_A = material.cell_2d.T  # columns a, b (Å)

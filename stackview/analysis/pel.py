@@ -1,7 +1,7 @@
 """Interlayer potential-energy landscape (PEL) of slip-stacked bilayers (numpy + ASE; no Qt).
 
 The PEL is the energy of a bilayer as a function of the slip ``(Da, Db)`` of its top layer (Å
-along â and b̂, the label convention of :mod:`stackview.inference.labels`), on a regular
+along â and b̂, the label convention of :mod:`stackview.core.labels`), on a regular
 ``N × N`` grid over one cell: grid point ``(i, j)`` is the slip ``D = (i/N)·a + (j/N)·b``, i.e.
 ``Da = i·|a|/N``, ``Db = j·|b|/N``. At each point the top layer is slid rigidly in the plane; the
 atoms' z coordinates are then relaxed (``relax="z"``, in-plane coordinates fixed) or left as

@@ -310,10 +310,10 @@ def _provenance(spec: DatasetSpec, n: int, command: str | None) -> dict:
         "n_samples": n, "label_names": list(spec.label_names()),
         "label_unit": "deg" if spec.task == "twist" else "A",
         "label_convention": (
-            "theta (deg), canonical domain of stackview.inference.labels.TwistLabels"
+            "theta (deg), canonical domain of stackview.core.labels.TwistLabels"
             if spec.task == "twist" else
             "D = Da*a_hat + Db*b_hat (A), canonical domain of "
-            "stackview.inference.labels.SlipLabels"),
+            "stackview.core.labels.SlipLabels"),
         "simulator": "stackview.simulation incoherent (render_incoherent_batch)",
         # Z^1.7 where abTEM's scattering factors are missing: other contrast, other images
         "cross_sections": cross_section_model(elements, resolve_optics(spec.optics)),

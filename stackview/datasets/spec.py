@@ -180,7 +180,7 @@ class DatasetSpec:
         if self.orientation not in ORIENTATIONS:
             raise UsageError("orientation must be 'aligned' or 'random'")
         if self.task == "slip" and self.orientation == "random":
-            from stackview.inference.labels import projected_symmetry
+            from stackview.core.labels import projected_symmetry
 
             order, _ = projected_symmetry(self.material)
             if order > 2:
@@ -216,7 +216,7 @@ class DatasetSpec:
         return 1 if self.task == "twist" else 2 * (self.layers - 1)
 
     def label_space(self):
-        from stackview.inference.labels import SlipLabels, TwistLabels
+        from stackview.core.labels import SlipLabels, TwistLabels
 
         if self.task == "twist":
             return TwistLabels(self.material)

@@ -244,7 +244,7 @@ class WindowFitter:
     def __init__(self, material, task: str, layers: int, optics, sampling_A: float,
                  patch_px: int | tuple[int, int], settings: FitSettings | None = None,
                  device: str | torch.device = "cpu") -> None:
-        from stackview.inference.labels import SlipLabels, TwistLabels
+        from stackview.core.labels import SlipLabels, TwistLabels
 
         if task not in ("slip", "twist"):
             raise UsageError(f"the physics fit serves slip and twist models, not {task!r}")
@@ -695,7 +695,7 @@ def _twist_fold_sign(space, raw: np.ndarray, folded: np.ndarray) -> np.ndarray:
 def _fold_maps(space, raw: np.ndarray, folded: np.ndarray) -> np.ndarray:
     """The linear part (n, k, k) of the symmetry operation that took each raw label to its
     canonical one (a layer order, up to lattice translations), to carry covariances along."""
-    from stackview.inference.labels import layer_orders
+    from stackview.core.labels import layer_orders
 
     n, k = raw.shape
     eye = np.eye(k)

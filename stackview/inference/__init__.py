@@ -1,7 +1,7 @@
-"""Stacking inference: symmetry-aware labels and loss, the regressor, training, prediction,
-evaluation.
+"""Stacking inference: the symmetry-aware loss, the regressor, training, prediction, evaluation
+(the label spaces themselves are in :mod:`stackview.core.labels`).
 
-``labels`` (canonical domains, symmetric distances) is numpy-only; ``loss`` (symmetric MSE +
+``loss`` (symmetric MSE +
 0.5·L1), ``regressor`` (torchvision backbone + the paper's head), ``train`` (Adam, warm-up/decay,
 checkpoints, DDP), ``predict`` (patches → values + test-time-augmentation uncertainty) and
 ``evaluate`` (metrics, reports, the paper's studies) import torch themselves, so importing this

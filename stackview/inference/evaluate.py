@@ -26,7 +26,7 @@ import numpy as np
 
 from stackview.engine.jobs import CancelToken, null_progress
 from stackview.errors import UsageError
-from stackview.inference.labels import SlipLabels, TwistLabels
+from stackview.core.labels import SlipLabels, TwistLabels
 from stackview.io.atomic import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)

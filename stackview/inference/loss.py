@@ -3,9 +3,9 @@ true label (the paper's loss, made invariant under the label symmetries). No Qt 
 
 Slip (:class:`SymmetricSlipLoss`): for every sample the true label is replaced by the
 equivalent — ``D + m·a + n·b`` and, with layer swap, ``−D`` (trilayers: the six orders of the
-layers, :func:`stackview.inference.labels.layer_orders`)
+layers, :func:`stackview.core.labels.layer_orders`)
 — whose Cartesian distance to the prediction is smallest; this is the same minimum-image search
-as :meth:`stackview.inference.labels.SlipLabels.residual`, written in torch so that it runs on the
+as :meth:`stackview.core.labels.SlipLabels.residual`, written in torch so that it runs on the
 training device without a round trip to numpy. The loss is then taken on the Cartesian error
 vector(s) ``e`` (Å) of that equivalent::
 
@@ -17,7 +17,7 @@ label is already the nearest equivalent.
 
 Twist (:class:`SymmetricTwistLoss`): the error in degrees to the nearest of ``θ + k·period`` and,
 for materials whose projected monolayer has a mirror line, ``−θ + k·period`` (see
-:class:`stackview.inference.labels.TwistLabels`); same MSE + 0.5·L1 form.
+:class:`stackview.core.labels.TwistLabels`); same MSE + 0.5·L1 form.
 
 Both losses take predictions and labels in physical units (Å, degrees) — the regressor's output
 layer already undoes its label normalisation — and return the batch mean (or, with
@@ -30,7 +30,7 @@ import itertools
 
 import torch
 
-from stackview.inference.labels import SlipLabels, TwistLabels, layer_orders
+from stackview.core.labels import SlipLabels, TwistLabels, layer_orders
 
 #: weight of the L1 term (paper: λ_MSE = 1, λ_L1 = 0.5)
 L1_WEIGHT = 0.5

@@ -33,7 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from stackview.errors import UsageError
-from stackview.inference.labels import SlipLabels, TwistLabels, projected_symmetry
+from stackview.core.labels import SlipLabels, TwistLabels, projected_symmetry
 
 log = logging.getLogger(__name__)
 

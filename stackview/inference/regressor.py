@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from stackview.errors import UsageError
-from stackview.inference.labels import SlipLabels, TwistLabels
+from stackview.core.labels import SlipLabels, TwistLabels
 
 #: backbones known to work with the 1-channel stem (any torchvision classification model whose
 #: first layer is a 3-channel Conv2d works; these are the ones tested and benchmarked)

@@ -48,7 +48,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from stackview.inference.labels import SlipLabels, TwistLabels
+    from stackview.core.labels import SlipLabels, TwistLabels
     from stackview.materials import get_material
 
     m = get_material(args.name)

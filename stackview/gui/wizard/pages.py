@@ -292,7 +292,7 @@ class MaterialPage(StepPage):
                 f"γ = {mat.gamma_deg:.1f}°, {mat.n_atoms} atoms per cell, interlayer "
                 f"{mat.interlayer_A:.2f} Å.")
         try:
-            from stackview.inference.labels import SlipLabels, TwistLabels
+            from stackview.core.labels import SlipLabels, TwistLabels
 
             if self.task.currentText() == "twist":
                 lo, hi = TwistLabels(mat.name).domain_deg

@@ -104,7 +104,7 @@ def dataset_command(spec, out: Path) -> str:
 def window_text(project) -> str:
     """The window the patch size makes, in nm, and for twist what such a window can read."""
     from stackview.analysis.twist_bounds import resolvable_limit_deg
-    from stackview.inference.labels import TwistLabels
+    from stackview.core.labels import TwistLabels
     from stackview.materials import get_material
 
     m, d = project["material"], project["dataset"]
@@ -125,7 +125,7 @@ def dataset_estimate(project: Project) -> tuple[int, float, int]:
     """(patches, seconds, bytes) of the training + test datasets before they are made."""
     spec, test = dataset_spec(project), dataset_spec(project, test=True)
     if spec.mode == "grid":
-        from stackview.inference.labels import SlipLabels
+        from stackview.core.labels import SlipLabels
 
         space = SlipLabels(spec.material, layers=spec.layers)
         try:
@@ -451,7 +451,7 @@ def evaluation_job(project: Project):
 
 def prediction_errors(space, predicted, true) -> np.ndarray:
     """Symmetry-aware error per patch: ΔD (Å) for slip, |Δθ| (degrees) for twist."""
-    from stackview.inference.labels import TwistLabels
+    from stackview.core.labels import TwistLabels
 
     if isinstance(space, TwistLabels):
         return space.distance(np.asarray(predicted).ravel(), np.asarray(true).ravel())

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from stackview.errors import UsageError
-from stackview.inference.labels import SlipLabels, TwistLabels, projected_symmetry
+from stackview.core.labels import SlipLabels, TwistLabels, projected_symmetry
 from stackview.materials import get_material
 
 
@@ -96,7 +96,7 @@ def test_every_order_of_a_trilayers_layers_gives_the_same_image(tmp_path):
     import tifffile
 
     from stackview.cli import main
-    from stackview.inference.labels import layer_orders
+    from stackview.core.labels import layer_orders
 
     s = SlipLabels("ReS2", layers=3)
     t = np.array([1.0, 1.5, 2.0, 0.7])

@@ -1,0 +1,1 @@
+"""Core label spaces and symmetry shared by every layer (numpy only; no Qt, no torch)."""
