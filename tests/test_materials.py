@@ -64,13 +64,13 @@ def test_import_periodic_monolayer_and_register(tmp_path):
     atoms = ase.build.mx2("WS2", a=3.153, thickness=3.14, vacuum=8.0)
     path = tmp_path / "WS2.cif"
     ase.io.write(path, atoms)
-    m = material_from_file(path, name="WS2")
+    m = material_from_file(path, name="WS2u")  # WS2 itself is built in
     assert m.a_A == pytest.approx(3.153, abs=1e-3)
     assert m.gamma_deg == pytest.approx(120.0, abs=1e-3)
     assert m.n_atoms == 3
     save_user_material(m)
-    assert "WS2" in list_materials()
-    assert get_material("ws2").a_A == pytest.approx(3.153, abs=1e-3)
+    assert "WS2u" in list_materials()
+    assert get_material("ws2u").a_A == pytest.approx(3.153, abs=1e-3)
     with pytest.raises(UsageError):
         save_user_material(m)  # exists already
 

@@ -49,7 +49,7 @@ def _id(step):
 def fill_first_pages(wiz, cif, images):
     m = wiz.page_of("material")
     m.structure.setText(str(cif))
-    m.new_name.setText("WS2")
+    m.new_name.setText("WS2u")
     m.layers.setValue(2)
     m.task.setCurrentText("slip")
     wiz.next()
@@ -93,7 +93,7 @@ def test_wizard_end_to_end(qtbot, tmp_path, ws2_cif, exp_images):
     wiz.modelRegistered.connect(registered.append)
     fill_first_pages(wiz, ws2_cif, exp_images)
     project = Project.open(tmp_path / "proj")
-    assert project["material"]["name"] == "WS2"
+    assert project["material"]["name"] == "WS2u"
     assert project["imaging"]["energy_kV"] == 200.0
     assert project["imaging"]["sampling_A"] == pytest.approx(0.2)
     assert [i["sampling_nm"] for i in project["images"]] == [0.02, 0.02]
@@ -167,9 +167,9 @@ def test_wizard_end_to_end(qtbot, tmp_path, ws2_cif, exp_images):
     assert "WS2-wizard-test" in entries
     # selectable in the main window at once: listed and selected
     assert window.spm.model_choice() == str(entries["WS2-wizard-test"].path)
-    assert "WS2" in [window.spm.material.itemText(i) for i in range(window.spm.material.count())]
+    assert "WS2u" in [window.spm.material.itemText(i) for i in range(window.spm.material.count())]
     card = read_card(registered[0])
-    assert card.material == "WS2" and card.task == "slip"
+    assert card.material == "WS2u" and card.task == "slip"
     assert card.style.startswith("drit:")
     assert "wizard-test" in card.accuracy
     saved = json.loads((tmp_path / "proj" / "project.json").read_text())
@@ -213,7 +213,7 @@ def test_resume_after_closing(qtbot, tmp_path, ws2_cif, exp_images):
     again = TrainingWizard(tmp_path / "proj")
     qtbot.addWidget(again)
     assert again.currentId() == _id("style")
-    assert again.page_of("material").project["material"]["name"] == "WS2"
+    assert again.page_of("material").project["material"]["name"] == "WS2u"
     st2 = again.page_of("style")
     assert st2.config.currentText() == "tiny" and st2.iterations.value() == 200
     st2.iterations.setValue(12)
@@ -305,7 +305,7 @@ def test_lattice_calibration_of_uncalibrated_images(qtbot, tmp_path, shared_dir)
     qtbot.addWidget(wiz)
     m = wiz.page_of("material")
     m.structure.setText(str(cif))
-    m.new_name.setText("MoSe2")
+    m.new_name.setText("MoSe2u")
     wiz.next()
     assert "a = 3.288 Å" in m.info.text()
     wiz.page_of("imaging").sampling.setValue(0.016)
