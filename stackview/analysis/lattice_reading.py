@@ -576,7 +576,7 @@ class MonolayerScorer:
 
     def __init__(self, image, material, optics=None, sampling_A: float = 0.12,
                  patch_px: int = 128, n_windows: int = 4) -> None:
-        from stackview.datasets.spec import DEFAULT_OPTICS, FALLBACK_OPTICS
+        from stackview.simulation.optics import DEFAULT_OPTICS, FALLBACK_OPTICS
         from stackview.simulation import resolve_optics
 
         self.image, _ = central_crop(np.asarray(image, dtype=np.float32), SCORING_CROP_PX)

@@ -14,14 +14,12 @@ import math
 from dataclasses import dataclass, field
 
 from stackview.errors import UsageError
+from stackview.simulation.optics import DEFAULT_OPTICS, FALLBACK_OPTICS
 
 TASKS = ("slip", "twist")
 MODES = ("random", "grid")
 STYLES = ("clean", "physics", "drit")
 ORIENTATIONS = ("aligned", "random")
-#: default optics preset per material (the paper's conditions)
-DEFAULT_OPTICS = {"MoS2": "MoS2-60kV"}
-FALLBACK_OPTICS = "ReS2-300kV"
 MAX_SAMPLES = 5_000_000
 
 

@@ -120,7 +120,7 @@ def register(subparsers) -> None:
 def _optics_from_args(args, material_name: str):
     import dataclasses
 
-    from stackview.datasets.spec import DEFAULT_OPTICS, FALLBACK_OPTICS
+    from stackview.simulation.optics import DEFAULT_OPTICS, FALLBACK_OPTICS
     from stackview.simulation import PRESETS
 
     preset = args.preset or DEFAULT_OPTICS.get(material_name, FALLBACK_OPTICS)

@@ -177,6 +177,12 @@ PRESETS: dict[str, Optics] = {
 }
 
 
+#: default optics preset per material (the paper's conditions); other materials fall back to
+#: :data:`FALLBACK_OPTICS`
+DEFAULT_OPTICS = {"MoS2": "MoS2-60kV"}
+FALLBACK_OPTICS = "ReS2-300kV"
+
+
 #: defaults of a custom optics text for what it leaves out (the presets' values)
 _CUSTOM_DEFAULTS = {"defocus_A": 40.0, "Cs_A": 0.0, "source_size_A": 0.65}
 _CUSTOM_KEYS = {"kv": "energy_kV", "convergence": "convergence_mrad", "cs": "Cs_A",
