@@ -14,7 +14,7 @@ import logging
 import sys
 
 from stackview import __version__
-from stackview.errors import UsageError
+from stackview.errors import UsageError, one_sentence
 
 #: modules that provide ``register(subparsers)``; a module that is missing is skipped so that
 #: a partial install still gives a working CLI.
@@ -86,15 +86,6 @@ def main(argv: list[str] | None = None) -> int:
             logging.exception("failed")
         print(f"stackview: error: {one_sentence(exc)}", file=sys.stderr)
         return 2
-
-
-def one_sentence(exc: BaseException) -> str:
-    """The exception's message as a single sentence (first line, ends with a full stop)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, OSError) and exc.filename and exc.strerror:
-        text = f"{exc.strerror}: {exc.filename}"
-    text = text[0].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 if __name__ == "__main__":

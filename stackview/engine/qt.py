@@ -71,7 +71,7 @@ def _keep_dask_from_enabling_gc() -> None:
 def describe_error(exc: BaseException, what: str) -> str:
     """One sentence for a message box: the library's own sentence for expected errors
     (bad input), a generic one naming the job for anything else (a bug)."""
-    from stackview.cli import one_sentence
+    from stackview.errors import one_sentence
 
     if isinstance(exc, (UsageError, ValueError, OSError)):
         return one_sentence(exc)

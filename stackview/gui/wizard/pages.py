@@ -90,7 +90,7 @@ class StepPage(QWizardPage):
         try:
             ok = self.check_and_save()
         except (ValueError, OSError) as exc:
-            from stackview.cli import one_sentence
+            from stackview.errors import one_sentence
 
             return self.fail(one_sentence(exc))
         if ok is False:
@@ -519,7 +519,7 @@ class ImagesPage(StepPage):
             try:
                 cal = calibrate_from_lattice(read_grey(path)[0], self.project["material"]["name"])
             except Exception as exc:  # noqa: BLE001  (reported as a sentence)
-                from stackview.cli import one_sentence
+                from stackview.errors import one_sentence
 
                 notes.append(f"{Path(path).name}: {one_sentence(exc)}")
                 continue
@@ -875,7 +875,7 @@ class DatasetPage(StepPage):
             n, seconds, nbytes = runner.dataset_estimate(self.project)
             _, command = runner.dataset_job(self.project)
         except (ValueError, OSError) as exc:
-            from stackview.cli import one_sentence
+            from stackview.errors import one_sentence
 
             self.estimate.setText("")
             self.fail(one_sentence(exc))
@@ -1157,7 +1157,7 @@ class FinishPage(StepPage):
         try:
             target = runner.install(self.project)
         except (ValueError, OSError) as exc:
-            from stackview.cli import one_sentence
+            from stackview.errors import one_sentence
 
             self.fail(one_sentence(exc))
             return

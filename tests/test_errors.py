@@ -1,0 +1,16 @@
+"""The one-sentence error text the CLI prints and the GUI shows (stackview.errors)."""
+
+import pytest
+
+from stackview.errors import UsageError, one_sentence
+
+
+@pytest.mark.parametrize("exc, text", [
+    (UsageError("unknown material 'Foo'\nmore detail"), "Unknown material 'Foo'."),
+    (ValueError("done!"), "Done!"),
+    (FileNotFoundError(2, "No such file or directory", "x.tif"),
+     "No such file or directory: x.tif."),
+    (RuntimeError(""), "RuntimeError."),
+])
+def test_one_sentence(exc, text):
+    assert one_sentence(exc) == text
