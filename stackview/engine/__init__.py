@@ -1,9 +1,17 @@
-"""Job API shared by the CLI and the GUI: progress callbacks and cancellation tokens.
+"""Job API shared by the CLI and the GUI: progress events and cancellation tokens.
 
-The plain-Python side (``jobs``) must not import Qt; the QThread adapters live in
-``stackview.engine.qt*`` modules.
+The plain-Python side (``jobs``) must not import Qt; the worker mechanism of the GUI lives in
+:mod:`stackview.engine.qt` (superqt workers carrying :class:`Progress` events).
 """
 
-from stackview.engine.jobs import CancelToken, ProgressCallback, null_progress
+from stackview.engine.jobs import (
+    CancelToken,
+    Progress,
+    ProgressCallback,
+    as_progress,
+    null_progress,
+    report,
+)
 
-__all__ = ["CancelToken", "ProgressCallback", "null_progress"]
+__all__ = ["CancelToken", "Progress", "ProgressCallback", "as_progress", "null_progress",
+           "report"]
