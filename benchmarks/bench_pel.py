@@ -45,7 +45,8 @@ def main() -> None:
     args = ap.parse_args()
     warnings.simplefilter("ignore")
 
-    from stackview.analysis import pel
+    from stackview.pel import compute as pel
+    from stackview.pel.landscape import PelSettings
 
     pel._set_torch_threads(1)
     results = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
@@ -53,7 +54,7 @@ def main() -> None:
     for calc_name, relax in (("chgnet+d3", "z"), ("chgnet", "z"), ("chgnet+d3", "none")):
         load = os.getloadavg()[0]
         t = time.perf_counter()
-        land = pel.compute_landscape("MoS2", pel.PelSettings(grid=args.grid, relax=relax),
+        land = pel.compute_landscape("MoS2", PelSettings(grid=args.grid, relax=relax),
                                      calculator=calc_name)
         seconds = time.perf_counter() - t
         s = land.spacing_A

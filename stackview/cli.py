@@ -26,7 +26,7 @@ COMMAND_MODULES = (
     "stackview.inference.commands",
     "stackview.models.commands",
     "stackview.analysis.commands",
-    "stackview.analysis.pel_commands",
+    "stackview.pel.commands",
     "stackview.gui.commands",
 )
 

@@ -264,7 +264,7 @@ def test_cli_warns_marks_and_excludes_unreliable_images(bundle, tiny_bundle, tmp
 def test_the_pel_figure_keeps_the_unreliable_mark(bundle, tmp_path):
     from matplotlib.image import imread
 
-    from stackview.analysis.pel import add_pel_to_figure, landscape_for_bundle
+    from stackview.pel.figure import add_pel_to_figure, landscape_for_bundle
 
     result = make_result(bundle, "c.tif", ncc=np.full((5, 6), 0.1), reliable=False,
                          reason=RED_REASON)

@@ -146,12 +146,13 @@ def test_map_layer_equals_cli(qtbot, window, image_dir, tiny_model, tmp_path, mo
     assert rect.width() == pytest.approx(len(result.smap.x_nm) * result.smap.stride_nm)
     # PEL panel: one point per window over the shipped ReS2 landscape; the potential
     # overbinds ReS2 (DESIGN.md), and the panel must say so
-    from stackview.analysis import pel
     from stackview.materials import get_material
+    from stackview.pel import files as pel_files
+    from stackview.pel import landscape as pel_landscape
 
     assert len(window.pel.points.data) == result.smap.n_patches
     wait_idle(qtbot, window)
-    shipped = pel.read_landscape(pel.shipped_path("ReS2"), "ReS2")
+    shipped = pel_files.read_landscape(pel_files.shipped_path("ReS2"), "ReS2")
     assert window.pel.has_landscape
     np.testing.assert_array_equal(window.pel.landscape.image, shipped.energy_meV.T)
     title = window.pel.widget.getPlotItem().titleLabel.text
@@ -159,8 +160,8 @@ def test_map_layer_equals_cli(qtbot, window, image_dir, tiny_model, tmp_path, mo
     assert "overbinds" in window.pel.notes.text()
     # a landscape in the user's cache is drawn instead of the shipped one
     energy = np.add.outer(np.cos(np.linspace(0, 2 * np.pi, 8, endpoint=False)), np.arange(6.0))
-    pel.cache_landscape(pel.Landscape(get_material("ReS2"), energy, None,
-                                      {"format": pel.PEL_FORMAT, "source": "test"}))
+    pel_files.cache_landscape(pel_landscape.Landscape(
+        get_material("ReS2"), energy, None, {"format": pel_landscape.PEL_FORMAT, "source": "test"}))
     window.show_result(result)
     wait_idle(qtbot, window)
     np.testing.assert_allclose(window.pel.landscape.image, (energy - energy.min()).T, atol=1e-3)
@@ -357,7 +358,7 @@ def test_pel_landscape_hook_and_line_profile(qtbot, window, image_dir):
 
 
 def test_mos2_slips_drawn_on_the_shipped_landscape(qtbot, window, tmp_path):
-    from stackview.analysis.pel import load_landscape
+    from stackview.pel.files import load_landscape
 
     spec = RegressorSpec(backbone="tiny", material="MoS2")
     stem = tmp_path / "MoS2_tiny_gui"

@@ -7,21 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from stackview.analysis import pel
-from stackview.analysis.pel import (
-    Landscape,
-    PelSettings,
-    bilayer_cell,
-    compute_landscape,
-    grid_orbits,
-    import_csv,
-    point_energy,
-    slip_symmetry_ops,
-)
 from stackview.cli import main
 from stackview.engine.jobs import CancelToken
 from stackview.errors import Cancelled, UsageError
 from stackview.materials import get_material
+from stackview.pel import compute as pel_compute
+from stackview.pel import files as pel_files
+from stackview.pel import landscape as pel_landscape
+from stackview.pel.compute import bilayer_cell, compute_landscape, point_energy
+from stackview.pel.files import import_csv
+from stackview.pel.landscape import Landscape, PelSettings, grid_orbits, slip_symmetry_ops
 
 
 def lj_calculator():
@@ -39,7 +34,7 @@ def _synthetic(material="MoS2", n=6, span=50.0) -> Landscape:
         e = span * (e - e.min()) / (e.max() - e.min())
     else:
         e = span * (1 + np.cos(2 * math.pi * fa) * np.cos(2 * math.pi * fb)) / 2
-    return Landscape(m, e, None, {"format": pel.PEL_FORMAT, "source": "test"})
+    return Landscape(m, e, None, {"format": pel_landscape.PEL_FORMAT, "source": "test"})
 
 
 def _write_csv(path, header, rows):
@@ -113,7 +108,7 @@ def test_compute_rigid_and_z_with_progress():
                           calculator=lj_calculator())
     assert z.provenance["relaxation"]["steps_total"] > 0
     assert np.all(np.isfinite(z.spacing_A))
-    assert z.provenance["format"] == pel.PEL_FORMAT
+    assert z.provenance["format"] == pel_landscape.PEL_FORMAT
 
 
 def test_compute_cancel():
@@ -140,14 +135,14 @@ def test_compute_parallel_matches_serial():
 # --- files, import, cache --------------------------------------------------------------------
 def test_write_read_roundtrip(tmp_path):
     land = _synthetic("ReS2", n=6)
-    csv_path, json_path = pel.write_landscape(land, tmp_path / "res2.csv")
+    csv_path, json_path = pel_files.write_landscape(land, tmp_path / "res2.csv")
     prov = json.loads(json_path.read_text())
     assert prov["summary"]["span_meV"] == pytest.approx(50.0, abs=0.01)
-    back = pel.read_landscape(csv_path)
+    back = pel_files.read_landscape(csv_path)
     assert back.material.name == "ReS2"
     assert np.allclose(back.energy_meV, land.energy_meV, atol=1e-3)
     with pytest.raises(UsageError):
-        pel.write_landscape(land, tmp_path / "res2.txt")
+        pel_files.write_landscape(land, tmp_path / "res2.txt")
 
 
 def test_import_variants(tmp_path):
@@ -191,20 +186,21 @@ def test_import_rejects_with_one_sentence(tmp_path, header, rows, match):
 
 def test_cache_and_lookup(tmp_path, monkeypatch):
     land = _synthetic("ReSe2", n=4)
-    path = pel.cache_landscape(land)
-    assert path == pel.user_path("ReSe2") and path.with_suffix(".json").exists()
-    assert np.allclose(pel.load_landscape(None, "ReSe2").energy_meV, land.energy_meV, atol=1e-3)
+    path = pel_files.cache_landscape(land)
+    assert path == pel_files.user_path("ReSe2") and path.with_suffix(".json").exists()
+    assert np.allclose(pel_files.load_landscape(None, "ReSe2").energy_meV, land.energy_meV,
+                       atol=1e-3)
     path.unlink()
-    monkeypatch.setattr(pel, "shipped_path", lambda m: tmp_path / "none.csv")
+    monkeypatch.setattr(pel_files, "shipped_path", lambda m: tmp_path / "none.csv")
     with pytest.raises(UsageError, match="no landscape for ReSe2"):
-        pel.load_landscape("auto", "ReSe2")
+        pel_files.load_landscape("auto", "ReSe2")
     with pytest.raises(UsageError, match="does not exist"):
-        pel.load_landscape(tmp_path / "missing.csv", "ReSe2")
+        pel_files.load_landscape(tmp_path / "missing.csv", "ReSe2")
 
 
 # --- plots -----------------------------------------------------------------------------------
 def test_plot_and_scatter(tmp_path):
-    from stackview.analysis.pel_plot import (
+    from stackview.pel.plot import (
         distinct_minima,
         plot_data,
         scatter_points,
@@ -246,7 +242,7 @@ def test_plot_and_scatter(tmp_path):
     # what the figure's axes hold: the heat map of the energies, the minima, D and −D
     import matplotlib.pyplot as plt
 
-    from stackview.analysis.pel_plot import plot_landscape
+    from stackview.pel.plot import plot_landscape
 
     fig, ax = plt.subplots()
     try:
@@ -265,10 +261,10 @@ def test_plot_and_scatter(tmp_path):
 
 def test_caveats_flag_overbinding():
     land = _synthetic("ReS2", n=4)
-    assert pel.caveats(land) == []
+    assert pel_landscape.caveats(land) == []
     short = Landscape(land.material, land.energy_meV, np.full((4, 4), 5.7),
                       {"relax": "z", "notes": []})
-    assert "overbinds" in pel.caveats(short)[0]
+    assert "overbinds" in pel_landscape.caveats(short)[0]
 
 
 def test_energy_at_interpolates_and_folds():
@@ -283,7 +279,7 @@ def test_energy_at_interpolates_and_folds():
 # --- CLI -------------------------------------------------------------------------------------
 def test_cli_import_figure_and_errors(tmp_path, capsys):
     land = _synthetic("ReS2", n=6)
-    src, _ = pel.write_landscape(land, tmp_path / "src.csv")
+    src, _ = pel_files.write_landscape(land, tmp_path / "src.csv")
     src.with_suffix(".json").unlink()  # a plain user CSV
     slips = _write_csv(tmp_path / "map.csv", ["x_nm", "y_nm", "Da_A", "Db_A"],
                        [(0, 0, 1.0, 1.5), (0.5, 0, 1.1, 1.4)])
@@ -291,7 +287,7 @@ def test_cli_import_figure_and_errors(tmp_path, capsys):
                  str(tmp_path / "out.csv"), "--figure", str(tmp_path / "pel.png"), "--slips",
                  str(slips)])
     assert code == 0
-    assert pel.user_path("ReS2").exists() and (tmp_path / "out.json").exists()
+    assert pel_files.user_path("ReS2").exists() and (tmp_path / "out.json").exists()
     assert (tmp_path / "pel.png").exists()
     assert "span 50.0 meV/cell" in capsys.readouterr().out
     bad = _write_csv(tmp_path / "bad.csv", ["Da", "Db", "E"], [(0, 0, 0), (1, 1, 1)])
@@ -310,7 +306,7 @@ def test_cli_compute_cache_and_reuse(tmp_path, capsys):
     prov = json.loads((tmp_path / "mos2.json").read_text())
     assert prov["command"] == ("stackview pel --material MoS2 --grid 3 --relax none "
                                f"--calculator chgnet --out {tmp_path / 'mos2.csv'}")
-    assert pel.user_path("MoS2").exists()
+    assert pel_files.user_path("MoS2").exists()
     assert main(args) == 0
     assert "reused" in capsys.readouterr().out
 
@@ -318,10 +314,10 @@ def test_cli_compute_cache_and_reuse(tmp_path, capsys):
 # --- the shipped landscapes ------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["MoS2", "ReS2", "ReSe2"])
 def test_shipped_landscapes(name):
-    path = pel.shipped_path(name)
+    path = pel_files.shipped_path(name)
     if not path.exists():
         pytest.fail(f"{path} is not shipped")
-    land = pel.read_landscape(path)
+    land = pel_files.read_landscape(path)
     prov = land.provenance
     assert prov["command"].startswith(f"stackview pel --material {name} ")
     assert prov["calculator"]["name"] == "chgnet+d3" and prov["relax"] == "z"
@@ -331,7 +327,7 @@ def test_shipped_landscapes(name):
 
 
 def test_shipped_mos2_ordering():
-    land = pel.read_landscape(pel.shipped_path("MoS2"))
+    land = pel_files.read_landscape(pel_files.shipped_path("MoS2"))
     aa, saddle = land.value_at_frac(0, 0), land.value_at_frac(0.5, 0.5)
     ab, ba = land.value_at_frac(1 / 3, 2 / 3), land.value_at_frac(2 / 3, 1 / 3)
     assert aa == pytest.approx(land.span_meV)  # AA is the maximum
@@ -361,7 +357,7 @@ def test_mos2_ordering_chgnet_d3():
     assert 5.6 < spacing[2, 4] < 6.4 and spacing[0, 0] > spacing[2, 4]  # AA sits further apart
     assert land.provenance["calculator"]["packages"]["chgnet"]["version"]
     # the shipped landscape is reproduced (same structures, settings and calculator)
-    shipped = pel.read_landscape(pel.shipped_path("MoS2"))
+    shipped = pel_files.read_landscape(pel_files.shipped_path("MoS2"))
     assert land.provenance["minimum_energy_eV_per_cell"] == pytest.approx(
         shipped.provenance["minimum_energy_eV_per_cell"], abs=2e-3)
     assert aa == pytest.approx(shipped.value_at_frac(0, 0), abs=1.0)
@@ -373,7 +369,7 @@ def test_mos2_without_d3_has_no_binding():
     land = compute_landscape("MoS2", PelSettings(grid=6, relax="z"), calculator="chgnet",
                              points=[(0, 0), (2, 4)])
     assert land.provenance["notes"] and "drifted apart" in land.provenance["notes"][0]
-    assert pel.caveats(land)[0] == land.provenance["notes"][0]
+    assert pel_landscape.caveats(land)[0] == land.provenance["notes"][0]
     assert np.nanmax(land.spacing_A) > 8.0
 
 
@@ -383,9 +379,9 @@ def test_missing_default_calculator_is_one_sentence(monkeypatch):
     for name in ("chgnet", "chgnet.model", "chgnet.model.dynamics"):
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(UsageError, match=r"needs CHGNet: install it with pip install"):
-        pel.make_calculator("chgnet+d3")
+        pel_compute.make_calculator("chgnet+d3")
     with pytest.raises(UsageError, match="unknown PEL calculator"):
-        pel.make_calculator("vasp")
+        pel_compute.make_calculator("vasp")
 
 
 def test_compute_restores_torch_threads():

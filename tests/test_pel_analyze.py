@@ -5,10 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from stackview.analysis import pel, pel_plot
 from stackview.cli import main
 from stackview.io.tiff import write_calibrated_tiff
 from stackview.materials import build_stack, get_material
+from stackview.pel import files as pel_files
+from stackview.pel import landscape as pel_landscape
+from stackview.pel import plot as pel_plot
 from stackview.simulation import PRESETS, simulate
 
 
@@ -27,8 +29,9 @@ def res2_landscape_csv(tmp_path):
     m = get_material("ReS2")
     fa, fb = np.meshgrid(np.arange(6) / 6, np.arange(6) / 6, indexing="ij")
     e = 20 * (1 + np.cos(2 * math.pi * fa) * np.cos(2 * math.pi * fb))
-    land = pel.Landscape(m, e, None, {"format": pel.PEL_FORMAT, "source": "test"})
-    return pel.write_landscape(land, tmp_path / "res2_pel.csv")[0]
+    land = pel_landscape.Landscape(m, e, None,
+                                   {"format": pel_landscape.PEL_FORMAT, "source": "test"})
+    return pel_files.write_landscape(land, tmp_path / "res2_pel.csv")[0]
 
 
 def test_analyze_pel_panel(tiny_bundle, res2_image, res2_landscape_csv, tmp_path, monkeypatch):
@@ -48,7 +51,7 @@ def test_analyze_pel_panel(tiny_bundle, res2_image, res2_landscape_csv, tmp_path
     assert len(drawn) == 1 and drawn[0][0] == "ReS2" and drawn[0][1][1] == 2
     assert drawn[0][1][0] > 0
     # the material's own landscape (user cache first, then shipped) with a bare --pel
-    pel.cache_landscape(pel.read_landscape(res2_landscape_csv))
+    pel_files.cache_landscape(pel_files.read_landscape(res2_landscape_csv))
     assert main(["analyze", str(res2_image), "--model", str(tiny_bundle), "--stride", "1.0",
                  "--views", "1", "--out", str(out), "--pel"]) == 0
     assert len(drawn) == 2
@@ -61,8 +64,8 @@ def test_analyze_pel_errors_before_work(tiny_bundle, res2_image, tmp_path, capsy
     assert code == 2
     assert "does not exist" in capsys.readouterr().err
     assert not out.exists()
-    mos2 = pel.read_landscape(pel.shipped_path("MoS2"))
-    pel.write_landscape(mos2, tmp_path / "mos2.csv")
+    mos2 = pel_files.read_landscape(pel_files.shipped_path("MoS2"))
+    pel_files.write_landscape(mos2, tmp_path / "mos2.csv")
     assert main(["analyze", str(res2_image), "--model", str(tiny_bundle), "--out", str(out),
                  "--pel", str(tmp_path / "mos2.csv")]) == 2
     assert "is a landscape for MoS2, not for ReS2" in capsys.readouterr().err

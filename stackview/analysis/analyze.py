@@ -167,8 +167,8 @@ def resolve_bundle(model: str | None, material: str | None, task: str | None = N
 
 def optics_for_card(card):
     """The microscope preset a model was trained with (for re-simulating its windows)."""
-    from stackview.simulation.optics import DEFAULT_OPTICS, FALLBACK_OPTICS
     from stackview.simulation import resolve_optics
+    from stackview.simulation.optics import DEFAULT_OPTICS, FALLBACK_OPTICS
 
     name = (card.training.get("data") or {}).get("optics") or DEFAULT_OPTICS.get(
         card.material, FALLBACK_OPTICS)

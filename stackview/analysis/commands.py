@@ -96,7 +96,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     bundle = resolve_bundle(args.model, args.material, window_nm=args.window)
     landscapes: dict[str, object] = {}
     if args.pel:  # checked up front: a bilayer slip model
-        from stackview.analysis.pel import landscape_for_bundle
+        from stackview.pel.figure import landscape_for_bundle
 
         landscapes[bundle.card.name] = landscape_for_bundle(args.pel, bundle)
     if not args.model:
@@ -120,7 +120,7 @@ def run_analyze(args: argparse.Namespace) -> int:
             continue
         folder = write_results(result, out)
         if args.pel:
-            from stackview.analysis.pel import add_pel_to_figure, landscape_for_bundle
+            from stackview.pel.figure import add_pel_to_figure, landscape_for_bundle
 
             name = result.bundle.card.name
             if name not in landscapes:

@@ -576,8 +576,8 @@ class MonolayerScorer:
 
     def __init__(self, image, material, optics=None, sampling_A: float = 0.12,
                  patch_px: int = 128, n_windows: int = 4) -> None:
-        from stackview.simulation.optics import DEFAULT_OPTICS, FALLBACK_OPTICS
         from stackview.simulation import resolve_optics
+        from stackview.simulation.optics import DEFAULT_OPTICS, FALLBACK_OPTICS
 
         self.image, _ = central_crop(np.asarray(image, dtype=np.float32), SCORING_CROP_PX)
         self.material = get_material(material)

@@ -63,7 +63,7 @@ def image_files(paths) -> list[Path]:
 def landscape_label(landscape) -> str:
     """'MoS2, meV/cell, chgnet+d3' — what the PEL panel's title says about a landscape
     ('; magnitudes qualitative' where the library has caveats, e.g. an overbinding potential)."""
-    from stackview.analysis.pel import caveats
+    from stackview.pel.landscape import caveats
 
     calc = landscape.provenance.get("calculator") or {}
     name = calc.get("name") if isinstance(calc, dict) else str(calc)
@@ -633,7 +633,7 @@ class MainWindow(QMainWindow):
         def found(landscape, path=self.current_path):
             self.landscapes[path] = landscape
             if landscape is not None and self.current_path == path:
-                from stackview.analysis.pel import caveats
+                from stackview.pel.landscape import caveats
 
                 self.pel.set_landscape(landscape.energy_meV.T, landscape_label(landscape),
                                        caveats(landscape))
@@ -701,7 +701,7 @@ class MainWindow(QMainWindow):
         def write(progress, cancel):
             folder = write_results(result, out_dir, figure_format=figure_format)
             if landscape is not None:  # as 'stackview analyze --pel'
-                from stackview.analysis.pel import add_pel_to_figure
+                from stackview.pel.figure import add_pel_to_figure
 
                 add_pel_to_figure(result, folder, landscape, figure_format=figure_format)
             return folder

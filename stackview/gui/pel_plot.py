@@ -2,7 +2,7 @@
 
 The slips are drawn in Cartesian coordinates of the slip plane (Å, a along +x), inside the
 cell spanned by a and b, with the canonical label domain shaded. The energy landscape itself
-comes from :mod:`stackview.analysis.pel` (the user's cached landscape of the material, else the
+comes from :mod:`stackview.pel` (the user's cached landscape of the material, else the
 shipped one); where there is none yet the panel says so in its title, and
 :meth:`PelPlot.set_landscape` draws a grid under the points when there is one.
 """

@@ -155,7 +155,7 @@ def write_batch(batch: BatchResult, out_dir: str | Path, figure_format: str = "p
 def find_landscape(result, progress=null_progress, cancel=None):
     """The PEL of the result's material (the user's cached one, else the shipped one), or
     None when there is none yet or the analysis is not a bilayer slip map."""
-    from stackview.analysis.pel import landscape_for_bundle
+    from stackview.pel.figure import landscape_for_bundle
 
     try:
         return landscape_for_bundle("auto", result.bundle)

@@ -120,8 +120,8 @@ def register(subparsers) -> None:
 def _optics_from_args(args, material_name: str):
     import dataclasses
 
-    from stackview.simulation.optics import DEFAULT_OPTICS, FALLBACK_OPTICS
     from stackview.simulation import PRESETS
+    from stackview.simulation.optics import DEFAULT_OPTICS, FALLBACK_OPTICS
 
     preset = args.preset or DEFAULT_OPTICS.get(material_name, FALLBACK_OPTICS)
     if preset not in PRESETS:

@@ -70,29 +70,30 @@ def _matches(prov: dict, args: argparse.Namespace) -> bool:
 
 
 def run_pel(args: argparse.Namespace) -> int:
-    from stackview.analysis import pel
     from stackview.engine.jobs import TextProgress
     from stackview.materials import get_material
+    from stackview.pel import compute, files
+    from stackview.pel.landscape import PelSettings, caveats, summarize
 
     material = get_material(args.material)
     if args.slips and not args.figure:
         raise UsageError("--slips needs --figure (the slips are drawn on the heat map)")
     if args.import_csv:
-        landscape = pel.import_csv(args.import_csv, material)
+        landscape = files.import_csv(args.import_csv, material)
         action = f"imported {args.import_csv}"
     else:
         landscape = None
         if not args.recompute:
-            for path in (pel.user_path(material), pel.shipped_path(material)):
+            for path in (files.user_path(material), files.shipped_path(material)):
                 if path.exists():
-                    cached = pel.read_landscape(path, material)
+                    cached = files.read_landscape(path, material)
                     if _matches(cached.provenance, args):
                         landscape, action = cached, f"reused {path} (use --recompute to redo)"
                         break
         if landscape is None:
-            settings = pel.PelSettings(grid=args.grid, relax=args.relax,
+            settings = PelSettings(grid=args.grid, relax=args.relax,
                                        interlayer_A=args.interlayer)
-            landscape = pel.compute_landscape(
+            landscape = compute.compute_landscape(
                 material, settings, calculator=args.calculator, workers=args.workers,
                 threads=args.threads, progress=TextProgress(f"PEL {material.name}"),
                 command=command_line(args),
@@ -100,28 +101,28 @@ def run_pel(args: argparse.Namespace) -> int:
             action = f"computed in {landscape.provenance['seconds']:.1f} s"
     written = []
     if not args.no_cache and not action.startswith("reused"):
-        previous = pel.user_path(material)
+        previous = files.user_path(material)
         if previous.exists() and not args.import_csv:
             with contextlib.suppress(UsageError):
-                if pel.read_landscape(previous, material).provenance.get("source") == "imported":
+                if files.read_landscape(previous, material).provenance.get("source") == "imported":
                     print(f"  note: your imported landscape of {material.name} in {previous} "
                           "is replaced by the computed one", file=sys.stderr)
-        written.append(pel.cache_landscape(landscape))
+        written.append(files.cache_landscape(landscape))
     if args.out:
-        written.append(pel.write_landscape(landscape, args.out)[0])
+        written.append(files.write_landscape(landscape, args.out)[0])
     if args.figure:
-        from stackview.analysis.pel_plot import read_slips_csv, write_landscape_figure
+        from stackview.pel.plot import read_slips_csv, write_landscape_figure
 
         slips = read_slips_csv(args.slips) if args.slips else None
         written.append(write_landscape_figure(args.figure, landscape, slips))
-    s = pel.summarize(landscape)
+    s = summarize(landscape)
     fixed = ", ".join(f"{k} {v:.1f}" for k, v in s["energy_at_frac_meV"].items())
     print(f"{material.name} PEL {landscape.shape[0]}×{landscape.shape[1]} ({action}): span "
           f"{s['span_meV']:.1f} meV/cell; at fractional slips: {fixed} meV/cell")
     mins = s["minima"][:4]
     print("lowest minima (Da Å, Db Å, meV/cell): "
           + "; ".join(f"({m[0]:.3f}, {m[1]:.3f}) {m[2]:.1f}" for m in mins))
-    for note in pel.caveats(landscape):
+    for note in caveats(landscape):
         print(f"  note: {note}", file=sys.stderr)
     for path in written:
         print(f"-> {Path(path)}")

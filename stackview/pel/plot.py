@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stackview.analysis.pel import Landscape
 from stackview.errors import UsageError
 from stackview.io.atomic import atomic_path
+from stackview.pel.landscape import Landscape
 
 
 def scatter_points(landscape: Landscape, slips_A) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,62 @@
+"""The PEL beside an analysis: the slips of a result, the landscape for its model, and the
+analysis figure redrawn with the PEL scatter panel."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from stackview.errors import UsageError
+from stackview.materials import get_material
+from stackview.pel.files import load_landscape
+from stackview.pel.landscape import Landscape
+
+
+def slips_from_result(result) -> np.ndarray:
+    """Slip labels (Å, rows ``(Da, Db)``) of every window of an analysis result."""
+    smap = result.smap
+    if tuple(smap.names[:2]) != ("Da_A", "Db_A") or len(smap.names) != 2:
+        raise UsageError("the PEL overlay needs a bilayer slip analysis (Da, Db), "
+                         f"not {', '.join(smap.names)}")
+    pts = np.asarray(smap.points)
+    d = pts[:, 2:4]
+    return d[np.all(np.isfinite(d), axis=1)]
+
+
+def landscape_for_bundle(source, bundle) -> Landscape:
+    """The landscape for an analysis with ``bundle`` (checked up front: a bilayer slip model).
+
+    ``source`` as in :func:`load_landscape`; the material is the model's.
+    """
+    card = bundle.card
+    if card.task != "slip" or int(card.layers) != 2:
+        raise UsageError(f"--pel needs a bilayer slip model, not the {card.layers}-layer "
+                         f"{card.task} model {card.name}")
+    landscape = load_landscape(source, card.material)
+    if landscape.material.name != get_material(card.material).name:
+        raise UsageError(f"the landscape is for {landscape.material.name}, but the model is for "
+                         f"{card.material}")
+    return landscape
+
+
+def add_pel_to_figure(result, folder: str | os.PathLike, source: Landscape | str = "auto",
+                      figure_format: str = "png") -> Path:
+    """Redraw an analysis figure (written by ``write_results``) with a PEL scatter panel.
+
+    ``source``: a :class:`Landscape`, or as in :func:`load_landscape` (the model's material).
+    """
+    from stackview.analysis.export import write_figure
+    from stackview.pel.plot import pel_panel
+
+    slips = slips_from_result(result)
+    landscape = (source if isinstance(source, Landscape)
+                 else load_landscape(source, result.bundle.card.material))
+    folder = Path(folder)
+    return write_figure(folder / f"figure.{figure_format}", result.image,
+                        result.calibration.pixel_size_nm, result.smap, result.field,
+                        result.interface, title=folder.name, pel=pel_panel(landscape, slips),
+                        reliable=result.reliable,
+                        reliability_reason=result.reliability_reason)
+
