@@ -46,7 +46,7 @@ def fit_map(smap, sampler, pixel_size_nm: float, card, optics, settings=None,
     """
     import torch
 
-    from stackview.fit.fit import FitResult
+    from stackview.fit.settings import FitResult
 
     cancel = cancel or CancelToken()
     fitter = fitter_for_card(card, optics, settings)
