@@ -466,7 +466,7 @@ def corpus_dir(seed: int) -> Path:
 
 def build_corpus(models: list[str], n_per_model: int, seed: int = 0) -> dict:
     """Make (or reuse from the cache) the corpus; returns the manifest ``{file: truth}``."""
-    from stackview.models.bundle import read_card
+    from stackview.models.card import read_card
     from stackview.models.registry import find_model
 
     root = corpus_dir(seed)
@@ -866,7 +866,7 @@ def write_results(results: dict, out: Path) -> None:
 
 def rescore(path: Path) -> int:
     """Recompute verdicts, aggregates and tables of a saved results file from its rows."""
-    from stackview.models.bundle import read_card
+    from stackview.models.card import read_card
     from stackview.models.registry import find_model
 
     results = json.loads(path.read_text())

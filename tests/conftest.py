@@ -27,7 +27,8 @@ def shared_dir() -> Path:
 def tiny_bundle(tmp_path_factory):
     """An untrained ReS2 slip bundle with the test backbone (fast analysis tests)."""
     from stackview.inference.regressor import RegressorSpec, build_regressor
-    from stackview.models.bundle import ModelCard, save_bundle
+    from stackview.models.bundle import save_bundle
+    from stackview.models.card import ModelCard
 
     spec = RegressorSpec(backbone="tiny", material="ReS2")
     model = build_regressor(spec, seed=0)

@@ -26,7 +26,8 @@ from stackview.cli import main  # noqa: E402
 from stackview.inference.regressor import RegressorSpec, build_regressor  # noqa: E402
 from stackview.io.tiff import write_calibrated_tiff  # noqa: E402
 from stackview.materials import build_stack  # noqa: E402
-from stackview.models.bundle import ModelCard, save_bundle  # noqa: E402
+from stackview.models.bundle import save_bundle  # noqa: E402
+from stackview.models.card import ModelCard  # noqa: E402
 from stackview.simulation import PRESETS, simulate  # noqa: E402
 
 JOB_TIMEOUT_MS = 30_000

@@ -31,7 +31,8 @@ JOB_TIMEOUT_MS = 60_000
 def tiny_model(tmp_path_factory):
     """An untrained 'tiny' ReS2 model reading windows in any orientation (fast)."""
     from stackview.inference.regressor import RegressorSpec, build_regressor
-    from stackview.models.bundle import ModelCard, save_bundle
+    from stackview.models.bundle import save_bundle
+    from stackview.models.card import ModelCard
 
     spec = RegressorSpec(backbone="tiny", material="ReS2")
     stem = tmp_path_factory.mktemp("models") / "ReS2_tiny_layout"

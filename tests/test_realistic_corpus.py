@@ -151,7 +151,7 @@ def test_a_corpus_image_shows_the_stack_lattice_where_the_manifest_says():
     """End to end with the simulator: a small ReS2 corpus image (rotated, mirrored, distorted,
     noisy, 8-bit) has its strongest spectral peaks on the reciprocal lattice that the manifest's
     ``lattice_a_px`` / ``lattice_b_px`` imply."""
-    from stackview.models.bundle import read_card
+    from stackview.models.card import read_card
     from stackview.models.registry import find_model
 
     card = read_card(find_model("ReS2_slip_bilayer"))

@@ -7,7 +7,8 @@ import torch
 from stackview.engine.jobs import CancelToken
 from stackview.errors import Cancelled, UsageError
 from stackview.inference.spm import refine_map, resample_to_model, spm_map
-from stackview.models.bundle import Bundle, ModelCard
+from stackview.models.bundle import Bundle
+from stackview.models.card import ModelCard
 
 
 class MeanModel(torch.nn.Module):

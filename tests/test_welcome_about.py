@@ -89,7 +89,8 @@ def test_help_menu_has_about(window):
 def tiny_any_orientation(tmp_path_factory):
     """An untrained 'tiny' ReS2 model that reads windows in any orientation (no frame search)."""
     from stackview.inference.regressor import RegressorSpec, build_regressor
-    from stackview.models.bundle import ModelCard, save_bundle
+    from stackview.models.bundle import save_bundle
+    from stackview.models.card import ModelCard
 
     spec = RegressorSpec(backbone="tiny", material="ReS2")
     stem = tmp_path_factory.mktemp("models") / "ReS2_tiny_welcome"

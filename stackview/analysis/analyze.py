@@ -144,7 +144,8 @@ def resolve_bundle(model: str | None, material: str | None, task: str | None = N
                    field_nm: float | None = None, window_nm: float | None = None):
     """Load the requested model, or the bundled/user default for the material (by window,
     see :func:`stackview.models.registry.preferred_model`); defaults are loaded once."""
-    from stackview.models.bundle import bundle_paths, load_bundle
+    from stackview.models.bundle import load_bundle
+    from stackview.models.card import bundle_paths
 
     if model:
         return load_bundle(model)

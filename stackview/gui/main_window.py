@@ -490,7 +490,7 @@ class MainWindow(QMainWindow):
                 card = entry.card
             else:
                 from stackview.errors import UsageError
-                from stackview.models.bundle import bundle_paths, read_card
+                from stackview.models.card import bundle_paths, read_card
 
                 try:
                     card = read_card(bundle_paths(choice)[1])

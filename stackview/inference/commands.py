@@ -209,7 +209,7 @@ def _head(args) -> str:
 def _init_summary(source: str) -> dict:
     """What a fine-tuned model started from, for its card."""
     from stackview.inference.train import CHECKPOINT_STATE
-    from stackview.models.bundle import read_card
+    from stackview.models.card import read_card
     from stackview.models.registry import find_model
 
     path = Path(source)
@@ -260,7 +260,8 @@ def run_train(args: argparse.Namespace) -> int:
     from stackview.errors import Cancelled
     from stackview.inference.regressor import RegressorSpec
     from stackview.inference.train import train
-    from stackview.models.bundle import ModelCard, save_bundle
+    from stackview.models.bundle import save_bundle
+    from stackview.models.card import ModelCard
 
     parts = [open_dataset(p) for p in args.dataset]
     check_mixable(parts)

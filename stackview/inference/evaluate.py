@@ -348,7 +348,8 @@ def study_train_step(
     from stackview.datasets.generate import generate_dataset
     from stackview.datasets.store import open_dataset
     from stackview.inference.train import train
-    from stackview.models.bundle import ModelCard, save_bundle
+    from stackview.models.bundle import save_bundle
+    from stackview.models.card import ModelCard
 
     cancel = cancel or CancelToken()
     out_dir = Path(out_dir)

@@ -65,7 +65,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from stackview.models.bundle import read_card
+    from stackview.models.card import read_card
     from stackview.models.registry import find_model
 
     card = read_card(find_model(args.bundle))
@@ -98,7 +98,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_install(args: argparse.Namespace) -> int:
-    from stackview.models.registry import install_model
+    from stackview.models.bundle import install_model
 
     target = install_model(args.bundle, overwrite=args.overwrite)
     print(f"installed {target.name} into {target.parent}")

@@ -8,13 +8,11 @@ torch); :func:`stackview.models.bundle.load_bundle` loads the weights. No Qt.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from stackview.errors import UsageError
-from stackview.models.bundle import ModelCard, bundle_paths, read_card
+from stackview.models.card import ModelCard, bundle_paths, read_card
 from stackview.paths import RESOURCES_DIR, user_data_dir
 
 log = logging.getLogger(__name__)
@@ -127,20 +125,3 @@ def choose_window(family: list[ModelEntry], field_nm: float | None = None,
 def default_model(material: str, task: str, layers: int = 2) -> ModelEntry | None:
     """The preferred bundle for a material/task/layer count (user library first), if any."""
     return preferred_model(material, task, layers)
-
-
-def install_model(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Copy a bundle into the user library after checking it loads; returns the new stem."""
-    from stackview.models.bundle import load_bundle
-
-    bundle = load_bundle(path)
-    weights, card = bundle_paths(path)
-    target = user_models_dir() / bundle.card.name
-    if Path(str(target) + ".json").exists() and not overwrite:
-        raise UsageError(f"a model called {bundle.card.name!r} is already installed")
-    from stackview.io.atomic import atomic_path
-
-    for src, suffix in ((weights, ".safetensors"), (card, ".json")):
-        with atomic_path(str(target) + suffix) as tmp:
-            shutil.copyfile(src, tmp)
-    return target

@@ -21,8 +21,8 @@ import numpy as np
 from stackview import __version__
 from stackview.errors import UsageError
 from stackview.io.atomic import atomic_path, write_text_atomic
-from stackview.models.bundle import check_safetensors as check_safetensors_header
-from stackview.models.bundle import file_sha256
+from stackview.models.card import check_safetensors as check_safetensors_header
+from stackview.models.card import file_sha256
 from stackview.style.config import StyleConfig
 
 BUNDLE_FORMAT = "stackview-style-bundle/1"

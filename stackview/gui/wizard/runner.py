@@ -394,7 +394,8 @@ def regressor_job(project: Project, resume: bool = False):
 
         from stackview.datasets.store import open_dataset
         from stackview.inference.train import TrainConfig, train
-        from stackview.models.bundle import ModelCard, save_bundle
+        from stackview.models.bundle import save_bundle
+        from stackview.models.card import ModelCard
 
         ds = open_dataset(project.path("data", "train.zarr"))
         config = TrainConfig(steps=int(r["steps"]), batch_size=int(r["batch_size"]),
@@ -483,7 +484,8 @@ def accuracy_rows(metrics: dict) -> list[tuple[str, str]]:
 # --------------------------------------------------------------------------- finish
 def install(project: Project) -> Path:
     """Copy the bundle into the user's model library (replacing this project's earlier one)."""
-    from stackview.models.registry import install_model, user_models_dir
+    from stackview.models.bundle import install_model
+    from stackview.models.registry import user_models_dir
 
     stem = bundle_stem(project)
     target = user_models_dir() / stem.name
