@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from stackview.cli import main
+from stackview.core.labels import SlipLabels
 from stackview.datasets import DatasetSpec, generate_dataset, open_dataset
 from stackview.datasets.augment import (
     OnlineAugment,
@@ -18,7 +19,6 @@ from stackview.datasets.augment import (
 from stackview.datasets.generate import patch_atoms, sample_conditions, sample_labels, slip_grid
 from stackview.engine.jobs import CancelToken
 from stackview.errors import Cancelled, UsageError
-from stackview.core.labels import SlipLabels
 from stackview.materials import get_material, moire_period_A
 
 TINY = dict(patch_px=32, sampling_A=0.25, chunk=8, defocus_A=(40.0,), source_size_A=(0.65,))
@@ -275,8 +275,7 @@ def test_custom_optics_are_named_by_their_values(tmp_path):
 
 
 def test_concat_source_reads_each_sample_from_its_part():
-    from stackview.datasets.store import ConcatSource
-    from stackview.inference.train import ArraySource
+    from stackview.datasets.store import ArraySource, ConcatSource
 
     a = ArraySource(np.arange(3 * 4, dtype=np.float32).reshape(3, 2, 2), np.arange(3.0))
     b = ArraySource(100 + np.arange(2 * 4, dtype=np.float32).reshape(2, 2, 2), 10 + np.arange(2.0))

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from stackview.cli import main
+from stackview.core.labels import SlipLabels, TwistLabels
 from stackview.datasets import DatasetSpec, generate_dataset
 from stackview.errors import UsageError
 from stackview.inference.evaluate import slip_metrics, twist_metrics, write_report
-from stackview.core.labels import SlipLabels, TwistLabels
 from stackview.models import read_card
 
 
@@ -128,7 +128,8 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
     part = initial_weights(str(out), tri)
     assert part and all(k.startswith("backbone.") for k in part)
     assert all(torch.equal(part[k], ref[k].float()) for k in part)
-    from stackview.inference.train import ArraySource, TrainConfig, train
+    from stackview.datasets.store import ArraySource
+    from stackview.inference.train import TrainConfig, train
 
     rng = np.random.default_rng(0)
     res = train(tri, ArraySource(rng.normal(size=(8, 32, 32)).astype(np.float32),
@@ -166,8 +167,8 @@ def test_train_and_evaluate_cli(tmp_path, capsys):
 
 
 def test_twist_metrics_by_angle_and_away_from_alignment():
-    from stackview.inference.evaluate import twist_metrics
     from stackview.core.labels import TwistLabels
+    from stackview.inference.evaluate import twist_metrics
 
     space = TwistLabels("MoS2")
     true = np.array([1.0, 30.0, 40.0, 58.0])

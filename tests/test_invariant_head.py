@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from stackview.core.labels import SlipLabels, TwistLabels
+from stackview.datasets.store import ArraySource
 from stackview.errors import UsageError
 from stackview.inference.invariant import (
     InvariantDecoder,
@@ -12,10 +14,9 @@ from stackview.inference.invariant import (
     slip_features,
     trilayer_features,
 )
-from stackview.core.labels import SlipLabels, TwistLabels
 from stackview.inference.loss import RawOutputLoss
 from stackview.inference.regressor import RegressorSpec, build_regressor
-from stackview.inference.train import ArraySource, TrainConfig, predict_batches, train
+from stackview.inference.train import TrainConfig, predict_batches, train
 from stackview.models import ModelCard, load_bundle, save_bundle
 
 

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
+from stackview.core.labels import SlipLabels, TwistLabels
+from stackview.datasets.store import ArraySource
 from stackview.engine.jobs import CancelToken
 from stackview.errors import Cancelled, UsageError
-from stackview.core.labels import SlipLabels, TwistLabels
 from stackview.inference.loss import SymmetricSlipLoss, SymmetricTwistLoss, mse_l1
 from stackview.inference.regressor import RegressorSpec, build_regressor
 from stackview.inference.train import (
-    ArraySource,
     TrainConfig,
     batch_indices,
     load_checkpoint,

@@ -24,6 +24,7 @@ import collections
 import json
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -194,9 +195,7 @@ class PatchDataset:
         return images[0], labels[0]
 
     def load(self):
-        """All images in memory as an ``ArraySource`` (float16 kept; mind the size)."""
-        from stackview.inference.train import ArraySource
-
+        """All images in memory as an :class:`ArraySource` (float16 kept; mind the size)."""
         return ArraySource(np.asarray(self.images[:]), self.labels)
 
     def subset(self, indices) -> SubsetSource:
@@ -211,6 +210,25 @@ class PatchDataset:
     @property
     def nbytes(self) -> int:
         return int(np.prod(self.images.shape)) * 2
+
+
+@dataclass
+class ArraySource:
+    """A patch source (:class:`stackview.inference.train.PatchSource`) over in-memory arrays
+    (tests, small experiments)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.images = np.asarray(self.images)
+        self.labels = np.asarray(self.labels, dtype=np.float64).reshape(len(self.images), -1)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.images[indices], self.labels[indices]
 
 
 class SubsetSource:

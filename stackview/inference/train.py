@@ -55,24 +55,6 @@ class PatchSource(Protocol):
     def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-@dataclass
-class ArraySource:
-    """A :class:`PatchSource` over in-memory arrays (tests, small experiments)."""
-
-    images: np.ndarray
-    labels: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.images = np.asarray(self.images)
-        self.labels = np.asarray(self.labels, dtype=np.float64).reshape(len(self.images), -1)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def get(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.images[indices], self.labels[indices]
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings (paper: Adam, batch 32, peak lr 1e-3, warm-up 2 % of the run).
