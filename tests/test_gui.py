@@ -176,9 +176,14 @@ def test_map_layer_equals_cli(qtbot, window, image_dir, tiny_model, tmp_path, mo
 def test_roi_analysis_covers_only_the_roi(qtbot, window, image_dir):
     open_image(qtbot, window, image_dir / "res2_a.tif")
     window.spm.use_roi.setChecked(True)
-    assert window.viewer.roi.isVisible()
+    assert window.viewer.roi.isVisible() and window.session.settings.use_roi
+    assert window.session.roi_nm == pytest.approx(window.viewer.roi_nm())
+    # the user drags the ROI: the session holds it
+    window.viewer.roi.setPos((0.5, 0.5))
+    assert window.session.roi_nm[:2] == pytest.approx((0.5, 0.5))
     roi = (1.0, 1.5, 4.0, 3.5)
-    window.viewer.set_roi_nm(roi)
+    window.session.set_roi(roi)  # and the viewer shows what the session holds
+    assert window.viewer.roi_nm() == pytest.approx(roi)
     window.spm.stride_nm.setValue(0.5)
     smap = analyse(qtbot, window).smap
     x, y = smap.points[:, 0], smap.points[:, 1]
@@ -200,7 +205,7 @@ def test_cancel_stops_within_a_second_and_window_stays_responsive(qtbot, window,
     timer.start(20)
     progress = []
     job = window.run_analysis()
-    job.progressed.connect(lambda d, t, m: progress.append(d))
+    job.progressed.connect(lambda event: progress.append(event.done))  # Progress events
     assert window.spm.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: len(progress) >= 2, timeout=JOB_TIMEOUT_MS)
     qtbot.wait(500)
@@ -402,36 +407,3 @@ def test_stackview_without_arguments_opens_the_window(qapp, monkeypatch, image_d
     assert main([]) == 0
     assert "window shown" in capsys.readouterr().err
     assert main(["gui", str(image_dir / "res2_a.tif")]) == 0
-
-
-def test_garbage_is_collected_only_in_the_gui_thread(qapp, qtbot):
-    """A job's worker must never run the cyclic collector (it once destroyed a closed wizard's
-    widgets off the GUI thread and deadlocked)."""
-    import gc
-
-    from stackview.engine.qt import Job
-
-    job = Job(lambda progress, cancel: gc.isenabled(), name="probe")
-    seen = []
-    job.succeeded.connect(seen.append)
-    job.start()
-    qtbot.waitUntil(lambda: bool(seen), timeout=10_000)
-    job.wait()
-    assert seen == [False] and not gc.isenabled()
-
-
-def test_libraries_cannot_switch_automatic_collection_back_on(qapp, qtbot):
-    """dask's ``disable_gc`` turned automatic collection on after every dask-array slice, and
-    workers then collected widgets again (a CI hang); the GUI keeps it off."""
-    import gc
-
-    import dask.array as da
-
-    from stackview.engine.qt import collect_garbage_in_gui_thread
-
-    collect_garbage_in_gui_thread()
-    assert not gc.isenabled()
-    assert da.zeros((8, 8), chunks=4)[2:5].shape == (3, 8)
-    assert not gc.isenabled()
-    gc.enable()  # any other library: the collector's timer switches it off again
-    qtbot.waitUntil(lambda: not gc.isenabled(), timeout=5_000)

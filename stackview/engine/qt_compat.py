@@ -1,66 +1,16 @@
-"""Work-arounds for bugs of the installed Qt binding, applied once on import of the Qt side.
+"""The installed Qt binding, checked before the window opens.
 
-PySide6 6.12.0: ``SignalInstance.emit`` returns ``True`` without taking a reference to it, so
-every ``emit()`` called from Python lowers ``True``'s reference count by one; after a few
-hundred emits (pyqtgraph emits on every mouse move) Python aborts with "deallocating True or
-False". :func:`apply` probes for that leak and, only where it is present, wraps ``emit`` to
-add the missing reference. A fixed binding is detected by the same probe and left alone.
+PySide6 6.12.0 corrupts Python's reference counts (``SignalInstance.emit`` drops a reference to
+``True``, every Python override of a Qt virtual method one to ``None``): a window aborts within a
+minute. The project's dependencies exclude it and :func:`binding_problem` refuses to start the
+window on it with one sentence, so no patch of the binding is applied.
 """
 
 from __future__ import annotations
 
-import ctypes
-import sys
-
-from PySide6.QtCore import QObject, Signal, SignalInstance
-
-_applied = False
-
-
-class _Probe(QObject):
-    ping = Signal()
-
-
-def emit_leaks_true() -> bool:
-    """Whether ``emit()`` drops a reference to its return value (the 6.12.0 bug)."""
-    probe = _Probe()
-    before = sys.getrefcount(True)
-    for _ in range(4):
-        probe.ping.emit()
-    leaked = sys.getrefcount(True) < before
-    if leaked:  # give back what the probe itself took
-        for _ in range(before - sys.getrefcount(True)):
-            ctypes.pythonapi.Py_IncRef(ctypes.py_object(True))
-    return leaked
-
-
-def apply() -> bool:
-    """Patch ``SignalInstance.emit`` if the binding needs it; returns whether it was patched."""
-    global _applied
-    if _applied:
-        return True
-    if not emit_leaks_true():
-        return False
-    original = SignalInstance.emit
-    incref = ctypes.pythonapi.Py_IncRef
-    incref.argtypes = [ctypes.py_object]
-    incref.restype = None
-
-    def emit(self, *args):
-        result = original(self, *args)
-        if result is True or result is False:
-            incref(result)  # the reference the binding forgot to take
-        return result
-
-    SignalInstance.emit = emit
-    _applied = True
-    return True
-
-
-#: bindings known to corrupt Python's reference counts beyond what :func:`apply` can repair:
-#: PySide6 6.12.0 also drops a reference to ``None`` on every call of a Python override of a
-#: Qt virtual method (``paintEvent``, pyqtgraph's ``paint``...), so any window aborts within
-#: a minute with "deallocating None".
+#: bindings known to corrupt Python's reference counts: PySide6 6.12.0 drops a reference to
+#: ``None`` on every call of a Python override of a Qt virtual method (``paintEvent``,
+#: pyqtgraph's ``paint``...), so any window aborts within a minute with "deallocating None"
 BROKEN_BINDINGS = {(6, 12, 0): "drops references to None in every Python override of a Qt "
                                "virtual method"}
 

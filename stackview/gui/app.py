@@ -22,9 +22,6 @@ def create_app():
     from stackview.gui import settings
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    from stackview.engine.qt import collect_garbage_in_gui_thread
-
-    collect_garbage_in_gui_thread()
     app.setOrganizationName(settings.ORGANIZATION)
     app.setApplicationName(settings.APPLICATION)
     app.setDesktopFileName("stackview")  # ties the window to packaging/stackview.desktop
@@ -38,12 +35,23 @@ def create_app():
     return app
 
 
-def main(files: list[str] | None = None) -> int:
-    """Open the window with ``files`` and run the event loop; returns the exit code."""
+def main(files: list[str] | None = None, session: str | None = None) -> int:
+    """Open the window with ``files`` (and a saved ``session`` folder) and run the event loop;
+    returns the exit code."""
     from stackview.engine.qt_compat import binding_problem
     from stackview.gui.platform_check import xcb_problem
 
     start = time.perf_counter()
+    if session is not None:
+        from stackview.session.store import read_session_file
+
+        try:
+            read_session_file(session)  # a wrong folder is said before any window opens
+        except ValueError as exc:
+            from stackview.errors import one_sentence
+
+            print(f"stackview: error: {one_sentence(exc)}", file=sys.stderr)
+            return 2
     problem = xcb_problem()  # before QApplication: Qt's own message names no library
     if problem:
         print(f"stackview: error: {problem}.", file=sys.stderr)
@@ -57,6 +65,8 @@ def main(files: list[str] | None = None) -> int:
 
     window = MainWindow()
     window.show()
+    if session is not None:
+        window.open_session(session)
     if files:
         window.open_paths(files)
     seconds = time.perf_counter() - start

@@ -59,6 +59,17 @@ class ImageList(QWidget):
     def paths(self) -> list[Path]:
         return [Path(self.list.item(i).data(256)) for i in range(self.list.count())]
 
+    def show_images(self, paths, current: str | None = None) -> None:
+        """Show exactly ``paths`` (a session's images), ``current`` selected, without
+        announcing a selection."""
+        self.list.blockSignals(True)
+        try:
+            self.list.clear()
+            for path in paths:
+                self.add(path, select=str(path) == current)
+        finally:
+            self.list.blockSignals(False)
+
     def _changed(self, item, _previous) -> None:
         if item is not None:
             self.imageSelected.emit(item.data(256))

@@ -1,4 +1,5 @@
-"""``stackview gui [FILES]``: open the desktop window (Qt is imported only when it runs)."""
+"""``stackview gui [FILES] [--session DIR]``: open the desktop window (Qt is imported only
+when it runs)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ def register(subparsers) -> None:
         epilog="Example: stackview gui stackview/resources/samples/ReS2_bilayer_tedgen_sample4.png",
     )
     p.add_argument("files", nargs="*", metavar="IMAGE|FOLDER", help="images or folders to open")
+    p.add_argument("--session", metavar="DIR", default=None,
+                   help="reopen a session saved from the window (File → Save session): its "
+                        "images, settings, results and inspected window")
     p.set_defaults(func=run_gui)
 
 
 def run_gui(args: argparse.Namespace) -> int:
     from stackview.gui.app import main
 
-    return main(list(args.files))
+    return main(list(args.files), session=getattr(args, "session", None))

@@ -144,7 +144,7 @@ class FftView(QWidget):
     def _draw_reflections(self) -> None:
         k = self.reflections_nm()
         self.marks.setData(k[:, 0], k[:, 1])
-        if self.reflections is None:
+        if self.reflections is None or self.pixel_size_nm is None:  # (drawn with the spectrum)
             self.info.setText("log power spectrum")
             return
         what = ("the calibration used" if self.reflections.source == "calibration"

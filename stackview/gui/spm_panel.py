@@ -1,7 +1,10 @@
 """The analysis panel: calibration, material and model, SPM window/stride/refine, ROI, Run/Cancel.
 
-The panel only collects settings (:meth:`SpmPanel.settings` returns
-:class:`stackview.gui.tasks.AnalysisSettings`); the main window runs the jobs.
+In the window the panel is a view of the session's :class:`~stackview.session.model.Settings`
+(:meth:`SpmPanel.show_settings` shows them, :meth:`SpmPanel.widget_settings` reads what the
+user set, and :mod:`stackview.gui.session_binding` connects the two); on its own,
+:meth:`SpmPanel.settings` returns :class:`stackview.gui.tasks.AnalysisSettings`. The main
+window runs the jobs.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class SpmPanel(QWidget):
     ``modelChanged()``."""
 
     runRequested = Signal()
+    settingsEdited = Signal()  # the user changed a setting (not the model or material)
     cancelRequested = Signal()
     autoCalibrationRequested = Signal()
     pixelSizeEdited = Signal(float)
@@ -69,6 +73,7 @@ class SpmPanel(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self._user_pixel_size = False
+        self._showing = False
 
         cal = QGroupBox("Calibration")
         self.pixel_size = _spin(0.0001, 10.0, 0.01, 0.001, decimals=5, suffix=" nm/px")
@@ -95,6 +100,7 @@ class SpmPanel(QWidget):
         self.window_nm.setToolTip("Window side; a model analyses windows of its own size "
                                   "(the yellow square on the image)")
         self.window_nm.valueChanged.connect(self.windowChanged)
+        self.window_nm.valueChanged.connect(self._edited)
         self.stride_nm = _spin(0.01, 50.0, 0.5, 0.1)
         self.refine = QCheckBox("Two-level: refine around interfaces")
         self.fine_stride_nm = _spin(0.01, 10.0, 0.1, 0.05)
@@ -115,6 +121,10 @@ class SpmPanel(QWidget):
                             "the summary and the exported map.csv (as 'stackview analyze --fit')")
         self.use_roi = QCheckBox("Only inside the rectangular ROI")
         self.use_roi.toggled.connect(self.roiToggled)
+        for box in (self.stride_nm, self.fine_stride_nm, self.views):
+            box.valueChanged.connect(self._edited)
+        for box in (self.refine, self.undistort, self.fit, self.use_roi):
+            box.toggled.connect(self._edited)
         self.model.currentIndexChanged.connect(lambda *_: self.modelChanged.emit())
         self.material.currentIndexChanged.connect(lambda *_: self.modelChanged.emit())
         form2 = QFormLayout(spm)
@@ -145,6 +155,47 @@ class SpmPanel(QWidget):
         layout.addWidget(spm)
         layout.addLayout(buttons)
         layout.addStretch(1)
+
+    def _edited(self, *_) -> None:
+        if not self._showing:
+            self.settingsEdited.emit()
+
+    def widget_settings(self) -> dict:
+        """What the widgets say, as :class:`~stackview.session.model.Settings` fields."""
+        return {"material": self.material.currentText() or None,
+                "model": self.model_choice(), "window_nm": self.window_nm.value(),
+                "stride_nm": self.stride_nm.value(), "refine": self.refine.isChecked(),
+                "fine_stride_nm": self.fine_stride_nm.value(), "n_views": self.views.value(),
+                "undistort": self.undistort.isChecked(), "fit": self.fit.isChecked(),
+                "use_roi": self.use_roi.isChecked()}
+
+    def show_settings(self, settings) -> None:
+        """Show a session's :class:`~stackview.session.model.Settings` (no signal is sent
+        back as an edit)."""
+        self._showing = True
+        boxes = (self.material, self.model, self.window_nm, self.stride_nm, self.refine,
+                 self.fine_stride_nm, self.views, self.undistort, self.fit, self.use_roi)
+        blocked = [box.blockSignals(True) for box in boxes[:2]]
+        try:
+            if settings.material and self.material.findText(settings.material) >= 0:
+                self.material.setCurrentText(settings.material)
+            idx = self.model.findData(settings.model) if settings.model else 0
+            if idx < 0:
+                self.model.addItem(settings.model, settings.model)
+                idx = self.model.count() - 1
+            self.model.setCurrentIndex(idx)
+            self.window_nm.setValue(settings.window_nm)
+            self.stride_nm.setValue(settings.stride_nm)
+            self.refine.setChecked(settings.refine)
+            self.fine_stride_nm.setValue(settings.fine_stride_nm)
+            self.views.setValue(settings.n_views)
+            self.undistort.setChecked(settings.undistort)
+            self.fit.setChecked(settings.fit)
+            self.use_roi.setChecked(settings.use_roi)
+        finally:
+            for box, was in zip(boxes[:2], blocked, strict=False):
+                box.blockSignals(was)
+            self._showing = False
 
     # --- calibration -------------------------------------------------------------------------
     def _pixel_edited(self, value: float) -> None:

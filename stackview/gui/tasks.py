@@ -1,8 +1,8 @@
 """The jobs the window runs, as plain functions ``fn(..., progress, cancel)`` (no Qt here).
 
 Each one only composes the science library (the same calls ``stackview analyze`` makes), so the
-window shows exactly the numbers the CLI writes; :class:`stackview.engine.qt.Job` runs them in
-a worker thread. Heavy modules are imported inside the functions.
+window shows exactly the numbers the CLI writes; :func:`stackview.engine.qt.start_job` runs
+them in a worker thread. Heavy modules are imported inside the functions.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 
 from stackview.engine.jobs import CancelToken, null_progress
 from stackview.errors import UsageError
+from stackview.session.model import AnalysisSettings
 
 
 @dataclass
@@ -23,6 +24,8 @@ class OpenedImage:
     loaded: object  # stackview.io.readers.LoadedImage
     calibration: object | None  # stackview.io.calibration.Calibration, None if unknown
     message: str
+    sha256: str = ""  # of the file as it was read (a saved session refers to it)
+    size: int = 0
 
 
 def open_image(path: str | Path, material: str | None, progress=null_progress,
@@ -33,9 +36,11 @@ def open_image(path: str | Path, material: str | None, progress=null_progress,
     """
     from stackview.io.calibration import calibrate
     from stackview.io.readers import read_image
+    from stackview.session.store import file_sha256
 
     progress(0, 2, "reading")
     loaded = read_image(path)
+    sha256, size = file_sha256(path), Path(path).stat().st_size
     (cancel or CancelToken()).check()
     progress(1, 2, "calibrating")
     try:
@@ -44,7 +49,7 @@ def open_image(path: str | Path, material: str | None, progress=null_progress,
     except UsageError as exc:
         cal, message = None, f"not calibrated: {exc}"
     progress(2, 2, "")
-    return OpenedImage(loaded, cal, message)
+    return OpenedImage(loaded, cal, message, sha256, size)
 
 
 def auto_calibrate(image: np.ndarray, material: str, progress=null_progress, cancel=None):
@@ -54,23 +59,6 @@ def auto_calibrate(image: np.ndarray, material: str, progress=null_progress, can
 
     progress(0, 1, "reading the lattice")
     return calibrate_by_resimulation(image, material, progress=progress, cancel=cancel)
-
-
-@dataclass(frozen=True)
-class AnalysisSettings:
-    """What the SPM panel asks for; mirrors ``stackview analyze``'s options."""
-
-    model: str | None
-    material: str | None
-    pixel_size_nm: float | None = None  # None: the file's, else the FFT lattice (as the CLI)
-    window_nm: float | None = None
-    stride_nm: float = 0.5
-    refine: bool = False
-    fine_stride_nm: float = 0.1
-    roi_nm: tuple[float, float, float, float] | None = None
-    n_views: int = 3
-    undistort: bool = True  # undo the scan distortion measured from the lattice
-    fit: bool = False  # the physics fit of every window (analyze --fit, docs/fit.md)
 
 
 _BUNDLES: dict[str, object] = {}

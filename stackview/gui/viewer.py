@@ -19,9 +19,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from stackview.engine import qt_compat
-
-qt_compat.apply()  # PySide6 6.12.0's emit() leak would abort the app after a few hundred emits
 pg.setConfigOptions(imageAxisOrder="row-major")
 
 IMAGE_COLORMAPS = ("grey", "viridis", "inferno", "magma", "cividis", "turbo")
@@ -199,8 +196,9 @@ class ImageViewer(QWidget):
         self.scale_bar.text.setText(f"{self.scale_bar.size:g} nm")
         self.scale_bar.updateBar()
         self.scale_bar.show()
-        self.roi.setPos((w * 0.25, h * 0.25))
-        self.roi.setSize((w * 0.5, h * 0.5))
+        # programmatic moves do not finish a region change: only the user's drags are edits
+        self.roi.setPos((w * 0.25, h * 0.25), finish=False)
+        self.roi.setSize((w * 0.5, h * 0.5), finish=False)
         self.line.setPos((0, 0))
         handles = self.line.getHandles()
         handles[0].setPos(QPointF(w * 0.2, h * 0.5))
@@ -242,8 +240,8 @@ class ImageViewer(QWidget):
 
     def set_roi_nm(self, roi) -> None:
         x0, y0, x1, y1 = roi
-        self.roi.setPos((x0, y0))
-        self.roi.setSize((x1 - x0, y1 - y0))
+        self.roi.setPos((x0, y0), finish=False)
+        self.roi.setSize((x1 - x0, y1 - y0), finish=False)
 
     def roi_pixels(self) -> np.ndarray | None:
         """The image under the ROI (for the FFT of a region)."""

@@ -182,7 +182,16 @@ class Session:
         if not changed:
             return False
         before = {k: before[k] for k in changed}
-        label = label or ", ".join(dict.fromkeys(LABELS.get(k, k) for k in changed))
+        if not label:
+            names = []
+            for k in changed:
+                if k == "settings":  # name the settings that changed, not "settings"
+                    names += [f.name for f in fields(Settings)
+                              if not _same(getattr(before[k], f.name),
+                                           getattr(changed[k], f.name))]
+                else:
+                    names.append(k)
+            label = ", ".join(dict.fromkeys(LABELS.get(k, k) for k in names))
         self.history.record(Edit(label, before, changed))
         self._assign(changed)
         return True
@@ -208,11 +217,7 @@ class Session:
 
     def set_settings(self, label: str = "", **values) -> bool:
         """Change some settings as one user edit (e.g. a model choice and its window)."""
-        new = replace(self.settings, **values)
-        if not label:
-            changed = [k for k, v in values.items() if not _same(getattr(self.settings, k), v)]
-            label = ", ".join(dict.fromkeys(LABELS.get(k, k) for k in changed))
-        return self.edit(label, settings=new)
+        return self.edit(label, settings=replace(self.settings, **values))
 
     def set_roi(self, roi_nm) -> bool:
         roi = None if roi_nm is None else tuple(round(float(v), 9) for v in roi_nm)

@@ -2,7 +2,7 @@
 
 :mod:`.project` holds the state (a folder with ``project.json``, no Qt), :mod:`.runner` the
 heavy steps as the CLI's jobs with their equivalent command lines (no Qt), :mod:`.pages` the
-wizard pages and :mod:`.wizard` the ``QWizard`` itself.
+wizard pages (one module each) and :mod:`.wizard` the ``QWizard`` itself.
 """
 
 from stackview.gui.wizard.project import STEPS, Project

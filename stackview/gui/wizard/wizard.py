@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QWizard
 
 from stackview.gui.wizard import pages
@@ -32,6 +32,9 @@ class TrainingWizard(QWizard):
         super().__init__(parent)
         self.project = Project.open(project_dir)
         self.setWindowTitle(f"Train a model — {self.project.folder.name}")
+        # a closed wizard is deleted by Qt in the GUI thread (explicit lifetime): its pages are
+        # never left to Python's collector, which may run in a job's thread
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
         self.setOption(QWizard.WizardOption.NoBackButtonOnStartPage, True)
         self.pages: dict[str, pages.StepPage] = {}
