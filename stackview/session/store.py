@@ -108,15 +108,9 @@ def load_result(data: bytes):
 
 # --- saving ----------------------------------------------------------------------------------
 def _json_default(value):
-    import numpy as np
+    from stackview.analysis.export import _json  # summary.json's own encoder
 
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(type(value).__name__)
+    return _json(value)
 
 
 def provenance(session: Session, extra: dict | None = None) -> dict:
