@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from stackview.cli import add_device, add_out
 from stackview.errors import UsageError
 
 
@@ -45,14 +46,12 @@ def register(subparsers) -> None:
     p.add_argument("--no-undistort", dest="undistort", action="store_false",
                    help="do not undo the scan distortion measured from the lattice (windows "
                         "are then only rotated and scaled)")
-    p.add_argument("--device", default="auto",
-                   help="where the network runs: auto (a CUDA GPU when torch sees one), cpu or "
-                        "cuda (default auto)")
+    add_device(p)
     p.add_argument("--fit", action="store_true",
                    help="refine every window by fitting the incoherent simulation to it from "
                         "the network's reading: fitted labels, their σ, NCC and reduced χ² go "
                         "to map.csv and summary.json (see docs/fit.md)")
-    p.add_argument("--out", required=True, help="output folder")
+    add_out(p, help="output folder")
     p.add_argument("--pel", nargs="?", const="auto", metavar="CSV",
                    help="add the slips scattered on the material's PEL to the figure (your "
                         "cached or the shipped landscape, or this CSV; see 'stackview pel')")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 
 
 def register(subparsers) -> None:
@@ -84,7 +82,8 @@ def register(subparsers) -> None:
     g.add_argument("--workers", type=int, help="local workers (default: CPU count)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run")
     g.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
-    mk.set_defaults(func=run_make)
+    mk.set_defaults(func=run_make, job=job_from_args,
+                    cancelled="run the same command with --resume to continue")
 
     info = sub.add_parser("info", help="print a dataset's provenance and label summary",
                           description="Print a dataset's size, labels, conditions and "
@@ -134,27 +133,23 @@ def _physics_overrides(items: list[str]) -> dict:
     return out
 
 
+def job_from_args(args: argparse.Namespace):
+    """The :class:`~stackview.workflows.dataset.DatasetJob` of ``dataset make`` arguments."""
+    from stackview.workflows.dataset import DatasetJob
+
+    return DatasetJob(spec=spec_from_args(args), out=args.out, scheduler=args.scheduler,
+                      workers=args.workers, resume=args.resume, overwrite=args.overwrite)
+
+
 def run_make(args: argparse.Namespace) -> int:
-    from stackview.datasets.generate import generate_dataset
-    from stackview.engine.jobs import TextProgress
-    from stackview.errors import Cancelled
-    from stackview.inference.commands import cancel_on_sigint
-
-    spec = spec_from_args(args)
-    command = "stackview " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
-    with cancel_on_sigint() as cancel:
-        try:
-            path = generate_dataset(
-                spec, args.out, scheduler=args.scheduler, workers=args.workers,
-                resume=args.resume, overwrite=args.overwrite, command=command,
-                progress=TextProgress("dataset"), cancel=cancel,
-            )
-        except Cancelled:
-            print("stackview: cancelled; run the same command with --resume to continue.",
-                  file=sys.stderr)
-            return 130
     from stackview.datasets.store import open_dataset
+    from stackview.engine.jobs import TextProgress
+    from stackview.workflows.dataset import make_dataset
 
+    job = job_from_args(args)
+    spec = job.spec
+    path = make_dataset(job, command=args.command_line, progress=TextProgress("dataset"),
+                        cancel=args.cancel)
     ds = open_dataset(path)
     print(f"wrote {len(ds)} patches ({spec.patch_px} px, {spec.patch_nm:.2f} nm at "
           f"{spec.sampling_A:g} Å/px) to {path} in {ds.attrs.get('generation_seconds', 0):.1f} s")

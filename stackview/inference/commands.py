@@ -1,48 +1,15 @@
 """``stackview train``, ``stackview evaluate`` and ``stackview study`` (no Qt; torch is imported
-only inside the run functions, so the CLI starts fast)."""
+only inside the run functions, so the CLI starts fast). The jobs are those of
+:mod:`stackview.workflows.train` and :mod:`stackview.workflows.evaluate`."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import shlex
-import signal
-import sys
 from pathlib import Path
 
-
-@contextlib.contextmanager
-def cancel_on_sigint():
-    """A :class:`CancelToken` set by the first Ctrl-C (jobs then stop cleanly and save what they
-    can); a second Ctrl-C interrupts at once."""
-    from stackview.engine.jobs import CancelToken
-
-    token = CancelToken()
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum, frame):
-        if token.cancelled:
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
-        token.cancel()
-        print("\nstackview: stopping after the current step (Ctrl-C again to abort)...",
-              file=sys.stderr)
-
-    try:
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not in the main thread
-        pass
-    try:
-        yield token
-    finally:
-        with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGINT, previous)
-
-
-def _command_line() -> str:
-    return "stackview " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "stackview"
+from stackview.cli import add_device, add_out
 
 
 def register(subparsers) -> None:
@@ -95,7 +62,7 @@ def _register_train(subparsers) -> None:
     p.add_argument("--dataset", required=True, nargs="+", metavar="DATASET",
                    help="training dataset (NAME.zarr); several of one material, task and "
                         "sampling (e.g. physics-noise and DRIT-styled) are mixed")
-    p.add_argument("--out", required=True, help="bundle path without suffix (e.g. models/ReS2)")
+    add_out(p, help="bundle path without suffix (e.g. models/ReS2)")
     p.add_argument("--validation", help="held-out dataset logged during training")
     p.add_argument("--eval-dataset", nargs="+", metavar="DATASET",
                    help="held-out test dataset(s); the accuracy on each is measured and written "
@@ -111,7 +78,8 @@ def _register_train(subparsers) -> None:
     p.add_argument("--fp32-weights", action="store_true",
                    help="store fp32 weights in the bundle (default: fp16 parameters)")
     _add_train_options(p)
-    p.set_defaults(func=run_train)
+    p.set_defaults(func=run_train, job=train_job_from_args, cancelled=lambda args: (
+        f"a checkpoint is in {train_job_from_args(args).checkpoints} (continue with --resume)"))
 
 
 def _register_evaluate(subparsers) -> None:
@@ -124,14 +92,16 @@ def _register_evaluate(subparsers) -> None:
     )
     p.add_argument("bundle", help="bundle name or path")
     p.add_argument("--dataset", required=True, help="labelled test dataset (NAME.zarr)")
-    p.add_argument("--out", help="report folder (default: print only)")
+    add_out(p, help="report folder (default: print only)", required=False)
     p.add_argument("--tta", action="store_true", help="average test-time augmented views")
     p.add_argument("--max-samples", type=int, help="evaluate only the first N patches")
     p.add_argument("--update-card", metavar="NAME",
                    help="store the metrics in the bundle's card under this name")
-    p.add_argument("--device", default="auto",
-                   help="cpu, cuda or auto (CUDA when available; default auto)")
-    p.set_defaults(func=run_evaluate)
+    add_device(p)
+    p.set_defaults(func=run_evaluate, job=evaluate_job_from_args)
+
+
+_STUDY_CANCELLED = "finished points are kept in the output folder"
 
 
 def _register_study(subparsers) -> None:
@@ -147,7 +117,7 @@ def _register_study(subparsers) -> None:
                            ("psnr", "ΔD against the image PSNR")):
         s = sub.add_parser(name, help=helptext, description=helptext + ".")
         s.add_argument("bundle", help="bundle name or path")
-        s.add_argument("--out", required=True, help="output folder")
+        add_out(s, help="output folder")
         s.add_argument("--n", type=int, default=500, help="test patches per point")
         s.add_argument("--seed", type=int, default=9001 if name == "defects" else 9002)
         if name == "defects":
@@ -158,14 +128,14 @@ def _register_study(subparsers) -> None:
                            default=[30.0, 25.0, 20.0, 15.0, 10.0, 7.0])
         s.add_argument("--scheduler", default="threads")
         s.add_argument("--workers", type=int)
-        s.set_defaults(func=run_study)
+        s.set_defaults(func=run_study, cancelled=_STUDY_CANCELLED)
     s = sub.add_parser(
         "train-step", help="accuracy against the training-grid step",
         description="Train one model per slip-grid step and test all on a finer grid (the "
                     "paper's Fig. 3b). The training data use the 'dataset make' settings "
                     "below.",
     )
-    s.add_argument("--out", required=True, help="output folder")
+    add_out(s, help="output folder")
     s.add_argument("--grid-steps", type=float, nargs="+", default=[0.1, 0.2, 0.3, 0.4])
     s.add_argument("--test-step", type=float, default=0.05)
     s.add_argument("--material", default="ReS2")
@@ -179,7 +149,7 @@ def _register_study(subparsers) -> None:
     s.add_argument("--scheduler", default="threads")
     s.add_argument("--workers", type=int)
     _add_train_options(s)
-    s.set_defaults(func=run_study)
+    s.set_defaults(func=run_study, cancelled=_STUDY_CANCELLED)
 
 
 def _train_config(args):
@@ -202,121 +172,46 @@ def _train_config(args):
     )
 
 
+def train_job_from_args(args: argparse.Namespace):
+    """The :class:`~stackview.workflows.train.TrainJob` of ``train`` arguments."""
+    from stackview.workflows.train import TrainJob
+
+    return TrainJob(
+        datasets=tuple(args.dataset), out=args.out, backbone=args.backbone, head=args.head,
+        config=_train_config(args), validation=args.validation,
+        eval_datasets=tuple(args.eval_dataset or ()), checkpoint_dir=args.checkpoint_dir,
+        resume=args.resume, init_from=args.init_from, description=args.description,
+        fp32_weights=args.fp32_weights)
+
+
+def evaluate_job_from_args(args: argparse.Namespace):
+    """The :class:`~stackview.workflows.evaluate.EvaluateJob` of ``evaluate`` arguments."""
+    from stackview.workflows.evaluate import EvaluateJob
+
+    return EvaluateJob(bundle=args.bundle, dataset=args.dataset, out=args.out, tta=args.tta,
+                       max_samples=args.max_samples, update_card=args.update_card,
+                       device=args.device)
+
+
 def _head(args) -> str:
     return "invariant" if args.head == "auto" else args.head
 
 
-def _init_summary(source: str) -> dict:
-    """What a fine-tuned model started from, for its card."""
-    from stackview.inference.train import CHECKPOINT_STATE
-    from stackview.models.card import read_card
-    from stackview.models.registry import find_model
-
-    path = Path(source)
-    if (path / CHECKPOINT_STATE).is_file():
-        state = json.loads((path / CHECKPOINT_STATE).read_text(encoding="utf-8"))
-        return {"checkpoint": path.name, "step": state["step"], "config": state["config"],
-                "history": state.get("history", [])[-5:]}
-    card = read_card(find_model(source))
-    keys = ("n", "mean_A", "median_A", "p95_A", "mean_deg", "median_deg", "p95_deg",
-            "confusions")
-    return {"bundle": card.name, "material": card.material, "style": card.style,
-            "command": card.training.get("command"), "seconds": card.training.get("seconds"),
-            # what the start measured, so the card shows what the fine-tune changed
-            "accuracy": {name: {k: m[k] for k in keys if k in m}
-                         for name, m in (card.accuracy or {}).items()}}
-
-
-def in_memory_limit_bytes() -> int:
-    """How much training data is read into memory rather than streamed: a quarter of the
-    machine's memory (random batches from a stream decompress a whole chunk per patch)."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # not POSIX
-        total = 16 << 30
-    return max(1 << 30, total // 4)
-
-
-def _open_source(ds, limit_bytes: int | None = None):
-    """Load small datasets into memory; stream large ones chunk by chunk."""
-    limit = in_memory_limit_bytes() if limit_bytes is None else limit_bytes
-    return ds.load() if ds.nbytes <= limit else ds
-
-
 def run_train(args: argparse.Namespace) -> int:
-    import dataclasses
-    import platform
-
-    import torch
-
-    from stackview.datasets.store import (
-        ConcatSource,
-        check_mixable,
-        mixture_style,
-        mixture_summary,
-        open_dataset,
-    )
     from stackview.engine.jobs import TextProgress, null_progress
-    from stackview.errors import Cancelled
-    from stackview.inference.regressor import RegressorSpec
-    from stackview.inference.train import train
-    from stackview.models.bundle import save_bundle
-    from stackview.models.card import ModelCard
+    from stackview.workflows.train import train_model
 
-    parts = [open_dataset(p) for p in args.dataset]
-    check_mixable(parts)
-    ds = parts[0]
-    dspec = ds.spec
-    data = mixture_summary(parts)
-    source = (_open_source(ds) if len(parts) == 1 else ConcatSource(
-        [_open_source(p, in_memory_limit_bytes() // len(parts)) for p in parts]))
-    spec = RegressorSpec(backbone=args.backbone, task=dspec.task, material=dspec.material,
-                         layers=dspec.layers, head=_head(args))
-    config = _train_config(args)
-    ckpt = Path(args.checkpoint_dir) if args.checkpoint_dir else Path(args.out + ".checkpoints")
-    validation = open_dataset(args.validation) if args.validation else None
     rank = int(os.environ.get("RANK", "0"))
-    with cancel_on_sigint() as cancel:
-        try:
-            result = train(spec, source, config, out_dir=ckpt, resume=args.resume,
-                           validation=validation,
-                           progress=TextProgress("train") if rank == 0 else null_progress,
-                           cancel=cancel, init_from=args.init_from)
-        except Cancelled:
-            print(f"stackview: cancelled; a checkpoint is in {ckpt} (continue with --resume).",
-                  file=sys.stderr)
-            return 130
-    if rank != 0:
+    out = train_model(train_job_from_args(args), command=args.command_line,
+                      progress=TextProgress("train") if rank == 0 else null_progress,
+                      cancel=args.cancel, eval_progress=TextProgress("evaluate"))
+    if out.bundle is None:
         return 0
-    device = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
-              else f"CPU ({platform.processor() or platform.machine()}, "
-                   f"{torch.get_num_threads()} threads)")
-    card = ModelCard(
-        name=Path(args.out).name, spec=spec.to_dict(), sampling_A=ds.sampling_A,
-        patch_px=ds.patch_px, orientation=dspec.orientation,
-        style=mixture_style(parts),
-        description=args.description,
-        training={
-            "command": _command_line(), "config": dataclasses.asdict(config),
-            "data": data, "dataset_spec": ds.attrs["spec"],
-            "seconds": round(result.seconds, 1), "images_per_s": round(result.images_per_s, 2),
-            "precision": result.precision, "device": device, "torch": torch.__version__,
-            "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-            "history": result.history[-20:],
-            **({"init_from": _init_summary(args.init_from)} if args.init_from else {}),
-        },
-    )
-    weights = save_bundle(args.out, result.model, card, half=not args.fp32_weights)
-    print(f"wrote {weights} and {weights.with_suffix('.json')} "
-          f"({result.seconds:.0f} s, {result.images_per_s:.1f} images/s)")
-    from stackview.inference.evaluate import evaluate_bundle
-    from stackview.models.bundle import update_card
-
-    for test in args.eval_dataset or []:
-        res = evaluate_bundle(args.out, test, progress=TextProgress("evaluate"), device="auto")
-        m = res["metrics"]
-        update_card(args.out, accuracy={Path(test).stem: m})
-        print(f"{Path(test).stem}: " + _metrics_line(m))
+    r = out.result
+    print(f"wrote {out.weights} and {out.weights.with_suffix('.json')} "
+          f"({r.seconds:.0f} s, {r.images_per_s:.1f} images/s)")
+    for name, m in out.accuracy.items():
+        print(f"{name}: " + _metrics_line(m))
     return 0
 
 
@@ -331,69 +226,49 @@ def _metrics_line(m: dict) -> str:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from stackview.engine.jobs import TextProgress
-    from stackview.errors import Cancelled
-    from stackview.inference.evaluate import evaluate_bundle, write_report
-    from stackview.models.bundle import load_bundle, update_card
+    from stackview.workflows.evaluate import evaluate_model
 
-    bundle = load_bundle(args.bundle)
-    with cancel_on_sigint() as cancel:
-        try:
-            res = evaluate_bundle(bundle, args.dataset, tta=args.tta,
-                                  max_samples=args.max_samples,
-                                  progress=TextProgress("evaluate"), cancel=cancel,
-                                  device=args.device)
-        except Cancelled:
-            print("stackview: cancelled.", file=sys.stderr)
-            return 130
+    res = evaluate_model(evaluate_job_from_args(args), progress=TextProgress("evaluate"),
+                         cancel=args.cancel)
     m = res["metrics"]
     print(_metrics_line(m))
-    if args.out:
-        path = write_report(res, args.out, bundle.label_space,
-                            title=f"{bundle.card.name} on {Path(args.dataset).name}")
-        print(f"wrote {path}, predictions.csv and errors.png in {Path(args.out)}")
+    if res["report"]:
+        print(f"wrote {res['report']}, predictions.csv and errors.png in {Path(args.out)}")
     else:
         print(json.dumps({k: v for k, v in m.items() if k != "dataset"}, indent=1))
-    if args.update_card:
-        update_card(bundle.path, accuracy={args.update_card: m})
     return 0
 
 
 def run_study(args: argparse.Namespace) -> int:
     from stackview.engine.jobs import TextProgress
-    from stackview.errors import Cancelled
     from stackview.inference import evaluate as ev
 
-    with cancel_on_sigint() as cancel:
-        try:
-            if args.study == "defects":
-                summary = ev.study_defects(args.bundle, args.out, ratios=tuple(args.ratios),
-                                           n=args.n, seed=args.seed, scheduler=args.scheduler,
-                                           workers=args.workers, progress=TextProgress("study"),
-                                           cancel=cancel)
-            elif args.study == "psnr":
-                summary = ev.study_psnr(args.bundle, args.out, psnrs=tuple(args.psnr), n=args.n,
-                                        seed=args.seed, scheduler=args.scheduler,
-                                        workers=args.workers, progress=TextProgress("study"),
-                                        cancel=cancel)
-            else:
-                from stackview.datasets.spec import DatasetSpec
-                from stackview.inference.regressor import RegressorSpec
+    cancel = args.cancel
+    if args.study == "defects":
+        summary = ev.study_defects(args.bundle, args.out, ratios=tuple(args.ratios),
+                                   n=args.n, seed=args.seed, scheduler=args.scheduler,
+                                   workers=args.workers, progress=TextProgress("study"),
+                                   cancel=cancel)
+    elif args.study == "psnr":
+        summary = ev.study_psnr(args.bundle, args.out, psnrs=tuple(args.psnr), n=args.n,
+                                seed=args.seed, scheduler=args.scheduler,
+                                workers=args.workers, progress=TextProgress("study"),
+                                cancel=cancel)
+    else:
+        from stackview.datasets.spec import DatasetSpec
+        from stackview.inference.regressor import RegressorSpec
 
-                base = DatasetSpec(task="slip", material=args.material, layers=args.layers,
-                                   mode="grid", count=args.count, sampling_A=args.sampling,
-                                   patch_px=args.patch_px, style=args.style,
-                                   style_bundle=args.style_bundle, seed=args.data_seed)
-                rspec = RegressorSpec(backbone=args.backbone, task="slip",
-                                      material=base.material, layers=args.layers,
-                                      head=_head(args))
-                summary = ev.study_train_step(
-                    args.out, base, rspec, _train_config(args), steps_A=tuple(args.grid_steps),
-                    test_step_A=args.test_step, scheduler=args.scheduler, workers=args.workers,
-                    progress=TextProgress("study"), cancel=cancel)
-        except Cancelled:
-            print("stackview: cancelled; finished points are kept in the output folder.",
-                  file=sys.stderr)
-            return 130
+        base = DatasetSpec(task="slip", material=args.material, layers=args.layers,
+                           mode="grid", count=args.count, sampling_A=args.sampling,
+                           patch_px=args.patch_px, style=args.style,
+                           style_bundle=args.style_bundle, seed=args.data_seed)
+        rspec = RegressorSpec(backbone=args.backbone, task="slip",
+                              material=base.material, layers=args.layers,
+                              head=_head(args))
+        summary = ev.study_train_step(
+            args.out, base, rspec, _train_config(args), steps_A=tuple(args.grid_steps),
+            test_step_A=args.test_step, scheduler=args.scheduler, workers=args.workers,
+            progress=TextProgress("study"), cancel=cancel)
     for row in summary["results"]:
         key = next(iter(row))
         print(f"{key} {row[key]:g}: " + _metrics_line(row))

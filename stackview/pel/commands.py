@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from stackview.cli import add_out
 from stackview.errors import UsageError
 
 
@@ -43,7 +44,8 @@ def register(subparsers) -> None:
                    help="compute even when a landscape with the same settings is cached")
     p.add_argument("--no-cache", action="store_true",
                    help="do not store the result as your landscape of the material")
-    p.add_argument("--out", metavar="CSV", help="also write the grid here (+ .json provenance)")
+    add_out(p, metavar="CSV", help="also write the grid here (+ .json provenance)",
+            required=False)
     p.add_argument("--figure", metavar="PNG", help="write a heat map (PNG or SVG)")
     p.add_argument("--slips", metavar="MAP_CSV",
                    help="scatter the slips of an analysis (its map.csv) on the figure")

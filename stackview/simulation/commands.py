@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+from stackview.cli import add_out
 from stackview.errors import UsageError
 
 
@@ -111,9 +112,7 @@ def register(subparsers) -> None:
     opt.add_argument(
         "--source-size", type=float, metavar="ANGSTROM", help="source size, Gaussian FWHM (Å)"
     )
-    p.add_argument(
-        "--out", required=True, help="output TIFF path (a .json sidecar is written beside it)"
-    )
+    add_out(p, help="output TIFF path (a .json sidecar is written beside it)")
     p.set_defaults(func=run_simulate)
 
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
-import sys
 from pathlib import Path
 
+from stackview.cli import add_device, add_out
 from stackview.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -121,9 +120,7 @@ def register(subparsers) -> None:
         help="keep at most N simulations (or a fraction if below 1)",
     )
     s.add_argument("--seed", type=_count, default=0, help="random seed (default 0)")
-    s.add_argument(
-        "--out", required=True, metavar="DIR", help="folder for selection.json and selection.png"
-    )
+    add_out(s, metavar="DIR", help="folder for selection.json and selection.png")
     s.set_defaults(func=run_select)
 
     # train -------------------------------------------------------------------------------
@@ -237,9 +234,7 @@ def register(subparsers) -> None:
         help="torch CPU threads (default 1: on a shared or busy machine more threads "
         "oversubscribe the cores and run several times slower)",
     )
-    t.add_argument(
-        "--device", default="auto", help="cpu, cuda or auto (CUDA when available; default auto)"
-    )
+    add_device(t)
     t.add_argument("--resume", action="store_true", help="continue from OUT's checkpoint")
     t.add_argument(
         "--init-from", metavar="PATH",
@@ -247,7 +242,7 @@ def register(subparsers) -> None:
              "network, with fresh optimisers and schedule (e.g. with a larger "
              "--consistency-weight)",
     )
-    t.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_out(t, metavar="DIR", help="output folder")
     t.set_defaults(func=run_train)
 
     # translate ---------------------------------------------------------------------------
@@ -266,7 +261,7 @@ def register(subparsers) -> None:
         metavar="PATH",
         help="style bundle (NAME.json, NAME.safetensors or their folder)",
     )
-    r.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_out(r, metavar="DIR", help="output folder")
     style = r.add_mutually_exclusive_group()
     style.add_argument("--seed", type=_count, help="random style from this seed")
     style.add_argument(
@@ -293,7 +288,7 @@ def register(subparsers) -> None:
         default="png",
         help="output format of single images (default png)",
     )
-    r.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    add_device(r)
     r.add_argument(
         "--bf16",
         action="store_true",
@@ -353,7 +348,8 @@ def register(subparsers) -> None:
         help="minimum atom-column separation for peak finding (default 0.1)",
     )
     e.add_argument("--seed", type=_count, default=0, help="random seed of the noise baselines")
-    e.add_argument("--out", metavar="DIR", help="write evaluation.json and evaluation.png here")
+    add_out(e, metavar="DIR", help="write evaluation.json and evaluation.png here",
+            required=False)
     e.add_argument(
         "--update-card",
         action="store_true",
@@ -477,11 +473,7 @@ def run_train(args: argparse.Namespace) -> int:
         "microscope": {"description": args.microscope} if args.microscope else None,
         "selection": selection_info,
         "training": {
-            "command": (
-                "stackview " + shlex.join(sys.argv[1:])
-                if "style" in sys.argv[1:3]
-                else "stackview style train (called from Python)"
-            ),
+            "command": args.command_line,
             "config": args.config,
             "simulations": [Path(n).name for n in sim_names],
             "experimental": [Path(n).name for n in exp_names],

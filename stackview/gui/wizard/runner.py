@@ -1,34 +1,31 @@
 """The wizard's heavy steps as plain job functions ``fn(progress, cancel)`` (no Qt here).
 
-Each ``*_job(project)`` returns ``(fn, command)``: the same library job the CLI runs
-(``stackview dataset make``, ``style select``, ``style train``, ``train``, ``evaluate``) and the
-equivalent command line, so a user can move a heavy step to a cluster or a GPU machine. The
-GUI runs ``fn`` on :class:`stackview.engine.qt.Job`; tests may call it directly.
+Each ``*_job(project)`` returns ``(fn, command)``: the same job the CLI runs (the functions of
+:mod:`stackview.workflows`: ``stackview dataset make``, ``style select``, ``style train``,
+``train``, ``evaluate``) and its command line, made from the job's configuration by the
+workflows' ``*_argv`` functions (:func:`stackview.cli.parse_job` reads it back into the same
+configuration), so a user can move a heavy step to a cluster or a GPU machine and get the same
+result and the same model card. The GUI runs ``fn`` on its worker; tests may call it directly.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import shlex
 from pathlib import Path
 
 import numpy as np
 
 from stackview.errors import UsageError
 from stackview.gui.wizard.project import Project
+from stackview.workflows.commandline import command_text, words
 
 #: rough cost of one simulated 128² patch on one core (incoherent simulator, measured ~1–5 ms
 #: per 256² patch plus structure building); used only for the estimate shown before a run
 SECONDS_PER_PATCH_128 = 0.02
 
 
-def _q(*parts) -> str:
-    return shlex.join(str(p) for p in parts)
-
-
-def _nm(value_A: float) -> str:
-    return f"{value_A / 10:g}"
+def _nm(value_A: float) -> float:
+    return value_A / 10
 
 
 # --------------------------------------------------------------------------- imaging
@@ -63,11 +60,12 @@ def dataset_spec(project: Project, test: bool = False):
     count = int(d["test_count"] if test else (1 if grid else d["count"]))
     if m["task"] == "twist":  # count patches: angles × positions across one moiré period
         kwargs["positions"] = max(1, min(16, count))
+    if grid:  # the grid's step (random labels have none)
+        kwargs["step_A"] = float(d["step_A"])
     return DatasetSpec(
         task=m["task"], material=m["name"], layers=int(m["layers"]),
         mode="grid" if grid else "random",
-        count=count,
-        step_A=float(d["step_A"]), sampling_A=float(im["sampling_A"]),
+        count=count, sampling_A=float(im["sampling_A"]),
         patch_px=int(d["patch_px"]), optics=optics_preset(project),
         defocus_A=tuple(im["defocus_A"]), source_size_A=tuple(im["source_size_A"]),
         vacancy_range=(0.0, float(d["vacancies"])), hole_probability=float(d["holes"]),
@@ -78,27 +76,28 @@ def dataset_spec(project: Project, test: bool = False):
     )
 
 
+def dataset_job_config(spec, out: Path):
+    """The :class:`~stackview.workflows.dataset.DatasetJob` of a wizard dataset (shown with
+    ``--resume``: run again, it continues an interrupted run)."""
+    from stackview.workflows.dataset import DatasetJob
+
+    return DatasetJob(spec=spec, out=str(out), resume=True)
+
+
 def dataset_command(spec, out: Path) -> str:
-    parts = ["stackview", "dataset", "make", out, "--task", spec.task, "--material",
-             spec.material, "--layers", spec.layers, "--sampling", spec.sampling_A,
-             "--patch-px", spec.patch_px, "--optics", spec.optics, "--seed", spec.seed,
-             "--count", spec.count, "--style", spec.style, "--resume"]
-    if spec.task == "twist":
-        parts += ["--positions", spec.positions]
-    if spec.mode == "grid":
-        parts += ["--grid-step", spec.step_A]
-    parts += ["--defocus", *spec.defocus_A, "--source-size", *spec.source_size_A]
-    if spec.vacancy_range[1] > 0:
-        parts += ["--vacancies", *spec.vacancy_range]
-    if spec.hole_probability:
-        parts += ["--holes", spec.hole_probability]
-    if spec.contamination_probability:
-        parts += ["--contamination", spec.contamination_probability]
-    if spec.psnr_range_dB:
-        parts += ["--psnr", *spec.psnr_range_dB]
-    if spec.style == "drit":
-        parts += ["--style-bundle", spec.style_bundle, "--style-diverse"]
-    return _q(*parts)
+    from stackview.workflows.dataset import dataset_argv
+
+    return command_text(dataset_argv(dataset_job_config(spec, out)))
+
+
+def _make(spec, out: Path, progress, cancel) -> Path:
+    """``dataset make`` as the wizard runs it: resumed when a partial store is there, else
+    made afresh; the command shown is the one recorded."""
+    from stackview.workflows.dataset import continue_or_start, make_dataset
+
+    job = dataset_job_config(spec, out)
+    return make_dataset(continue_or_start(job), command=dataset_command(spec, out),
+                        progress=progress, cancel=cancel)
 
 
 def window_text(project) -> str:
@@ -165,7 +164,8 @@ def _exp_args(project: Project) -> list:
     samplings = [i.get("sampling_nm") for i in project["images"]]
     args = ["--experimental", *paths]
     if None not in samplings:  # the files' own calibration otherwise
-        args += ["--exp-sampling-nm", *(samplings[:1] if len(set(samplings)) == 1 else samplings)]
+        args += words("--exp-sampling-nm",
+                      *(samplings[:1] if len(set(samplings)) == 1 else samplings))
     return args
 
 
@@ -184,15 +184,10 @@ def candidates_job(project: Project):
     folder = project.path("candidates", "images")
 
     def fn(progress, cancel):
-        from stackview.datasets.generate import generate_dataset
         from stackview.datasets.store import open_dataset
         from stackview.style.images import save_image
 
-        partial = zarr_path.with_name(f".{zarr_path.name}.partial").exists()
-        path = generate_dataset(spec, zarr_path, resume=partial, overwrite=not partial,
-                                command=dataset_command(spec, zarr_path), progress=progress,
-                                cancel=cancel)
-        ds = open_dataset(path)
+        ds = open_dataset(_make(spec, zarr_path, progress, cancel))
         images, _ = ds.get(np.arange(len(ds)))
         paths = []
         for i, img in enumerate(images):
@@ -210,10 +205,10 @@ def selection_job(project: Project):
     sims = sorted(str(p) for p in project.path("candidates", "images").glob("sim_*.tif"))
     out = project.path("selection")
     keep = int(sel["keep"]) or None
-    command = _q("stackview", "style", "select", "--simulations",
-                 project.path("candidates", "images"), "--sim-sampling-nm",
-                 _nm(im["sampling_A"]), *_exp_args(project), "--out", out,
-                 *(["--keep", keep] if keep else []))
+    command = command_text(["style", "select", "--simulations",
+                            project.path("candidates", "images"), "--sim-sampling-nm",
+                            _nm(im["sampling_A"]), *_exp_args(project), "--out", out,
+                            *(["--keep", keep] if keep else [])])
 
     def fn(progress, cancel):
         from stackview.style.images import load_normalised
@@ -284,11 +279,12 @@ def style_job(project: Project, resume: bool = False):
     for key, flag in (("iterations", "--iterations"), ("image_px", "--image-px")):
         if int(st[key] or 0) > 0:
             extra += [flag, st[key]]
-    command = _q("stackview", "style", "train", "--selection",
-                 project.path("selection", "selection.json"), "--sim-sampling-nm",
-                 _nm(im["sampling_A"]), *_exp_args(project), "--sampling-nm",
-                 _nm(im["sampling_A"]), "--config", st["config"], *extra, "--material",
-                 project["material"]["name"], "--out", out, *(["--resume"] if resume else []))
+    command = command_text(["style", "train", "--selection",
+                            project.path("selection", "selection.json"), "--sim-sampling-nm",
+                            _nm(im["sampling_A"]), *_exp_args(project), "--sampling-nm",
+                            _nm(im["sampling_A"]), "--config", st["config"], *extra,
+                            "--material", project["material"]["name"], "--out", out,
+                            *(["--resume"] if resume else [])])
 
     def fn(progress, cancel):
         from stackview.style.images import load_normalised
@@ -330,15 +326,7 @@ def dataset_job(project: Project):
     command = dataset_command(spec, train_path) + "\n" + dataset_command(test, test_path)
 
     def fn(progress, cancel):
-        from stackview.datasets.generate import generate_dataset
-
-        paths = []
-        for s, p, cmd in ((spec, train_path, dataset_command(spec, train_path)),
-                          (test, test_path, dataset_command(test, test_path))):
-            partial = p.with_name(f".{p.name}.partial").exists()
-            paths.append(generate_dataset(s, p, resume=partial, overwrite=not partial,
-                                          command=cmd, progress=progress, cancel=cancel))
-        return paths
+        return [_make(s, p, progress, cancel) for s, p in ((spec, train_path), (test, test_path))]
 
     return fn, command
 
@@ -374,78 +362,67 @@ def default_model_name(project: Project) -> str:
     return f"{m['name']}-{m['task']}-{m['layers']}L-wizard"
 
 
-def regressor_job(project: Project, resume: bool = False):
-    """Train the regressor on ``data/train.zarr`` into the bundle ``model/NAME``."""
+def train_job(project: Project, resume: bool = False):
+    """The :class:`~stackview.workflows.train.TrainJob` of the project's regressor."""
+    from stackview.inference.train import TrainConfig
+    from stackview.workflows.train import TrainJob
+
     r = project["regressor"]
-    stem = bundle_stem(project)
-    ckpt = project.path("model", "checkpoints")
-    spec = regressor_spec(project)
-    init_from = r.get("init_from") or None
-    command = _q("stackview", "train", "--dataset", project.path("data", "train.zarr"),
-                 "--out", stem, "--checkpoint-dir", ckpt, "--backbone", r["backbone"],
-                 "--head", spec.head, "--steps", r["steps"], "--batch-size", r["batch_size"],
-                 "--lr", r["lr"], *(["--init-from", init_from] if init_from else []),
-                 *(["--resume"] if resume else []))
+    steps = int(r["steps"])
+    config = TrainConfig(steps=steps, batch_size=int(r["batch_size"]), lr=float(r["lr"]),
+                         checkpoint_every=max(1, steps // 10))
+    return TrainJob(
+        datasets=(str(project.path("data", "train.zarr")),), out=str(bundle_stem(project)),
+        checkpoint_dir=str(project.path("model", "checkpoints")), backbone=r["backbone"],
+        head=regressor_spec(project).head, config=config,
+        init_from=r.get("init_from") or None, resume=resume,
+        description=f"trained with the stackview wizard (project {project.folder.name})")
+
+
+def regressor_job(project: Project, resume: bool = False):
+    """Train the regressor on ``data/train.zarr`` into the bundle ``model/NAME``: the job of
+    ``stackview train`` (:func:`stackview.workflows.train.train_model`), so its card is the one
+    the shown command writes."""
+    from stackview.workflows.train import train_argv
+
+    job = train_job(project, resume=resume)
+    command = command_text(train_argv(job))
 
     def fn(progress, cancel):
-        import platform
+        from stackview.workflows.train import train_model
 
-        import torch
-
-        from stackview.datasets.store import open_dataset
-        from stackview.inference.train import TrainConfig, train
-        from stackview.models.bundle import save_bundle
-        from stackview.models.card import ModelCard
-
-        ds = open_dataset(project.path("data", "train.zarr"))
-        config = TrainConfig(steps=int(r["steps"]), batch_size=int(r["batch_size"]),
-                             lr=float(r["lr"]),
-                             checkpoint_every=max(1, int(r["steps"]) // 10))
-        result = train(spec, ds.load(), config, out_dir=ckpt, resume=resume,
-                       progress=progress, cancel=cancel, init_from=init_from)
-        device = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
-                  else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)")
-        dspec = ds.spec
-        card = ModelCard(
-            name=stem.name, spec=spec.to_dict(), sampling_A=ds.sampling_A,
-            patch_px=ds.patch_px, orientation=dspec.orientation,
-            style=dspec.style if dspec.style != "drit" else f"drit:{dspec.style_bundle}",
-            description=f"trained with the stackview wizard (project {project.folder.name})",
-            training={"command": command, "config": dataclasses.asdict(config),
-                      "data": ds.summary(), "dataset_spec": ds.attrs["spec"],
-                      "seconds": round(result.seconds, 1),
-                      "images_per_s": round(result.images_per_s, 2),
-                      "precision": result.precision, "device": device,
-                      "torch": torch.__version__, "history": result.history[-20:],
-                      **({"init_from": {"bundle": init_from}} if init_from else {})},
-        )
-        weights = save_bundle(stem, result.model, card)
-        return {"bundle": str(stem), "weights": str(weights), "history": result.history,
-                "device": device}
+        out = train_model(job, command=command, progress=progress, cancel=cancel)
+        return {"bundle": job.out, "weights": str(out.weights), "history": out.result.history,
+                "device": out.card.training["device"]}
 
     return fn, command
 
 
 # --------------------------------------------------------------------------- evaluation
+def evaluate_job(project: Project):
+    """The :class:`~stackview.workflows.evaluate.EvaluateJob` of the project's evaluation."""
+    from stackview.workflows.evaluate import EvaluateJob
+
+    return EvaluateJob(bundle=str(bundle_stem(project)),
+                       dataset=str(project.path("data", "test.zarr")),
+                       out=str(project.path("evaluation")), update_card="wizard-test")
+
+
 def evaluation_job(project: Project):
     """Accuracy of the bundle on ``data/test.zarr``; report in ``evaluation/``."""
-    stem = bundle_stem(project)
-    out = project.path("evaluation")
-    test = project.path("data", "test.zarr")
-    command = _q("stackview", "evaluate", stem, "--dataset", test, "--out", out,
-                 "--update-card", "wizard-test")
+    from stackview.workflows.evaluate import evaluate_argv
+
+    job = evaluate_job(project)
+    command = command_text(evaluate_argv(job))
 
     def fn(progress, cancel):
-        from stackview.inference.evaluate import evaluate_bundle, write_report
-        from stackview.models.bundle import load_bundle, update_card
+        from stackview.workflows.evaluate import evaluate_model
 
-        bundle = load_bundle(stem)
-        res = evaluate_bundle(bundle, test, progress=progress, cancel=cancel)
-        write_report(res, out, bundle.label_space, title=f"{bundle.card.name} on held-out data")
+        res = evaluate_model(job, progress=progress, cancel=cancel,
+                             title=f"{Path(job.bundle).name} on held-out data")
         m = res["metrics"]
-        update_card(stem, accuracy={"wizard-test": m})
-        errors = prediction_errors(bundle.label_space, res["predicted"], res["true"])
-        return {"metrics": m, "errors": errors.tolist(), "report": str(out)}
+        errors = prediction_errors(res["bundle"].label_space, res["predicted"], res["true"])
+        return {"metrics": m, "errors": errors.tolist(), "report": job.out}
 
     return fn, command
 

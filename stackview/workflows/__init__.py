@@ -1,0 +1,15 @@
+"""The jobs a user runs, as typed functions the CLI, the window and the wizard all call (no Qt).
+
+Each module holds a job's configuration (a frozen dataclass), the function that runs it
+(``fn(job, ..., progress, cancel)``) and the job's ``stackview ...`` command line
+(``*_argv(job)``; :func:`stackview.cli.parse_job` reads one back into the same configuration):
+
+- :mod:`.dataset` — ``stackview dataset make``;
+- :mod:`.train` — ``stackview train``, and the one place a model card is built;
+- :mod:`.evaluate` — ``stackview evaluate``;
+- :mod:`.style` — ``stackview style select`` and ``style train``;
+- :mod:`.commandline` — argv → the text shown and recorded as provenance.
+
+The science lives in the packages below (datasets, inference, models, style); a workflow only
+assembles their calls. Importing this package imports nothing heavy.
+"""

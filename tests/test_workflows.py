@@ -1,0 +1,160 @@
+"""The workflows layer: one model card for the CLI and the wizard, job configuration <-> command
+line round trips, provenance from the argv given to main, the shared options and the one
+cancel / exit-code wrapper."""
+
+import argparse
+import json
+import shlex
+import sys
+
+import pytest
+
+from stackview.cli import build_parser, main, parse_job
+from stackview.datasets.spec import DatasetSpec
+from stackview.engine.jobs import CancelToken, null_progress
+from stackview.errors import Cancelled
+from stackview.gui.wizard import runner
+from stackview.gui.wizard.project import Project
+from stackview.inference.train import TrainConfig
+from stackview.workflows.commandline import command_text
+from stackview.workflows.dataset import DatasetJob, dataset_argv
+from stackview.workflows.evaluate import EvaluateJob, evaluate_argv
+from stackview.workflows.train import TrainJob, train_argv
+
+#: card entries that differ between two runs of the same job (clock and speed)
+VOLATILE = {"created": None, "training": ("seconds", "images_per_s")}
+
+
+def _project(tmp_path, **material):
+    p = Project.open(tmp_path / "proj")
+    p.update("material", **({"name": "ReS2", "task": "slip", "layers": 2} | material))
+    p.update("imaging", sampling_A=0.2)
+    p.update("style", skip=True)
+    p.update("dataset", count=8, patch_px=32, test_count=4)
+    p.update("regressor", backbone="tiny", steps=3, batch_size=4)
+    p.update("finish", name="card-check")
+    return p
+
+
+def _stable(card: dict) -> dict:
+    out = {k: v for k, v in card.items() if k != "created"}
+    out["training"] = {k: v for k, v in card["training"].items()
+                       if k not in VOLATILE["training"]}
+    return out
+
+
+def test_cli_and_wizard_write_identical_model_cards(tmp_path):
+    p = _project(tmp_path)
+    fn, _ = runner.dataset_job(p)
+    fn(progress=null_progress, cancel=CancelToken())
+    fn, command = runner.regressor_job(p)
+    fn(progress=null_progress, cancel=CancelToken())
+    stem = runner.bundle_stem(p)
+    card_path = stem.with_name(stem.name + ".json")
+    wizard_card = json.loads(card_path.read_text(encoding="utf-8"))
+    # the same job from the command line the wizard shows (its bundle and checkpoints moved
+    # away first, so the CLI starts from nothing as the wizard did)
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for path in stem.parent.iterdir():
+        path.rename(aside / path.name)
+    assert main(shlex.split(command)[1:]) == 0
+    cli_card = json.loads(card_path.read_text(encoding="utf-8"))
+    assert cli_card["training"]["command"] == command
+    assert cli_card["description"].startswith("trained with the stackview wizard")
+    assert _stable(cli_card) == _stable(wizard_card)
+
+
+@pytest.mark.parametrize("material", [
+    {"name": "ReS2", "task": "slip", "layers": 2},
+    {"name": "ReS2", "task": "slip", "layers": 3},
+    {"name": "MoS2", "task": "twist", "layers": 2},
+])
+def test_wizard_jobs_round_trip_through_their_command_lines(tmp_path, material):
+    p = _project(tmp_path, **material)
+    p.update("regressor", init_from="ReS2_slip_bilayer")
+    for test in (False, True):
+        job = runner.dataset_job_config(runner.dataset_spec(p, test=test), tmp_path / "d.zarr")
+        assert parse_job(runner.dataset_command(job.spec, tmp_path / "d.zarr")) == job
+    job = runner.train_job(p, resume=True)
+    _, command = runner.regressor_job(p, resume=True)
+    assert parse_job(command) == job
+    assert parse_job(runner.evaluation_job(p)[1]) == runner.evaluate_job(p)
+
+
+def test_dataset_grid_and_physics_round_trip(tmp_path):
+    spec = DatasetSpec(task="slip", material="ReS2", layers=2, mode="grid", step_A=0.25,
+                       count=2, sampling_A=0.17, patch_px=48, psnr_range_dB=(7.5, 30.0),
+                       vacancy_range=(0.0, 0.05), style="physics",
+                       physics={"dose_per_px": [20.0, 100.0], "gamma": 1.0}, seed=3)
+    job = DatasetJob(spec=spec, out=str(tmp_path / "g.zarr"), scheduler="sync", workers=2,
+                     overwrite=True)
+    assert parse_job(dataset_argv(job)) == job
+    twist = DatasetJob(spec=DatasetSpec(task="twist", material="MoS2", mode="grid",
+                                        theta_step_deg=2.5, theta_range_deg=(1.0, 59.0)),
+                       out="t.zarr")
+    assert parse_job(dataset_argv(twist)) == twist
+
+
+def test_train_and_evaluate_round_trip_with_every_option():
+    config = TrainConfig(steps=12, batch_size=6, lr=3.3e-4, warmup_steps=2, seed=5,
+                         precision="fp32", channels_last=False, threads=2, checkpoint_every=4,
+                         validate_every=3,
+                         augment={"psnr_range_dB": (7.0, 30.0), "mask_probability": 0.25,
+                                  "contamination_probability": 0.5, "gamma_range": (0.8, 1.2)})
+    job = TrainJob(datasets=("a.zarr", "b.zarr"), out="models/x", backbone="resnet18",
+                   head="direct", config=config, validation="v.zarr",
+                   eval_datasets=("t.zarr",), checkpoint_dir="ck", resume=True,
+                   init_from="ReS2_slip_bilayer", description="a 'quoted' text",
+                   fp32_weights=True)
+    assert parse_job(train_argv(job)) == job
+    assert parse_job(command_text(train_argv(job))) == job
+    ev = EvaluateJob(bundle="models/x", dataset="t.zarr", out="rep", tta=True, max_samples=9,
+                     update_card="held-out", device="cpu")
+    assert parse_job(evaluate_argv(ev)) == ev
+    # and the CLI's defaults are a job too
+    minimal = parse_job(["train", "--dataset", "a.zarr", "--out", "m"])
+    assert minimal == TrainJob(datasets=("a.zarr",), out="m", config=TrainConfig(steps=10000))
+    assert parse_job(train_argv(minimal)) == minimal
+
+
+def test_provenance_is_the_argv_given_to_main(tmp_path, monkeypatch):
+    from stackview.datasets.store import open_dataset
+
+    out = tmp_path / "p.zarr"
+    argv = ["dataset", "make", str(out), "--count", "2", "--patch-px", "32", "--sampling",
+            "0.25", "--defocus", "40", "--source-size", "0.65", "--chunk", "2",
+            "--scheduler", "sync", "--material", "ReS2", "--seed", "1"]
+    monkeypatch.setattr(sys, "argv", ["something", "else", "entirely"])
+    assert main(argv) == 0
+    assert open_dataset(out).attrs["command"] == "stackview " + shlex.join(argv)
+
+
+def test_a_cancelled_job_exits_130_with_its_hint(tmp_path, monkeypatch, capsys):
+    import stackview.workflows.dataset as wd
+
+    def cancelled(*args, **kwargs):
+        raise Cancelled()
+
+    monkeypatch.setattr(wd, "make_dataset", cancelled)
+    assert main(["dataset", "make", str(tmp_path / "c.zarr"), "--count", "2"]) == 130
+    assert capsys.readouterr().err.strip() == (
+        "stackview: cancelled; run the same command with --resume to continue.")
+
+
+def _actions(parser, path=()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _actions(sub, (*path, name))
+        else:
+            yield path, action
+
+
+def test_shared_options_are_defined_once():
+    devices = [(path, a) for path, a in _actions(build_parser()) if "--device" in a.option_strings]
+    assert len(devices) >= 4  # analyze, evaluate, style train, style translate
+    assert {a.default for _, a in devices} == {"auto"}
+    assert len({a.help for _, a in devices}) == 1
+    outs = [path for path, a in _actions(build_parser()) if "--out" in a.option_strings]
+    assert len(outs) >= 9
