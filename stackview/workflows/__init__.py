@@ -7,9 +7,8 @@ Each module holds a job's configuration (a frozen dataclass), the function that 
 - :mod:`.dataset` — ``stackview dataset make``;
 - :mod:`.train` — ``stackview train``, and the one place a model card is built;
 - :mod:`.evaluate` — ``stackview evaluate``;
-- :mod:`.style` — ``stackview style select`` and ``style train``;
 - :mod:`.commandline` — argv → the text shown and recorded as provenance.
 
-The science lives in the packages below (datasets, inference, models, style); a workflow only
+The science lives in the packages below (datasets, inference, models); a workflow only
 assembles their calls. Importing this package imports nothing heavy.
 """
