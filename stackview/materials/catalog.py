@@ -1,8 +1,10 @@
 """Built-in and user materials: lookup by name, import from structure files.
 
 Built-in materials are JSON files in ``stackview/materials/data`` made by
-``python -m stackview.materials.catalog SHARED_STRUCTURES_DIR`` from the paper's monolayer models
-(so they are reproducible); user materials live in ``<user data dir>/materials``. No Qt here.
+``python -m stackview.materials.catalog SHARED_STRUCTURES_DIR`` from :data:`BUILTIN_RECIPES`
+(so they are reproducible): the paper's monolayer models (``"file"`` recipes) and ASE's
+``ase.build.mx2`` with literature lattice constants (``"ase_mx2"`` recipes); user materials live
+in ``<user data dir>/materials``. No Qt here.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from stackview.errors import UsageError
 from stackview.io.atomic import write_text_atomic
@@ -41,6 +45,30 @@ BUILTIN_RECIPES = {
         "description": "1T'' rhenium diselenide monolayer (triclinic)",
         "literature": {"a_A": 6.597, "b_A": 6.710, "gamma_deg": 118.9, "interlayer_A": 6.72,
                        "reference": "bulk ReSe2 (X-ray), a = 6.597, b = 6.710 Å, gamma ≈ 118.9°"},
+    },
+    # 2H-MX2 monolayers from ase.build.mx2 with the bulk X-ray lattice constants; the
+    # chalcogen-chalcogen thickness is (1.5 − 2·z)·c for the chalcogen at (1/3, 2/3, z) of
+    # P6_3/mmc, the interlayer distance c/2
+    "MoSe2": {
+        "ase_mx2": {"formula": "MoSe2", "a": 3.288, "thickness": 3.335},
+        "interlayer_A": 6.46,
+        "description": "2H/3R molybdenum diselenide monolayer (hexagonal, 3-fold)",
+        "literature": {"a_A": 3.288, "c_A": 12.927, "z_chalcogen": 0.621,
+                       "thickness_A": 3.335, "interlayer_A": 6.46,
+                       "reference": "bulk 2H-MoSe2 (X-ray): a = 3.288 Å, c = 12.927 Å, "
+                                    "z(Se) = 0.621, so Se–Se thickness (1.5 − 2z)·c = 3.335 Å "
+                                    "and interlayer distance c/2 = 6.46 Å; Schutte, de Boer & "
+                                    "Jellinek, J. Solid State Chem. 70, 207 (1987)"},
+    },
+    "WS2": {
+        "ase_mx2": {"formula": "WS2", "a": 3.153, "thickness": 3.14},
+        "interlayer_A": 6.16,
+        "description": "2H/3R tungsten disulfide monolayer (hexagonal, 3-fold)",
+        "literature": {"a_A": 3.153, "c_A": 12.323, "thickness_A": 3.14, "interlayer_A": 6.16,
+                       "reference": "bulk 2H-WS2 (X-ray): a = 3.153 Å, c = 12.323 Å, "
+                                    "S–S thickness 3.14 Å (z(S) ≈ 0.6226), interlayer distance "
+                                    "c/2 = 6.16 Å; Schutte, de Boer & Jellinek, J. Solid State "
+                                    "Chem. 70, 207 (1987)"},
     },
 }
 
@@ -117,21 +145,56 @@ def save_user_material(material: Material, overwrite: bool = False) -> Path:
     return target
 
 
-def regenerate_builtins(structures_dir: str | Path) -> list[Path]:
-    """Re-derive the built-in materials from the paper's monolayer models."""
+def material_from_mx2(name: str, recipe: dict) -> Material:
+    """A 2H-MX2 monolayer from ``ase.build.mx2`` in the convention of MoS2.json.
+
+    ``recipe["ase_mx2"]`` gives ``formula``, ``a`` (Å) and ``thickness`` (chalcogen-chalcogen,
+    Å). ASE puts the metal at fractional (0, 0) and the chalcogens at (2/3, 1/3); the built-ins
+    put them at (1/3, 2/3), so fractions map to −frac mod 1 (the layer turned by 180° about the
+    metal, the same crystal). ASE's a lies along x and b at 120°, as the convention wants.
+    """
+    from ase.build import mx2
+
+    spec = recipe["ase_mx2"]
+    atoms = mx2(spec["formula"], kind="2H", a=float(spec["a"]),
+                thickness=float(spec["thickness"]), vacuum=None)
+    cell = atoms.cell.array[:2, :2]
+    frac = atoms.get_scaled_positions(wrap=False)[:, :2]
+    frac = np.round((-frac) % 1.0, 12) % 1.0
+    z = atoms.positions[:, 2] - atoms.positions[:, 2].mean()
+    symbols = atoms.get_chemical_symbols()
+    order = sorted(range(len(symbols)), key=lambda i: (-atoms.numbers[i], z[i]))
+    return Material(
+        name=name, a_vec_A=cell[0], b_vec_A=cell[1], symbols=tuple(symbols[i] for i in order),
+        frac_ab=frac[order], z_A=z[order], interlayer_A=float(recipe["interlayer_A"]),
+        description=recipe["description"],
+        source=f"ase.build.mx2('{spec['formula']}', kind='2H', a={spec['a']}, "
+               f"thickness={spec['thickness']}) with the chalcogens moved to (1/3, 2/3) by "
+               "frac -> -frac",
+    )
+
+
+def regenerate_builtins(structures_dir: str | Path, names=None) -> list[Path]:
+    """Re-derive the built-in materials from their recipes (the paper's monolayer models in
+    ``structures_dir``, or ASE's ``mx2``); ``names`` limits it to some of them."""
     import ase.io
 
     from stackview.materials.derive import material_from_atoms
 
     written = []
     for name, recipe in BUILTIN_RECIPES.items():
-        src = Path(structures_dir) / recipe["file"]
-        material = material_from_atoms(
-            ase.io.read(src), name, interlayer_A=recipe["interlayer_A"],
-            description=recipe["description"],
-            source=f"primitive cell derived from the paper's {recipe['file']} "
-                   "(dptech-corp/TED-Gen, Apache-2.0)",
-        )
+        if names is not None and name not in names:
+            continue
+        if "ase_mx2" in recipe:
+            material = material_from_mx2(name, recipe)
+        else:
+            src = Path(structures_dir) / recipe["file"]
+            material = material_from_atoms(
+                ase.io.read(src), name, interlayer_A=recipe["interlayer_A"],
+                description=recipe["description"],
+                source=f"primitive cell derived from the paper's {recipe['file']} "
+                       "(dptech-corp/TED-Gen, Apache-2.0)",
+            )
         data = material.to_dict()
         data["literature"] = recipe["literature"]
         target = BUILTIN_DIR / f"{name}.json"
@@ -141,5 +204,7 @@ def regenerate_builtins(structures_dir: str | Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    for p in regenerate_builtins(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/structures"):
+    # python -m stackview.materials.catalog [STRUCTURES_DIR [NAME ...]]
+    for p in regenerate_builtins(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/structures",
+                                 sys.argv[2:] or None):
         print(p)

@@ -179,7 +179,7 @@ PRESETS: dict[str, Optics] = {
 
 #: default optics preset per material (the paper's conditions); other materials fall back to
 #: :data:`FALLBACK_OPTICS`
-DEFAULT_OPTICS = {"MoS2": "MoS2-60kV"}
+DEFAULT_OPTICS = {"MoS2": "MoS2-60kV", "MoSe2": "MoS2-60kV", "WS2": "MoS2-60kV"}
 FALLBACK_OPTICS = "ReS2-300kV"
 
 
