@@ -97,7 +97,8 @@ def test_pyinstaller_spec_builds_from_the_installed_wheel():
     assert {"models", "samples", "pel", "contamination", "icons"} <= set(folders)
     for needed in ('collect_data_files("stackview")', 'collect_submodules("stackview")',
                    'copy_metadata', '"stackview"', '"LICENSE", "NOTICE"', "stackview_main.py",
-                   "is imported from a checkout"):
+                   "is imported from a checkout", 'collect_submodules("psygnal")',
+                   'collect_submodules("superqt")', '"psygnal", "superqt"'):
         assert needed in text, needed
     assert "pathex=[]" in text
     assert 'ROOT / "stackview"' not in text and 'ROOT / "resources"' not in text
