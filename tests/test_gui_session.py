@@ -117,6 +117,38 @@ def test_panels_are_views_of_the_session_and_edits_undo(qtbot, tiny_model, image
     assert s.roi_nm == before and w.viewer.roi_nm() == pytest.approx(before)
 
 
+def test_each_image_keeps_its_own_roi(qtbot, image, tmp_path):
+    """An ROI dragged on one image stays with it: another image gets its own rectangle (the
+    one the viewer puts on it, analysed as shown), and going back shows the first one."""
+    import tifffile
+
+    from stackview.io.tiff import write_calibrated_tiff
+
+    data = tifffile.imread(image)
+    other = tmp_path / "other.tif"
+    write_calibrated_tiff(other, data, 0.03)  # a 12 nm field
+    w = new_window(qtbot)
+    opened(qtbot, w, image)
+    s, a, b = w.session, str(image), str(other)
+    w.spm.use_roi.setChecked(True)
+    w.viewer.roi.setPos((0.5, 0.5))  # the user drags the ROI on the first image
+    first = s.roi(a)
+    assert first[:2] == pytest.approx((0.5, 0.5))
+    opened(qtbot, w, other)
+    assert s.current == b and s.roi(a) == first
+    shown = tuple(w.viewer.roi_nm())
+    assert s.roi(b) == pytest.approx(shown) and shown != pytest.approx(first)
+    assert s.analysis_settings().roi_nm == pytest.approx(shown)
+    assert s.analysis_settings(a).roi_nm == first
+    w.viewer.roi.setPos((4.0, 4.0))
+    assert s.roi(b)[:2] == pytest.approx((4.0, 4.0)) and s.roi(a) == first
+    w.show_image(a)
+    assert w.viewer.roi_nm() == pytest.approx(first)
+    w.undo()  # the drag on the second image
+    assert s.roi(b) == pytest.approx(shown) and s.roi(a) == first
+    assert w.viewer.roi_nm() == pytest.approx(first)  # the image shown keeps its own
+
+
 def test_session_saves_and_reopens_exactly(qtbot, tiny_model, image, tmp_path, monkeypatch):
     work = tmp_path / "work"
     work.mkdir()
@@ -146,8 +178,9 @@ def test_session_saves_and_reopens_exactly(qtbot, tiny_model, image, tmp_path, m
     idle(qtbot, again)
     assert again.last_error is None, again.last_error and again.last_error.text()
     a, s = again.session, w.session
-    for name in ("current", "calibrations", "settings", "roi_nm", "inspected"):
+    for name in ("current", "calibrations", "settings", "rois", "inspected"):
         assert getattr(a, name) == getattr(s, name), name
+    assert a.roi(str(path)) == (0.5, 0.5, 5.0, 5.5)
     assert a.images == s.images
     ours, theirs = s.results[str(path)], a.results[str(path)]
     np.testing.assert_array_equal(theirs.smap.values, ours.smap.values)

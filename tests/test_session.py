@@ -36,9 +36,9 @@ def test_edits_are_evented_and_undone_in_order():
     assert s.set_settings(stride_nm=0.7)
     assert not s.set_settings(stride_nm=0.7)  # no change: nothing recorded
     s.set_pixel_size("a.tif", 0.02)
-    s.set_roi((1, 2, 3, 4))
+    s.set_roi((1, 2, 3, 4), "a.tif")
     assert len(s.history) == 3 and s.history.undo_label() == "ROI"
-    assert s.undo() == "ROI" and s.roi_nm is None
+    assert s.undo() == "ROI" and s.roi("a.tif") is None
     assert s.undo() == "pixel size" and s.calibration("a.tif") is None
     assert s.undo() == "stride" and s.settings.stride_nm == 0.5
     assert s.undo() is None and not s.history.can_undo
@@ -73,6 +73,30 @@ def test_analysis_settings_pass_only_the_users_pixel_size_and_an_active_roi():
     a = s.analysis_settings()
     assert a.pixel_size_nm == 0.016 and a.roi_nm == (0.0, 0.0, 2.0, 2.0) and a.stride_nm == 0.3
     assert s.analysis_settings(with_roi=False).roi_nm is None
+
+
+def test_each_image_has_its_own_roi():
+    s = Session(current="a.tif")
+    s.set_settings(use_roi=True)
+    s.set_roi((0.0, 0.0, 2.0, 2.0))  # the current image's
+    s.set_roi((1.0, 1.0, 3.0, 4.0), "b.tif")
+    assert s.rois == {"a.tif": (0.0, 0.0, 2.0, 2.0), "b.tif": (1.0, 1.0, 3.0, 4.0)}
+    assert s.analysis_settings().roi_nm == (0.0, 0.0, 2.0, 2.0)
+    assert s.analysis_settings("b.tif").roi_nm == (1.0, 1.0, 3.0, 4.0)
+    assert s.analysis_settings("c.tif").roi_nm is None  # no ROI: the whole image
+    s.current = "b.tif"
+    assert s.roi_nm == (1.0, 1.0, 3.0, 4.0)
+    assert not s.set_roi((1, 1, 3, 4))  # unchanged: nothing recorded
+    s.set_roi((2.0, 2.0, 3.0, 3.0), "a.tif")
+    assert s.undo() == "ROI"
+    assert s.rois == {"a.tif": (0.0, 0.0, 2.0, 2.0), "b.tif": (1.0, 1.0, 3.0, 4.0)}
+    s.set_roi(None)  # removes the current image's
+    assert s.rois == {"a.tif": (0.0, 0.0, 2.0, 2.0)} and s.roi_nm is None
+    n = len(s.history)
+    s.set_roi((0.1, 0.2, 0.3, 0.4), "c.tif", undoable=False)  # the program's: not an edit
+    assert len(s.history) == n and s.roi("c.tif") == (0.1, 0.2, 0.3, 0.4)
+    with pytest.raises(ValueError, match="belongs to an image"):
+        Session().set_roi((0, 0, 1, 1))
 
 
 def test_progress_events_and_old_style_callbacks():
@@ -145,8 +169,9 @@ def test_session_saves_and_reopens_exactly(tmp_path, analysed):
     opened = open_session(folder)
     assert opened.problems == []
     o = opened.session
-    for name in ("current", "calibrations", "settings", "roi_nm", "inspected"):
+    for name in ("current", "calibrations", "settings", "rois", "inspected"):
         assert getattr(o, name) == getattr(s, name), name
+    assert o.roi(str(path)) == (0.5, 0.5, 3.5, 3.0)
     assert [r.path for r in o.images] == [str(path)]
     again = o.results[str(path)]
     np.testing.assert_array_equal(again.smap.values, result.smap.values)
@@ -170,6 +195,14 @@ def test_moved_or_changed_images_are_left_out_with_one_sentence(tmp_path, analys
     (tmp_path / "work").rename(moved)
     opened = open_session(moved / "session")
     assert opened.problems == [] and opened.session.current == str(moved / "a.tif")
+    assert opened.session.rois == {str(moved / "a.tif"): (0.5, 0.5, 3.5, 3.0)}  # follows it
+    # a session saved with one ROI for all images: it becomes the image shown's
+    data = json.loads((moved / "session" / "session.json").read_text())
+    data["roi_nm"] = [1.0, 1.0, 2.0, 2.0]
+    del data["rois"]
+    (moved / "session" / "session.json").write_text(json.dumps(data))
+    assert open_session(moved / "session").session.rois == {str(moved / "a.tif"):
+                                                            (1.0, 1.0, 2.0, 2.0)}
     # changed
     (moved / "a.tif").write_bytes(b"II*\x00" + b"0" * 64)
     opened = open_session(moved / "session")

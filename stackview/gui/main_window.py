@@ -372,8 +372,11 @@ class MainWindow(WindowJobs, WindowResults, WindowExports, WindowSession, QMainW
         cal = self.session.calibration(path) or ImageCalibration(None)
         self.viewer.set_image(opened.loaded.data, self.session.display_pixel_size_nm(path))
         self.spm.show_calibration(cal.pixel_size_nm, cal.message, user=cal.user)
-        if self.session.roi_nm is not None:
-            self.viewer.set_roi_nm(self.session.roi_nm)
+        roi = self.session.roi(path)  # each image has its own ROI
+        if roi is not None:
+            self.viewer.set_roi_nm(roi)
+        elif self.session.settings.use_roi:  # the one the viewer put on it is analysed
+            self.session.set_roi(self.binding.roi_of_viewer(), path, undoable=False)
         if not self.session.settings.model:  # the automatic choice depends on the field
             s = self.session.settings
             self.binding.assign_settings(replace(s, **self.binding.model_settings(

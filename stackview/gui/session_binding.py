@@ -28,15 +28,16 @@ class SessionBinding:
         # session -> widgets
         self.session.events.settings.connect(lambda *_: self.show_settings())
         self.session.events.calibrations.connect(lambda *_: self.show_calibration())
-        self.session.events.roi_nm.connect(lambda *_: self.show_roi())
+        self.session.events.rois.connect(lambda *_: self.show_roi())
 
     # --- widgets -> session --------------------------------------------------------------
     def settings_edited(self) -> None:
         values = self.window.spm.widget_settings()
         values.pop("model"), values.pop("material")  # model_edited decides those
         changes = {"settings": replace(self.session.settings, **values)}
-        if values["use_roi"] and self.session.roi_nm is None:
-            changes["roi_nm"] = self.roi_of_viewer()
+        path = self.session.current
+        if values["use_roi"] and path is not None and self.session.roi(path) is None:
+            changes["rois"] = {**self.session.rois, path: self.roi_of_viewer()}
         self.session.edit(**changes)
         self.show_settings()  # a refused value (none yet) shows what the session holds
 
@@ -63,7 +64,7 @@ class SessionBinding:
             self.session.set_pixel_size(path, value)
 
     def roi_edited(self) -> None:
-        if self.window.viewer.data is not None:
+        if self.window.viewer.data is not None and self.session.current is not None:
             self.session.set_roi(self.roi_of_viewer())
 
     def roi_of_viewer(self) -> tuple:
@@ -90,6 +91,8 @@ class SessionBinding:
             w.update_fft()
 
     def show_roi(self) -> None:
+        """The current image's ROI (each image has its own; one without keeps the rectangle
+        the viewer put on it)."""
         roi = self.session.roi_nm
         if roi is None or self.window.viewer.data is None:
             return

@@ -1,7 +1,7 @@
 """What a user works on, as one evented model (psygnal, as napari's; no Qt here).
 
 A :class:`Session` holds the open images (references: path and checksum), each image's
-calibration, the analysis settings (material, model choice, window, stride...), the ROI, the
+calibration and ROI, the analysis settings (material, model choice, window, stride...), the
 results, the image shown and the inspected window. Its fields hold immutable values (frozen
 dataclasses, tuples; the per-image dictionaries are replaced, never changed in place), so every
 change is an assignment, and psygnal emits it: ``session.events.settings.connect(...)``. The
@@ -129,7 +129,7 @@ class ImageCalibration:
 LABELS = {"material": "material", "model": "model choice", "window_nm": "window",
           "stride_nm": "stride", "refine": "two-level refinement",
           "fine_stride_nm": "fine stride", "n_views": "views", "undistort": "undistortion",
-          "fit": "fit", "use_roi": "ROI", "roi_nm": "ROI", "calibrations": "pixel size"}
+          "fit": "fit", "use_roi": "ROI", "rois": "ROI", "calibrations": "pixel size"}
 
 
 def _same(a, b) -> bool:
@@ -154,8 +154,9 @@ class Session:
         Path → :class:`ImageCalibration`.
     settings
         The analysis settings (:class:`Settings`).
-    roi_nm
-        The ROI rectangle ``(x0, y0, x1, y1)`` in nm (used when ``settings.use_roi``).
+    rois
+        Path → the image's ROI rectangle ``(x0, y0, x1, y1)`` in nm (used when
+        ``settings.use_roi``); each image has its own (:attr:`roi_nm` is the current one's).
     results
         Path → :class:`stackview.analysis.analyze.AnalysisResult`.
     inspected
@@ -166,7 +167,7 @@ class Session:
     current: str | None = None
     calibrations: dict = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)
-    roi_nm: tuple | None = None
+    rois: dict = field(default_factory=dict)
     results: dict = field(default_factory=dict)
     inspected: tuple | None = None
 
@@ -219,9 +220,22 @@ class Session:
         """Change some settings as one user edit (e.g. a model choice and its window)."""
         return self.edit(label, settings=replace(self.settings, **values))
 
-    def set_roi(self, roi_nm) -> bool:
-        roi = None if roi_nm is None else tuple(round(float(v), 9) for v in roi_nm)
-        return self.edit("ROI", roi_nm=roi)
+    def set_roi(self, roi_nm, path: str | None = None, undoable: bool = True) -> bool:
+        """The ROI of the image at ``path`` (default: the current one; None removes it): a
+        user edit (undoable), or the program's (``undoable=False``: the rectangle a view put
+        on an image that had none)."""
+        path = self.current if path is None else str(path)
+        if path is None:
+            raise ValueError("an ROI belongs to an image, and no image is given or shown")
+        rois = {k: v for k, v in self.rois.items() if k != path}
+        if roi_nm is not None:
+            rois[path] = tuple(round(float(v), 9) for v in roi_nm)
+        if _same(rois, self.rois):
+            return False
+        if undoable:
+            return self.edit("ROI", rois=rois)
+        self.rois = rois
+        return True
 
     def set_calibration(self, path: str, calibration: ImageCalibration,
                         undoable: bool = True) -> bool:
@@ -276,6 +290,15 @@ class Session:
     def calibration(self, path: str | None = None) -> ImageCalibration | None:
         return self.calibrations.get(self.current if path is None else path)
 
+    def roi(self, path: str | None = None) -> tuple | None:
+        """The ROI of an image (the current one); None: it has none."""
+        return self.rois.get(self.current if path is None else path)
+
+    @property
+    def roi_nm(self) -> tuple | None:
+        """The current image's ROI (read-only; :meth:`set_roi` changes it)."""
+        return self.roi()
+
     def pixel_size_nm(self, path: str | None = None) -> float | None:
         """The pixel size of an image (the current one): None when it is not calibrated."""
         cal = self.calibration(path)
@@ -290,19 +313,19 @@ class Session:
                           ) -> AnalysisSettings:
         """What the analysis of an image (the current one) runs with: the user's pixel size
         only (else the analysis calibrates as the CLI), the ROI when it is switched on."""
-        s, cal = self.settings, self.calibration(path)
-        use_roi = with_roi and s.use_roi and self.roi_nm is not None
+        s, cal, roi = self.settings, self.calibration(path), self.roi(path)
+        use_roi = with_roi and s.use_roi and roi is not None
         return AnalysisSettings(
             model=s.model, material=s.material,
             pixel_size_nm=cal.pixel_size_nm if (cal is not None and cal.user) else None,
             window_nm=s.window_nm, stride_nm=s.stride_nm, refine=s.refine,
-            fine_stride_nm=s.fine_stride_nm, roi_nm=tuple(self.roi_nm) if use_roi else None,
+            fine_stride_nm=s.fine_stride_nm, roi_nm=tuple(roi) if use_roi else None,
             n_views=s.n_views, undistort=s.undistort, fit=s.fit)
 
     # --- whole sessions --------------------------------------------------------------------
     #: the state, in the order :meth:`load` assigns it (the image shown last: its views read
     #: the rest)
-    STATE = ("images", "calibrations", "settings", "roi_nm", "results", "inspected", "current")
+    STATE = ("images", "calibrations", "settings", "rois", "results", "inspected", "current")
 
     def state(self) -> dict:
         return {name: getattr(self, name) for name in self.STATE}

@@ -3,7 +3,7 @@
 A session folder holds::
 
     session.json           images (path, path relative to the folder, SHA-256, size), their
-                           calibrations, the settings, the ROI, the image shown, the inspected
+                           calibrations and ROIs, the settings, the image shown, the inspected
                            window, an index of the results and the provenance
     results/<name>.pkl     each image's AnalysisResult without its pixels and network (the
                            image is read again from its file, the model from its bundle)
@@ -176,7 +176,7 @@ def save_session(session: Session, folder: str | os.PathLike, progress=null_prog
         "current": session.current,
         "calibrations": {p: c.to_dict() for p, c in session.calibrations.items()},
         "settings": session.settings.to_dict(),
-        "roi_nm": None if session.roi_nm is None else list(session.roi_nm),
+        "rois": {p: list(r) for p, r in session.rois.items()},
         "inspected": None if session.inspected is None else list(session.inspected),
         "results": index,
         "provenance": provenance(session, extra_provenance),
@@ -286,6 +286,10 @@ def open_session(folder: str | os.PathLike, progress=null_progress,
 
     calibrations = {renamed(p): ImageCalibration.from_dict(c)
                     for p, c in data.get("calibrations", {}).items() if renamed(p)}
+    rois = dict(data.get("rois") or {})
+    if data.get("roi_nm") is not None and data.get("current"):  # an earlier save's one ROI
+        rois.setdefault(data["current"], data["roi_nm"])
+    rois = {renamed(p): tuple(float(v) for v in r) for p, r in rois.items() if renamed(p)}
     results = {}
     for k, (path, item) in enumerate(data.get("results", {}).items()):
         cancel.check()
@@ -308,7 +312,7 @@ def open_session(folder: str | os.PathLike, progress=null_progress,
     session = Session(
         images=tuple(refs), current=current, calibrations=calibrations,
         settings=Settings.from_dict(data.get("settings", {})),
-        roi_nm=None if data.get("roi_nm") is None else tuple(data["roi_nm"]),
+        rois=rois,
         results=results,
         inspected=(tuple(data["inspected"]) if data.get("inspected") and current in results
                    else None))
