@@ -73,7 +73,10 @@ def fill_first_pages(wiz, cif, images):
 
 def run_step(qtbot, page):
     page.run_button.click()
-    assert page.running() or page.isComplete()
+    # the click started the step's job (every page's start() runs one or fails at once), and
+    # the page holds Next back while it runs
+    assert page.running(), page.last_error
+    assert not page.isComplete() and not page.run_button.isEnabled()
     qtbot.waitUntil(lambda: not page.running(), timeout=JOB_MS)
     assert page.last_error == ""
     assert page.isComplete(), page.status.text()
