@@ -1,5 +1,6 @@
 """The architecture holds: the import contracts of pyproject.toml (import-linter), every module
-placed in a layer, and no module over 600 lines (docs/architecture.md)."""
+placed in a layer, no module over 600 lines (docs/architecture.md), and the tests named after
+what they test."""
 
 import fnmatch
 import tomllib
@@ -93,3 +94,30 @@ def test_no_module_over_600_lines():
         if n > MAX_LINES:
             too_long[rel] = n
     assert too_long == {}
+
+
+
+#: test files about the repository rather than a package: its folders, and this file
+REPOSITORY_TOPICS = ("architecture", "benchmarks", "packaging")
+
+
+def test_tests_mirror_the_package_layout():
+    """Test files are named ``tests/test_<package>[_<module or topic>].py`` after the part of
+    ``stackview`` they test (``test_inference_spm.py`` for ``stackview/inference/spm.py``,
+    ``test_gui_wizard.py`` for ``stackview/gui/wizard/``, ``test_cli.py`` for
+    ``stackview/cli.py``), or after a repository folder (``test_packaging_wheel.py``); helper
+    modules carry no ``test_`` prefix. Every package has at least one test file. (Loose: what
+    follows the package is a module or a topic, unchecked.)"""
+    packages = sorted(p.name for p in PACKAGE.iterdir()
+                      if (p / "__init__.py").is_file() and p.name != "resources")
+    modules = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+    prefixes = sorted(packages + modules + list(REPOSITORY_TOPICS), key=len, reverse=True)
+    owner = {}
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        name = path.stem[len("test_"):]
+        owner[path.name] = next((p for p in prefixes if name == p or name.startswith(p + "_")),
+                                None)
+    unplaced = [name for name, package in owner.items() if package is None]
+    assert unplaced == [], (f"name these after the stackview package they test, "
+                            f"tests/test_<package>_<module>.py (packages: {packages})")
+    assert sorted(set(packages) - set(owner.values())) == []  # every package has tests

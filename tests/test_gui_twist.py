@@ -12,7 +12,7 @@ if binding_problem():
     pytest.skip(binding_problem(), allow_module_level=True)
 
 from qt_fixtures import isolated_settings, window  # noqa: E402, F401
-from test_twist_maps import twisted_image  # noqa: E402
+from test_analysis_twist_maps import twisted_image  # noqa: E402
 
 from stackview.analysis.analyze import analyze_image  # noqa: E402
 

@@ -90,7 +90,7 @@ def test_pyinstaller_spec_builds_from_the_installed_wheel():
     """A cheap check of the spec (the build takes many minutes and is not run in CI): it takes
     stackview's code and every package data file (stackview/resources/**, the materials data)
     from the installed package, never from the checkout, so the app cannot drift from the
-    wheel (tests/test_wheel.py checks that the wheel carries every resource)."""
+    wheel (tests/test_packaging_wheel.py checks that the wheel carries every resource)."""
     text = (PACKAGING / "stackview.spec").read_text(encoding="utf-8")
     compile(text, "stackview.spec", "exec")  # valid Python
     folders = sorted(p.name for p in (ROOT / "stackview" / "resources").iterdir() if p.is_dir())

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from test_style_support import lattice
+from style_images import lattice
 
 from stackview.style.evaluate import evaluate_style
 from stackview.style.metrics import (

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from test_style_support import one_torch_thread  # noqa: F401  (autouse fixture)
+from style_images import one_torch_thread  # noqa: F401  (autouse fixture)
 
 from stackview.errors import UsageError
 from stackview.style.config import PRESETS, StyleConfig, get_preset
@@ -121,7 +121,7 @@ def test_all_loss_terms_present_and_ablation(model):
 
 
 def test_structure_consistency_sees_columns_not_contrast_or_noise():
-    from test_style_support import lattice
+    from style_images import lattice
 
     sim = torch.from_numpy(lattice(64)).float()[None, None]
     g = torch.Generator().manual_seed(0)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_style_support import experimental, lattice, stripes
+from style_images import experimental, lattice, stripes
 
 from stackview.errors import UsageError
 from stackview.style import selection

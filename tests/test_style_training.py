@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_style_support import (
+from style_images import (
     experimental,
     lattice,
     one_torch_thread,  # noqa: F401  (autouse fixture)

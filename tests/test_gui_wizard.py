@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from test_style_support import experimental, one_torch_thread  # noqa: F401 (autouse)
+from style_images import experimental, one_torch_thread  # noqa: F401 (autouse)
 
 from stackview.gui.wizard.project import STEPS, Project
 from stackview.gui.wizard.wizard import TrainingWizard
