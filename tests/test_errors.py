@@ -11,6 +11,9 @@ from stackview.errors import UsageError, one_sentence
     (FileNotFoundError(2, "No such file or directory", "x.tif"),
      "No such file or directory: x.tif."),
     (RuntimeError(""), "RuntimeError."),
+    # a file or material name at the start keeps its spelling
+    (UsageError("mos2_train.zarr exists; choose another name"),
+     "mos2_train.zarr exists; choose another name."),
 ])
 def test_one_sentence(exc, text):
     assert one_sentence(exc) == text

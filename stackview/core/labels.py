@@ -68,24 +68,77 @@ class SlipLabels:
         2 (bilayer, labels Da, Db) or 3 (trilayer, labels Da, Db, Dc, Dd).
     layer_swap
         Whether D ≡ −D (identical, same-orientation layers; true for all built-ins).
+    family
+        ``"parallel"`` (same-orientation layers), ``"antiparallel"`` (one layer turned by 180°;
+        bilayers of materials with two families only, :mod:`stackview.core.stacking`) or
+        ``"both"``: labels (Da, Db, family) with family 0 (parallel) or 1 (antiparallel); a
+        value in between (a model's probability) counts as antiparallel from 0.5.
+
+    Bilayers of materials whose projected monolayer has more symmetry than inversion (MoS2:
+    3m) are folded by the whole group — D ≡ g·D for the projected operations g, and D ≡ −g·D in
+    the parallel family — into the family's chamber (:func:`stackview.core.stacking.chamber_frac`);
+    others (ReS2, ReSe2: only D ≡ −D) keep the domain above.
     """
 
     material: Material
     layers: int = 2
     layer_swap: bool = True
+    family: str = "parallel"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "material", get_material(self.material))
         if self.layers not in (2, 3):
             raise UsageError(f"slip labels need 2 or 3 layers, not {self.layers}")
+        if self.family not in ("parallel", "antiparallel", "both"):
+            raise UsageError("the stacking family must be 'parallel', 'antiparallel' or 'both', "
+                             f"not {self.family!r}")
+        if self.family != "parallel":
+            from stackview.core.stacking import check_family
+
+            if self.layers != 2:
+                raise UsageError("stacking families are for bilayers")
+            check_family(self.material, "antiparallel")
 
     @property
     def n_outputs(self) -> int:
-        return 2 * (self.layers - 1)
+        return 2 * (self.layers - 1) + (1 if self.family == "both" else 0)
 
     @property
     def names(self) -> tuple[str, ...]:
-        return ("Da", "Db", "Dc", "Dd")[: self.n_outputs]
+        slips = ("Da", "Db", "Dc", "Dd")[: 2 * (self.layers - 1)]
+        return slips + (("family",) if self.family == "both" else ())
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        return ("parallel", "antiparallel") if self.family == "both" else (self.family,)
+
+    def family_space(self, family: str) -> SlipLabels:
+        """The single-family label space (parallel or antiparallel) of this material."""
+        return SlipLabels(self.material, self.layers, self.layer_swap, family)
+
+    @property
+    def uses_group(self) -> bool:
+        """Whether the labels fold by the projected point group (not only D ≡ −D)."""
+        return self.layers == 2 and (self.family != "parallel" or len(_base_ops(self.material)) > 1)
+
+    def label_ops(self, family: str | None = None) -> list[np.ndarray]:
+        """The label-space matrices Q (row vectors: L' = L @ Q) of the slip symmetry of one
+        family (bilayers): the projected operations g, with −g in the parallel family."""
+        family = family or self.family
+        base = _base_ops(self.material)
+        ops = base + ([-g for g in base] if family == "parallel" and self.layer_swap else [])
+        u = self.material.unit_vectors
+        lengths = self.lengths_A
+        # in fractional coordinates the operations are integer matrices: rounded to them, so
+        # that equivalent labels are exactly equivalent (the cells are stored to ~1e-6 Å)
+        mats = [np.diag(1 / lengths) @ np.round(np.diag(lengths) @ (u @ g.T @ np.linalg.inv(u))
+                                                 @ np.diag(1 / lengths)) @ np.diag(lengths)
+                for g in ops]
+        unique: list[np.ndarray] = []
+        for q in mats:
+            if not any(np.allclose(q, other, atol=1e-6) for other in unique):
+                unique.append(q)
+        return unique
 
     @property
     def lengths_A(self) -> np.ndarray:
@@ -97,11 +150,66 @@ class SlipLabels:
             raise UsageError(
                 f"expected {self.n_outputs} slip values per sample, got {arr.shape[-1]}"
             )
+        if self.family == "both":
+            arr = arr[..., :2]
         return arr.reshape(*arr.shape[:-1], self.layers - 1, 2)
+
+    def family_of(self, labels) -> np.ndarray:
+        """The family of each label (..., ): 0 parallel, 1 antiparallel."""
+        if self.family != "both":
+            shape = np.asarray(labels, dtype=float).shape[:-1]
+            return np.full(shape, 1 if self.family == "antiparallel" else 0)
+        return (np.asarray(labels, dtype=float)[..., 2] >= 0.5).astype(int)
+
+    # --- the group path (bilayers folded by the projected point group) --------------------
+    def _reference_A(self, family: str) -> np.ndarray:
+        """A point inside the family's chamber (label coordinates, Å): the canonical
+        representative of a label is its equivalent nearest to it (a Dirichlet domain, which
+        for these reflection groups is the chamber itself)."""
+        from stackview.core.stacking import chamber_frac
+
+        tri = chamber_frac(self.material, family)
+        frac = tri.mean(0) if tri is not None else np.array([0.1234, 0.2718])
+        return frac * self.lengths_A
+
+    def _nearest_equivalent(self, pairs: np.ndarray, target: np.ndarray, family: str
+                            ) -> tuple[np.ndarray, np.ndarray]:
+        """For bilayer labels (..., 2) the equivalent nearest to ``target`` (..., 2), as the
+        Cartesian offset from the target (..., 2) and its length (...)."""
+        best_err = best_norm = None
+        for q in self.label_ops(family):
+            err = self._min_image((pairs @ q - target)[..., None, :])[..., 0, :]
+            norm = np.linalg.norm(err, axis=-1)
+            if best_norm is None:
+                best_err, best_norm = err, norm
+            else:
+                better = norm < best_norm - 1e-12
+                best_err = np.where(better[..., None], err, best_err)
+                best_norm = np.where(better, norm, best_norm)
+        return best_err, best_norm
+
+    def _canonical_group(self, labels) -> np.ndarray:
+        arr = np.asarray(labels, dtype=float)
+        pairs = self._as_pairs(arr)[..., 0, :]
+        fam = self.family_of(arr)
+        out = np.empty_like(pairs)
+        inv_u = np.linalg.inv(self.material.unit_vectors)
+        for code, name in ((0, "parallel"), (1, "antiparallel")):
+            if name not in self.families:
+                continue
+            ref = self._reference_A(name)
+            err, _ = self._nearest_equivalent(pairs, ref, name)
+            rep = (ref @ self.material.unit_vectors + err) @ inv_u
+            out = np.where((fam == code)[..., None], rep, out)
+        if self.family == "both":
+            return np.concatenate([out, arr[..., 2:3]], -1)
+        return out
 
     # --- canonical form ----------------------------------------------------------------
     def canonical(self, labels) -> np.ndarray:
         """Representative of each label in the canonical fundamental domain (same shape)."""
+        if self.uses_group:
+            return self._canonical_group(labels)
         pairs = self._as_pairs(labels)
         frac = (pairs / self.lengths_A) % 1.0
         frac[np.isclose(frac, 1.0, atol=1e-12)] = 0.0
@@ -140,7 +248,13 @@ class SlipLabels:
     def equivalents(self, labels, reach: int = 1) -> np.ndarray:
         """All equivalent labels within ``reach`` lattice vectors: shape (..., M, n_outputs)."""
         pairs = self._as_pairs(labels)
-        variants = layer_orders(pairs) if self.layer_swap else [pairs]
+        if self.uses_group:
+            if self.family == "both":
+                raise UsageError("equivalents of labels with a family column: use the "
+                                 "label space of one family")
+            variants = [pairs @ q for q in self.label_ops()]
+        else:
+            variants = layer_orders(pairs) if self.layer_swap else [pairs]
         steps = np.arange(-reach, reach + 1)
         shifts = np.array(list(itertools.product(steps, repeat=2)), dtype=float) * self.lengths_A
         n_int = self.layers - 1
@@ -172,6 +286,8 @@ class SlipLabels:
             equivalent of ``true`` closest to ``predicted``; ``best_true``: that equivalent
             expressed as labels (..., n_outputs).
         """
+        if self.uses_group:
+            return self._residual_group(predicted, true)
         p = self._as_pairs(predicted)
         t = self._as_pairs(true)
         p, t = np.broadcast_arrays(p, t)
@@ -195,21 +311,74 @@ class SlipLabels:
                 best_norm = np.minimum(norm, best_norm)
         return best_err, best_true.reshape(*best_true.shape[:-2], self.n_outputs)
 
+    def _residual_group(self, predicted, true):
+        pred = np.asarray(predicted, dtype=float)
+        tru = np.asarray(true, dtype=float)
+        pred, tru = np.broadcast_arrays(pred, tru)
+        p = self._as_pairs(pred)[..., 0, :]
+        t = self._as_pairs(tru)[..., 0, :]
+        fam = self.family_of(tru)
+        u = self.material.unit_vectors
+        err = np.zeros_like(p)
+        for code, name in ((0, "parallel"), (1, "antiparallel")):
+            if name not in self.families:
+                continue
+            # the equivalent of the true label nearest to the prediction: the nearest
+            # equivalent of the prediction to the true label, mirrored back (the group acts by
+            # isometries)
+            e, _ = self._nearest_equivalent_of(t, p, name)
+            err = np.where((fam == code)[..., None], e, err)
+        best = p - err @ np.linalg.inv(u)
+        if self.family == "both":
+            best = np.concatenate([best, tru[..., 2:3]], -1)
+        return err[..., None, :], best
+
+    def _nearest_equivalent_of(self, true_pairs, pred_pairs, family):
+        """Cartesian error (prediction − nearest equivalent of the true label) (..., 2)."""
+        best_err = best_norm = None
+        for q in self.label_ops(family):
+            err = self._min_image((pred_pairs - true_pairs @ q)[..., None, :])[..., 0, :]
+            norm = np.linalg.norm(err, axis=-1)
+            if best_norm is None:
+                best_err, best_norm = err, norm
+            else:
+                better = norm < best_norm - 1e-12
+                best_err = np.where(better[..., None], err, best_err)
+                best_norm = np.where(better, norm, best_norm)
+        return best_err, best_norm
+
     def distance(self, predicted, true) -> np.ndarray:
         """Symmetry-aware ΔD (Å): length of the slip error, minimised over equivalents.
 
-        For trilayers it is the root-sum-square of both interfaces' errors.
+        For trilayers it is the root-sum-square of both interfaces' errors. Labels of different
+        families (``family="both"``) are infinitely far apart.
         """
         err, _ = self.residual(predicted, true)
-        return np.sqrt((err**2).sum(axis=(-1, -2)))
+        d = np.sqrt((err**2).sum(axis=(-1, -2)))
+        if self.family == "both":
+            d = np.where(self.family_of(predicted) == self.family_of(true), d, np.inf)
+        return d
 
     def domain_bounds_A(self) -> list[tuple[float, float]]:
         """Sampling box of the canonical domain per output (Å), for dataset generation."""
         a, b = self.lengths_A
+        if self.uses_group:  # sampled over the whole cell: uniform over the chamber once folded
+            return [(0.0, a), (0.0, b)] + ([(0.0, 1.0)] if self.family == "both" else [])
         bounds = [(0.0, a), (0.0, b / 2 if self.layer_swap else b)]
         if self.layers == 3:
             bounds += [(0.0, a), (0.0, b)]
         return bounds
+
+
+def _base_ops(material: Material) -> list[np.ndarray]:
+    """The projected point operations that fold a slip besides D ≡ −D: all of them when the
+    group is larger than {1, −1} (MoS2: 3m), none (the identity) for ReS2-like layers, whose only
+    operation besides the identity is the inversion that the layer swap already gives."""
+    ops = projected_symmetry_ops(material)
+    eye = np.eye(2)
+    if all(np.allclose(g, eye, atol=1e-6) or np.allclose(g, -eye, atol=1e-6) for g in ops):
+        return [eye]
+    return ops
 
 
 def _maps_onto_itself(material: Material, op: np.ndarray, tol_A: float) -> bool:

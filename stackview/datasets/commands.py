@@ -26,6 +26,9 @@ def register(subparsers) -> None:
     g.add_argument("--task", choices=("slip", "twist"), default="slip")
     g.add_argument("--material", default="ReS2", help="material name (see 'materials list')")
     g.add_argument("--layers", type=int, choices=(2, 3), default=2, help="slip: 2 or 3 layers")
+    g.add_argument("--family", choices=("parallel", "antiparallel", "both"), default="parallel",
+                   help="slip bilayers of MoS2-like materials: same-orientation layers (3R "
+                        "family), one layer turned by 180° (2H family), or half of each")
     g.add_argument("--count", type=int, default=1000,
                    help="random labels: number of patches; slip grid: patches per grid point")
     g.add_argument("--grid-step", type=float, metavar="ANGSTROM",
@@ -99,7 +102,7 @@ def spec_from_args(args: argparse.Namespace):
 
     grid = (args.grid_step is not None) if args.task == "slip" else (args.theta_step is not None)
     return DatasetSpec(
-        task=args.task, material=args.material, layers=args.layers,
+        task=args.task, material=args.material, layers=args.layers, family=args.family,
         mode="grid" if grid else "random", count=args.count,
         step_A=args.grid_step or 0.1, theta_range_deg=tuple(args.theta_range),
         theta_step_deg=args.theta_step or 0.5, positions=args.positions,

@@ -63,9 +63,11 @@ def _grid_axis(lo: float, hi: float, step: float, closed: bool) -> np.ndarray:
 
 def slip_grid(spec: DatasetSpec) -> np.ndarray:
     """Grid of slip labels (M, n) over the canonical domain with step ``spec.step_A``."""
-    bounds = spec.label_space().domain_bounds_A()
-    # Da and Dc are periodic (half-open), Db on [0, b/2] is closed, Dd periodic
-    closed = [False, True, False, False][: len(bounds)]
+    space = spec.label_space()
+    bounds = space.domain_bounds_A()[: 2 * (spec.layers - 1)]
+    # Da and Dc are periodic (half-open), Db on [0, b/2] is closed, Dd periodic; folded by a
+    # point group the grid covers the whole (periodic) cell
+    closed = ([False, False] if space.uses_group else [False, True, False, False])[: len(bounds)]
     axes = [_grid_axis(lo, hi, spec.step_A, c) for (lo, hi), c in zip(bounds, closed, strict=True)]
     size = int(np.prod([len(a) for a in axes]))
     if size * spec.count > MAX_SAMPLES:
@@ -73,7 +75,10 @@ def slip_grid(spec: DatasetSpec) -> np.ndarray:
             f"a {spec.step_A:g} Å grid has {size} points ({size * spec.count} patches), more "
             f"than the {MAX_SAMPLES} allowed; use a larger step or random labels"
         )
-    return np.array(list(itertools.product(*axes)), dtype=np.float64)
+    grid = np.array(list(itertools.product(*axes)), dtype=np.float64)
+    if spec.family == "both":
+        grid = np.vstack([np.c_[grid, np.zeros(len(grid))], np.c_[grid, np.ones(len(grid))]])
+    return grid
 
 
 def sample_labels(spec: DatasetSpec) -> np.ndarray:
@@ -84,6 +89,8 @@ def sample_labels(spec: DatasetSpec) -> np.ndarray:
             return np.repeat(slip_grid(spec), spec.count, axis=0)
         bounds = np.array(spec.label_space().domain_bounds_A())
         labels = rng.uniform(bounds[:, 0], bounds[:, 1], size=(spec.count, len(bounds)))
+        if spec.family == "both":  # half of each family, in random order
+            labels[:, -1] = rng.permutation(np.arange(spec.count) % 2)
         return labels
     lo, hi = spec.theta_range_deg
     dom_lo, dom_hi = spec.label_space().domain_deg
@@ -130,6 +137,13 @@ def sample_conditions(spec: DatasetSpec, n: int) -> dict[str, np.ndarray]:
     if spec.task == "twist":
         c["registry_u"] = rng.random(n)
         c["registry_v"] = rng.random(n)
+    c["half_turn"] = np.zeros(n, dtype=np.int16)
+    if spec.task == "slip" and spec.layers == 2:
+        from stackview.core.stacking import has_families
+
+        if has_families(spec.material):
+            # the image's lattice frame leaves open which way the layers point
+            c["half_turn"] = rng.integers(0, 2, n).astype(np.int16)
     return c
 
 
@@ -159,8 +173,10 @@ def patch_atoms(spec: DatasetSpec, label: np.ndarray, cond: dict, index: int):
                   jitter_xy_A=spec.jitter_xy_A, vacancy_ratio=float(cond["vacancy_ratio"]),
                   seed=int(rng.integers(2**63)))
     if spec.task == "slip":
-        slips = np.asarray(label, dtype=float).reshape(-1, 2)
-        arrays = stack_arrays(material, slips, origin_A=origin, **common)
+        label = np.asarray(label, dtype=float)
+        anti = spec.family == "antiparallel" or (spec.family == "both" and label[-1] >= 0.5)
+        slips = label[: 2 * (spec.layers - 1)].reshape(-1, 2)
+        arrays = stack_arrays(material, slips, origin_A=origin, antiparallel=anti, **common)
     else:
         # a registry shift of the top layer along its own (rotated) lattice: uniform over one
         # cell means uniform over one moiré period; a whole cell is an exact period
@@ -173,6 +189,8 @@ def patch_atoms(spec: DatasetSpec, label: np.ndarray, cond: dict, index: int):
     xy = arrays.positions[:, :2] - extra
     centre = np.array([size / 2, size / 2])
     xy = _rotate_about(xy, float(cond["orientation_deg"]), centre)
+    if cond.get("half_turn", 0):
+        xy = 2 * centre - xy
     numbers, layer = arrays.numbers, arrays.layer
     if cond["hole_fraction"] > 0:
         radius = math.sqrt(cond["hole_fraction"] * size * size / math.pi)

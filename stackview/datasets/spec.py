@@ -45,6 +45,12 @@ class DatasetSpec:
         Material name.
     layers
         2 or 3 for slip (bilayer, trilayer); 2 for twist.
+    family
+        Slip bilayers of materials with two stacking families (MoS2, MoSe2, WS2;
+        :mod:`stackview.core.stacking`): ``"parallel"``, ``"antiparallel"`` or ``"both"`` (half
+        of each, a third label column ``family`` = 0 or 1). For these materials every patch is
+        also turned by 180° at random: a lattice frame found in an image does not say which way
+        the layers point.
     mode
         ``"random"``: labels uniform over the canonical domain; ``"grid"``: a regular grid
         (slip: step ``step_A`` in Å along each label axis; twist: θ step ``theta_step_deg``).
@@ -103,6 +109,7 @@ class DatasetSpec:
     task: str = "slip"
     material: str = "ReS2"
     layers: int = 2
+    family: str = "parallel"
     mode: str = "random"
     count: int = 1000
     step_A: float = 0.1
@@ -147,6 +154,13 @@ class DatasetSpec:
             raise UsageError("twist datasets are bilayers (layers = 2)")
         if self.layers not in (2, 3):
             raise UsageError(f"slip datasets need 2 or 3 layers, not {self.layers}")
+        if self.task == "twist" and self.family != "parallel":
+            raise UsageError("twist datasets have no stacking family (θ near 60° is the "
+                             "antiparallel side)")
+        if self.task == "slip":
+            from stackview.core.labels import SlipLabels
+
+            SlipLabels(self.material, layers=self.layers, family=self.family)  # validates
         if self.count < 1 or self.positions < 1:
             raise UsageError("count and positions must be at least 1")
         if not (0.005 <= self.step_A <= 5):
@@ -211,19 +225,21 @@ class DatasetSpec:
 
     @property
     def n_outputs(self) -> int:
-        return 1 if self.task == "twist" else 2 * (self.layers - 1)
+        if self.task == "twist":
+            return 1
+        return 2 * (self.layers - 1) + (1 if self.family == "both" else 0)
 
     def label_space(self):
         from stackview.core.labels import SlipLabels, TwistLabels
 
         if self.task == "twist":
             return TwistLabels(self.material)
-        return SlipLabels(self.material, layers=self.layers)
+        return SlipLabels(self.material, layers=self.layers, family=self.family)
 
     def label_names(self) -> tuple[str, ...]:
         if self.task == "twist":
             return ("theta_deg",)
-        return tuple(f"{n}_A" for n in self.label_space().names)
+        return tuple(n if n == "family" else f"{n}_A" for n in self.label_space().names)
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)

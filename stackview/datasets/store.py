@@ -156,7 +156,7 @@ class PatchDataset:
     def summary(self) -> dict:
         """A short description for model cards and logs."""
         s = self.attrs["spec"]
-        keys = ("task", "material", "layers", "mode", "count", "step_A", "theta_range_deg",
+        keys = ("task", "material", "layers", "family", "mode", "count", "step_A", "theta_range_deg",
                 "theta_step_deg", "positions", "sampling_A", "patch_px", "optics", "orientation",
                 "vacancy_range", "hole_probability", "mask_probability",
                 "contamination_probability", "psnr_range_dB", "style", "style_bundle",
@@ -276,7 +276,7 @@ class ConcatSource:
 
 
 # What must agree for datasets to train one model together; the style and the seed may differ.
-MIXABLE_KEYS = ("task", "material", "layers", "sampling_A", "patch_px", "orientation", "optics")
+MIXABLE_KEYS = ("task", "material", "layers", "family", "sampling_A", "patch_px", "orientation", "optics")
 
 
 def check_mixable(datasets) -> None:

@@ -45,9 +45,13 @@ def _stats(values: np.ndarray, unit: str) -> dict:
 
 
 def slip_metrics(predicted_A, true_A, space: SlipLabels) -> dict:
-    """Symmetry-aware slip metrics (Å); see module docstring."""
+    """Symmetry-aware slip metrics (Å); see module docstring. With a family column
+    (``family="both"``): the family accuracy and confusion, and the slip metrics over the
+    windows whose family is right (per family too)."""
     pred = np.asarray(predicted_A, dtype=float).reshape(-1, space.n_outputs)
     true = np.asarray(true_A, dtype=float).reshape(-1, space.n_outputs)
+    if space.family == "both":
+        return _family_metrics(pred, true, space)
     err_cart, best_true = space.residual(pred, true)
     dd = np.sqrt((err_cart**2).sum(axis=(-1, -2)))
     out = _stats(dd, "A")
@@ -67,6 +71,28 @@ def slip_metrics(predicted_A, true_A, space: SlipLabels) -> dict:
     }
     out["fraction_below_0.1_A"] = float(np.mean(dd < 0.1))
     out["fraction_below_0.2_A"] = float(np.mean(dd < 0.2))
+    return out
+
+
+def _family_metrics(pred: np.ndarray, true: np.ndarray, space: SlipLabels) -> dict:
+    fp, ft = space.family_of(pred), space.family_of(true)
+    right = fp == ft
+    dd = space.distance(pred, true)[right]
+    out = _stats(dd, "A")
+    out["family_accuracy"] = float(right.mean()) if len(right) else float("nan")
+    out["family_confusion"] = {f"true_{a}_pred_{b}": int(np.sum((ft == i) & (fp == j)))
+                               for i, a in enumerate(("parallel", "antiparallel"))
+                               for j, b in enumerate(("parallel", "antiparallel"))}
+    out["per_family"] = {}
+    for code, name in enumerate(("parallel", "antiparallel")):
+        rows = right & (ft == code)
+        sub_space = space.family_space(name)
+        d = sub_space.distance(pred[rows, :2], true[rows, :2]) if rows.any() else np.zeros(0)
+        out["per_family"][name] = _stats(d, "A") | {
+            "family_accuracy": float(np.mean(fp[ft == code] == code)) if (ft == code).any()
+            else float("nan")}
+    out["fraction_below_0.1_A"] = float(np.mean(dd < 0.1)) if dd.size else float("nan")
+    out["fraction_below_0.2_A"] = float(np.mean(dd < 0.2)) if dd.size else float("nan")
     return out
 
 
@@ -191,7 +217,8 @@ def write_report(result: dict, out_dir: str | os.PathLike, space, title: str = "
     pred, true = result["predicted"], result["true"]
     if isinstance(space, SlipLabels):
         err = space.distance(pred, true)
-        names = [f"{n}_A" for n in space.names]
+        err = np.where(np.isfinite(err), err, np.nan)  # the wrong family: no slip error
+        names = [n if n == "family" else f"{n}_A" for n in space.names]
         _, best_true = space.residual(pred, true)
     else:
         err = space.distance(pred[:, 0], true[:, 0])
@@ -216,6 +243,8 @@ def _plot_errors(path: Path, space, pred, best_true, true, err, title: str) -> N
     n_axes = 1 if twist else space.n_outputs
     fig, axes = plt.subplots(1, 1 + n_axes, figsize=(4 * (1 + n_axes), 3.6))
     axes = np.atleast_1d(axes)
+    err = np.asarray(err, dtype=float)
+    err = err[np.isfinite(err)] if np.isfinite(err).any() else np.zeros(1)
     axes[0].hist(err, bins=50, color="tab:blue")
     axes[0].axvline(np.mean(err), color="k", ls="--", label=f"mean {np.mean(err):.3g} {unit}")
     axes[0].axvline(np.percentile(err, 95), color="tab:red", ls=":",

@@ -307,6 +307,10 @@ def label_features(space, labels):
     :class:`TwistLabels` space."""
     if hasattr(space, "period_deg"):
         return twist_features(labels, space.period_deg, space.mirror)
+    if getattr(space, "uses_group", False):
+        from stackview.inference.group_features import group_label_features
+
+        return group_label_features(space, labels)
     lengths = space.lengths_A
     if isinstance(labels, torch.Tensor):
         lengths = torch.as_tensor(np.asarray(lengths), dtype=labels.dtype, device=labels.device)
@@ -318,6 +322,10 @@ def label_features(space, labels):
 def n_label_features(space) -> int:
     if hasattr(space, "period_deg"):
         return 3 if space.mirror else 4
+    if getattr(space, "uses_group", False):
+        from stackview.inference.group_features import n_group_features
+
+        return n_group_features(space)
     if space.layers == 3:
         return N_TRILAYER_FEATURES
     return n_features(space.layer_swap)
@@ -327,6 +335,10 @@ def make_decoder(space) -> nn.Module:
     """The decoder (features → labels, residual) of a label space."""
     if hasattr(space, "period_deg"):
         return TwistDecoder(space.period_deg, space.mirror)
+    if getattr(space, "uses_group", False):
+        from stackview.inference.group_features import GroupDecoder
+
+        return GroupDecoder(space)
     if space.layers == 3:
         return TrilayerDecoder(space)
     return InvariantDecoder(space.lengths_A, space.layer_swap)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import torch
 
 from stackview.core.labels import SlipLabels, TwistLabels, layer_orders
@@ -80,6 +81,13 @@ class SymmetricSlipLoss(torch.nn.Module):
             "unit_vectors", torch.tensor(labels.material.unit_vectors, dtype=torch.float64)
         )
         self.register_buffer("neighbours", _NEIGHBOURS.clone().double())
+        if labels.family == "both":
+            raise ValueError("a direct head cannot read the stacking family: use the "
+                             "invariant head")
+        # materials folded by their point group (MoS2): the family's operations on the labels
+        self.register_buffer("group", torch.tensor(np.array(labels.label_ops()),
+                                                   dtype=torch.float64)
+                             if labels.uses_group else None)
 
     def _pairs(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], self.n_interfaces, 2)
@@ -101,7 +109,10 @@ class SymmetricSlipLoss(torch.nn.Module):
         """Cartesian error vectors (B, k, 2) and the nearest equivalent true labels (B, n)."""
         p = self._pairs(predicted_A)
         t = self._pairs(true_A.to(predicted_A.dtype))
-        options = layer_orders(t) if self.labels.layer_swap else [t]
+        if self.group is not None:
+            options = [t @ q.to(t.dtype) for q in self.group]
+        else:
+            options = layer_orders(t) if self.labels.layer_swap else [t]
         errors = torch.stack([self._min_image(p - o) for o in options])  # (O, B, k, 2)
         norms = (errors**2).sum(dim=(-1, -2))  # (O, B)
         choice = norms.argmin(dim=0)  # (B,)
@@ -185,6 +196,10 @@ class RawOutputLoss(torch.nn.Module):
 
     def forward(self, raw: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
         raw = raw.float()
+        if self.invariant and getattr(self.space, "uses_group", False):
+            from stackview.inference.group_features import group_raw_loss
+
+            return group_raw_loss(self.space, raw, true.float(), self.l1_weight)
         if self.invariant:
             from stackview.inference.invariant import label_features
 

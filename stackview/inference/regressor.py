@@ -47,6 +47,9 @@ class RegressorSpec:
         Material name (label convention: its reduced cell).
     layers
         Number of layers (2 or 3 for slip, 2 for twist).
+    family
+        Slip bilayers: ``"parallel"``, ``"antiparallel"`` or ``"both"`` (the model also reads
+        the stacking family; :mod:`stackview.core.stacking`).
     label_offset, label_scale
         Per-output de-normalisation: ``label = offset + scale · raw``.
     hidden
@@ -61,6 +64,7 @@ class RegressorSpec:
     task: str = "slip"
     material: str = "ReS2"
     layers: int = 2
+    family: str = "parallel"
     label_offset: tuple[float, ...] = ()
     label_scale: tuple[float, ...] = ()
     hidden: int = 512
@@ -83,12 +87,17 @@ class RegressorSpec:
         object.__setattr__(self, "label_scale", tuple(float(v) for v in self.label_scale))
         if len(self.label_offset) != self.n_outputs or len(self.label_scale) != self.n_outputs:
             raise UsageError("label normalisation must give one offset and scale per output")
+        if self.head == "direct" and self.family == "both":
+            raise UsageError("a direct head cannot read the stacking family; use the invariant "
+                             "head")
         if self.hidden < 1:
             raise UsageError("the head's hidden width must be positive")
 
     @property
     def n_outputs(self) -> int:
-        return 1 if self.task == "twist" else 2 * (self.layers - 1)
+        if self.task == "twist":
+            return 1
+        return 2 * (self.layers - 1) + (1 if self.family == "both" else 0)
 
     @property
     def n_raw(self) -> int:
@@ -103,7 +112,7 @@ class RegressorSpec:
         """The label class (canonical domain, symmetric distance) of this model."""
         if self.task == "twist":
             return TwistLabels(self.material)
-        return SlipLabels(self.material, layers=self.layers)
+        return SlipLabels(self.material, layers=self.layers, family=self.family)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self) | {

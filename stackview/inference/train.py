@@ -271,7 +271,8 @@ def initial_weights(source: str | os.PathLike, spec: RegressorSpec) -> dict[str,
         other = bundle.model.spec
         weights = bundle.model.state_dict()
     same_net = all(getattr(other, k) == getattr(spec, k)
-                   for k in ("task", "layers", "backbone", "head", "hidden"))
+                   for k in ("task", "layers", "backbone", "head", "hidden")) \
+        and other.n_raw == spec.n_raw
     if not same_net and other.backbone == spec.backbone and other.task == spec.task:
         # e.g. a bilayer model starting a trilayer one: what the backbone learned to see in
         # images of the material carries over; the head, whose outputs differ, starts afresh
@@ -544,7 +545,13 @@ def validate(model: StackingRegressor, source: PatchSource, spec: RegressorSpec,
     count = min(len(source), max_samples)
     images, labels = source.get(np.arange(count))
     pred = predict_batches(model, images, device=device, precision=precision)
-    err = spec.label_space().distance(pred, labels)
+    space = spec.label_space()
+    err = space.distance(pred, labels)
     unit = "deg" if spec.task == "twist" else "A"
+    if getattr(space, "family", "") == "both":
+        right = space.family_of(pred) == space.family_of(labels)
+        err = err[right] if right.any() else np.zeros(1)
+        return {"val_mean_A": float(np.mean(err)), "val_p95_A": float(np.percentile(err, 95)),
+                "val_family_accuracy": float(right.mean())}
     return {f"val_mean_{unit}": float(np.mean(err)),
             f"val_p95_{unit}": float(np.percentile(err, 95))}

@@ -8,6 +8,8 @@ Geometry conventions (all lengths in Å):
 * Slip: layer k+1 is layer k translated by ``D_k = Da·â + Db·b̂`` (Da, Db in Å along the unit
   vectors of the material's a and b). Trilayers take two slips: (Da, Db) for interface 1–2 and
   (Dc, Dd) for interface 2–3.
+* Antiparallel (``antiparallel=True``, bilayers): layer 1 is layer 0 turned by 180° about its
+  metal atom, then translated by D (the 2H family of hexagonal TMDs, :mod:`stackview.core.stacking`).
 * Twist: layer 1 is layer 0 rotated by ``theta_deg`` (counter-clockwise seen from +z) about
   ``center_A`` (default: the centre of the field of view), then translated by ``top_shift_A``.
 * ``origin_A`` translates the whole stack (where the lattice sits in the field of view).
@@ -119,10 +121,13 @@ def stack_arrays(
     jitter_xy_A: float = 0.0,
     vacancy_ratio: float = 0.0,
     seed=None,
+    antiparallel: bool = False,
 ) -> StackArrays:
     """Slip-stacked multilayer as arrays; ``len(slips_A) + 1`` layers (see module docstring)."""
     material = get_material(material)
     slips = np.asarray(slips_A, dtype=float).reshape(-1, 2)
+    if antiparallel and len(slips) != 1:
+        raise UsageError("antiparallel stacks are bilayers (one slip)")
     if not np.all(np.isfinite(slips)):
         raise UsageError("slip values must be finite numbers")
     if np.any(np.abs(slips) > 100):
@@ -136,7 +141,8 @@ def stack_arrays(
     shifts = shifts + np.asarray(origin_A, dtype=float)
     pos, num, lay = [], [], []
     for k, shift in enumerate(shifts):
-        p, n = layer_arrays(material, region, shift_A=shift)
+        turned = antiparallel and k == 1
+        p, n = layer_arrays(material, region, shift_A=shift, theta_deg=180.0 if turned else 0.0)
         p[:, 2] += k * d
         pos.append(p)
         num.append(n)
@@ -209,6 +215,7 @@ def build_stack(
     jitter_xy_A: float = 0.0,
     vacancy_ratio: float = 0.0,
     seed=None,
+    antiparallel: bool = False,
 ):
     """Slip-stacked bilayer (one slip) or trilayer (two slips) as ``ase.Atoms``.
 
@@ -230,6 +237,8 @@ def build_stack(
         Fraction of atoms removed at random.
     seed
         Seed for jitter and vacancies.
+    antiparallel
+        Bilayers: the top layer turned by 180° about its metal atom (the 2H family).
 
     Returns
     -------
@@ -238,7 +247,7 @@ def build_stack(
     """
     material = get_material(material)
     arrays = stack_arrays(material, slips_A, fov_A, margin_A, interlayer_A, origin_A,
-                          jitter_z_A, jitter_xy_A, vacancy_ratio, seed)
+                          jitter_z_A, jitter_xy_A, vacancy_ratio, seed, antiparallel)
     slips = np.asarray(slips_A, dtype=float).reshape(-1, 2)
     info = {
         "material": material.name, "task": "slip", "layers": len(slips) + 1,
@@ -246,6 +255,7 @@ def build_stack(
         "interlayer_A": material.interlayer_A if interlayer_A is None else float(interlayer_A),
         "origin_A": [float(v) for v in origin_A], "jitter_z_A": jitter_z_A,
         "jitter_xy_A": jitter_xy_A, "vacancy_ratio": vacancy_ratio, "seed": seed,
+        "family": "antiparallel" if antiparallel else "parallel",
     }
     return to_atoms(arrays, fov_A, margin_A, info)
 

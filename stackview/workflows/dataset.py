@@ -36,7 +36,8 @@ def dataset_argv(job: DatasetJob) -> list[str]:
         if getattr(s, name) != getattr(default, name):
             raise UsageError(f"the command line cannot set {name}; keep its default")
     argv = ["dataset", "make", str(job.out), *words(
-        "--task", s.task, "--material", s.material, "--layers", s.layers, "--count", s.count,
+        "--task", s.task, "--material", s.material, "--layers", s.layers,
+        "--family", s.family, "--count", s.count,
         "--positions", s.positions, "--theta-range", *s.theta_range_deg,
         "--sampling", s.sampling_A, "--patch-px", s.patch_px, "--optics", s.optics,
         "--defocus", *s.defocus_A, "--source-size", *s.source_size_A,

@@ -194,7 +194,7 @@ def train_model(job: TrainJob, command: str | None = None, progress=null_progres
     source = (open_source(parts[0]) if len(parts) == 1 else ConcatSource(
         [open_source(p, in_memory_limit_bytes() // len(parts)) for p in parts]))
     spec = RegressorSpec(backbone=job.backbone, task=dspec.task, material=dspec.material,
-                         layers=dspec.layers, head=job.resolved_head)
+                         layers=dspec.layers, family=dspec.family, head=job.resolved_head)
     validation = open_dataset(job.validation) if job.validation else None
     result = train(spec, source, job.config, out_dir=job.checkpoints, resume=job.resume,
                    validation=validation, progress=progress, cancel=cancel,
