@@ -191,7 +191,8 @@ def test_cache_and_lookup(tmp_path, monkeypatch):
     assert np.allclose(pel_files.load_landscape(None, "ReSe2").energy_meV, land.energy_meV,
                        atol=1e-3)
     path.unlink()
-    monkeypatch.setattr(pel_files, "shipped_path", lambda m: tmp_path / "none.csv")
+    monkeypatch.setattr(pel_files, "shipped_path",
+                        lambda m, family="parallel": tmp_path / "none.csv")
     with pytest.raises(UsageError, match="no landscape for ReSe2"):
         pel_files.load_landscape("auto", "ReSe2")
     with pytest.raises(UsageError, match="does not exist"):

@@ -21,9 +21,14 @@ def register(subparsers) -> None:
                     "your own DFT grid (CSV). The result is cached as your landscape of the "
                     "material; 'stackview analyze --pel' scatters slips on it.",
         epilog="Examples: stackview pel --material MoS2 --grid 12 --figure pel.png ; "
+               "stackview pel --material MoS2 --family antiparallel --grid 24 ; "
                "stackview pel --material ReS2 --import my_dft.csv",
     )
     p.add_argument("--material", required=True, help="material name, e.g. ReS2")
+    p.add_argument("--family", choices=("parallel", "antiparallel"), default="parallel",
+                   help="stacking family: parallel (same-orientation layers, 3R: AA, AB, BA; "
+                        "default) or antiparallel (top layer turned by 180° about its metal "
+                        "atom, 2H: AA′, AB′, A′B; hexagonal TMDs such as MoS2)")
     p.add_argument("--grid", type=int, default=12, metavar="N",
                    help="grid points per cell side (default 12)")
     p.add_argument("--relax", choices=("z", "none"), default="z",
@@ -54,8 +59,10 @@ def register(subparsers) -> None:
 
 def command_line(args: argparse.Namespace) -> str:
     """The canonical command that reproduces a computed landscape (recorded in its JSON)."""
-    parts = ["stackview", "pel", "--material", args.material, "--grid", str(args.grid),
-             "--relax", args.relax, "--calculator", args.calculator]
+    parts = ["stackview", "pel", "--material", args.material]
+    if args.family != "parallel":
+        parts += ["--family", args.family]
+    parts += ["--grid", str(args.grid), "--relax", args.relax, "--calculator", args.calculator]
     if args.interlayer is not None:
         parts += ["--interlayer", f"{args.interlayer:g}"]
     if args.out:
@@ -65,6 +72,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 def _matches(prov: dict, args: argparse.Namespace) -> bool:
     return (prov.get("source") == "computed" and prov.get("grid") == [args.grid, args.grid]
+            and (prov.get("family") or "parallel") == args.family
             and prov.get("relax") == args.relax
             and (prov.get("calculator") or {}).get("name") == args.calculator
             and (args.interlayer is None
@@ -72,29 +80,32 @@ def _matches(prov: dict, args: argparse.Namespace) -> bool:
 
 
 def run_pel(args: argparse.Namespace) -> int:
+    from stackview.core.stacking import check_family
     from stackview.engine.jobs import TextProgress
     from stackview.materials import get_material
     from stackview.pel import compute, files
     from stackview.pel.landscape import PelSettings, caveats, summarize
 
     material = get_material(args.material)
+    check_family(material, args.family)
     if args.slips and not args.figure:
         raise UsageError("--slips needs --figure (the slips are drawn on the heat map)")
     if args.import_csv:
-        landscape = files.import_csv(args.import_csv, material)
+        landscape = files.import_csv(args.import_csv, material, args.family)
         action = f"imported {args.import_csv}"
     else:
         landscape = None
         if not args.recompute:
-            for path in (files.user_path(material), files.shipped_path(material)):
+            for path in (files.user_path(material, args.family),
+                         files.shipped_path(material, args.family)):
                 if path.exists():
-                    cached = files.read_landscape(path, material)
+                    cached = files.read_landscape(path, material, args.family)
                     if _matches(cached.provenance, args):
                         landscape, action = cached, f"reused {path} (use --recompute to redo)"
                         break
         if landscape is None:
             settings = PelSettings(grid=args.grid, relax=args.relax,
-                                       interlayer_A=args.interlayer)
+                                   interlayer_A=args.interlayer, family=args.family)
             landscape = compute.compute_landscape(
                 material, settings, calculator=args.calculator, workers=args.workers,
                 threads=args.threads, progress=TextProgress(f"PEL {material.name}"),
@@ -103,7 +114,7 @@ def run_pel(args: argparse.Namespace) -> int:
             action = f"computed in {landscape.provenance['seconds']:.1f} s"
     written = []
     if not args.no_cache and not action.startswith("reused"):
-        previous = files.user_path(material)
+        previous = files.user_path(material, args.family)
         if previous.exists() and not args.import_csv:
             with contextlib.suppress(UsageError):
                 if files.read_landscape(previous, material).provenance.get("source") == "imported":
@@ -119,8 +130,12 @@ def run_pel(args: argparse.Namespace) -> int:
         written.append(write_landscape_figure(args.figure, landscape, slips))
     s = summarize(landscape)
     fixed = ", ".join(f"{k} {v:.1f}" for k, v in s["energy_at_frac_meV"].items())
-    print(f"{material.name} PEL {landscape.shape[0]}×{landscape.shape[1]} ({action}): span "
-          f"{s['span_meV']:.1f} meV/cell; at fractional slips: {fixed} meV/cell")
+    print(f"{material.name} PEL, {landscape.family} family, {landscape.shape[0]}×"
+          f"{landscape.shape[1]} ({action}): span {s['span_meV']:.1f} meV/cell; at fractional "
+          f"slips: {fixed} meV/cell")
+    if s.get("energy_at_class_meV"):
+        print("stacking classes (meV/cell): " + ", ".join(
+            f"{k} {v:.1f}" for k, v in s["energy_at_class_meV"].items()))
     mins = s["minima"][:4]
     print("lowest minima (Da Å, Db Å, meV/cell): "
           + "; ".join(f"({m[0]:.3f}, {m[1]:.3f}) {m[2]:.1f}" for m in mins))

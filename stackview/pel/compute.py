@@ -37,16 +37,26 @@ log = logging.getLogger(__name__)
 
 # --- structures and calculators --------------------------------------------------------------
 def bilayer_cell(material: Material | str, slip_A, interlayer_A: float | None = None,
-                 vacuum_A: float = 20.0):
+                 vacuum_A: float = 20.0, family: str = "parallel"):
     """Periodic ``ase.Atoms`` of the slipped bilayer: bottom layer (tag 0) and the top layer
     (tag 1) translated by ``D = Da·â + Db·b̂`` (Å) and raised by ``interlayer_A``; periodic in
-    the plane, ``vacuum_A`` of vacuum along z."""
+    the plane, ``vacuum_A`` of vacuum along z.
+
+    ``family="antiparallel"``: the top layer is the bottom one turned by 180° about its metal
+    atom (basis atom 0: in-plane ``(x, y) → −(x, y)`` relative to it, z kept) before the
+    translation, so D is still (metal of the top layer) − (metal of the bottom layer).
+    """
     from ase import Atoms
 
+    from stackview.core.stacking import check_family
+
     material = get_material(material)
+    check_family(material, family)
     d = material.interlayer_A if interlayer_A is None else float(interlayer_A)
     bottom = material.layer_positions()
     top = bottom.copy()
+    if family == "antiparallel":
+        top[:, :2] = 2 * bottom[0, :2] - bottom[:, :2]
     top[:, :2] += material.slip_to_cartesian(np.asarray(slip_A, dtype=float))
     top[:, 2] += d
     pos = np.vstack([bottom, top])
@@ -122,7 +132,8 @@ def calculator_provenance(name: str) -> dict:
 # --- one point ---------------------------------------------------------------------------------
 def point_energy(material: Material, slip_A, calc, settings: PelSettings) -> dict:
     """Energy (eV per cell), relaxed mid-plane spacing (Å) and optimiser info at one slip."""
-    atoms = bilayer_cell(material, slip_A, settings.interlayer_A, settings.vacuum_A)
+    atoms = bilayer_cell(material, slip_A, settings.interlayer_A, settings.vacuum_A,
+                         settings.family)
     atoms.calc = calc
     steps, converged = 0, True
     if settings.relax == "z":
@@ -139,6 +150,13 @@ def point_energy(material: Material, slip_A, calc, settings: PelSettings) -> dic
     spacing = float(z[tags == 1].mean() - z[tags == 0].mean())
     return {"energy_eV": energy, "spacing_A": spacing, "steps": steps, "converged": converged}
 
+
+#: how each family's bilayer is built (recorded in the provenance)
+_STACKING = {
+    "parallel": "top layer = bottom layer translated by D (same orientation; 3R family)",
+    "antiparallel": "top layer = bottom layer turned by 180° about its metal atom (basis atom 0), "
+                    "then translated by D (2H family); D = top metal − bottom metal",
+}
 
 _WORKER: dict = {}
 
@@ -211,7 +229,7 @@ def compute_landscape(
     if threads < 1 or threads > 256:
         raise UsageError(f"threads must be between 1 and 256, not {threads}")
     n = settings.grid
-    ops = slip_symmetry_ops(material)
+    ops = slip_symmetry_ops(material, family=settings.family)
     reps = grid_orbits((n, n), ops)
     wanted = np.unique(reps)
     if points is not None:
@@ -270,6 +288,8 @@ def compute_landscape(
         "format": PEL_FORMAT,
         "source": "computed",
         "material": _material_record(material),
+        "family": settings.family,
+        "stacking": _STACKING[settings.family],
         "grid": [n, n],
         "energy_unit": f"meV per cell ({2 * material.n_atoms} atoms, area "
                        f"{material.area_A2:.4f} Å²), relative to the grid minimum",

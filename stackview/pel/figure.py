@@ -25,16 +25,16 @@ def slips_from_result(result) -> np.ndarray:
     return d[np.all(np.isfinite(d), axis=1)]
 
 
-def landscape_for_bundle(source, bundle) -> Landscape:
+def landscape_for_bundle(source, bundle, family: str | None = None) -> Landscape:
     """The landscape for an analysis with ``bundle`` (checked up front: a bilayer slip model).
 
-    ``source`` as in :func:`load_landscape`; the material is the model's.
+    ``source`` and ``family`` as in :func:`load_landscape`; the material is the model's.
     """
     card = bundle.card
     if card.task != "slip" or int(card.layers) != 2:
         raise UsageError(f"--pel needs a bilayer slip model, not the {card.layers}-layer "
                          f"{card.task} model {card.name}")
-    landscape = load_landscape(source, card.material)
+    landscape = load_landscape(source, card.material, family)
     if landscape.material.name != get_material(card.material).name:
         raise UsageError(f"the landscape is for {landscape.material.name}, but the model is for "
                          f"{card.material}")
@@ -42,17 +42,18 @@ def landscape_for_bundle(source, bundle) -> Landscape:
 
 
 def add_pel_to_figure(result, folder: str | os.PathLike, source: Landscape | str = "auto",
-                      figure_format: str = "png") -> Path:
+                      figure_format: str = "png", family: str | None = None) -> Path:
     """Redraw an analysis figure (written by ``write_results``) with a PEL scatter panel.
 
-    ``source``: a :class:`Landscape`, or as in :func:`load_landscape` (the model's material).
+    ``source``: a :class:`Landscape`, or as in :func:`load_landscape` (the model's material,
+    the stacking ``family``: default parallel).
     """
     from stackview.analysis.export import write_figure
     from stackview.pel.plot import pel_panel
 
     slips = slips_from_result(result)
     landscape = (source if isinstance(source, Landscape)
-                 else load_landscape(source, result.bundle.card.material))
+                 else load_landscape(source, result.bundle.card.material, family))
     folder = Path(folder)
     return write_figure(folder / f"figure.{figure_format}", result.image,
                         result.calibration.pixel_size_nm, result.smap, result.field,

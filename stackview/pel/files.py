@@ -1,5 +1,7 @@
 """PEL files: the CSV grid with its JSON provenance, a user's own DFT grid, and the per-material
-cache (the user's landscape first, then the shipped one)."""
+cache (the user's landscape first, then the shipped one), one landscape per stacking family:
+``<material>.csv`` for the parallel family, ``<material>_antiparallel.csv`` for the other; the
+family is recorded in the JSON (absent means parallel)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stackview.core.stacking import check_family
 from stackview.errors import UsageError
 from stackview.io.atomic import atomic_path, write_text_atomic
 from stackview.materials import Material, get_material
@@ -21,6 +24,7 @@ from stackview.pel.landscape import (
     Landscape,
     _material_record,
     _version,
+    check_family_name,
     grid_orbits,
     slip_symmetry_ops,
     summarize,
@@ -46,18 +50,20 @@ def write_landscape(landscape: Landscape, csv_path: str | os.PathLike) -> tuple[
     prov = dict(landscape.provenance)
     prov.setdefault("format", PEL_FORMAT)
     prov.setdefault("material", _material_record(landscape.material))
+    prov.setdefault("family", landscape.family)
     prov["summary"] = summarize(landscape)
     write_text_atomic(json_path, json.dumps(prov, indent=2, ensure_ascii=False) + "\n")
     return csv_path, json_path
 
 
 
-def read_landscape(csv_path: str | os.PathLike, material: Material | str | None = None
-                   ) -> Landscape:
+def read_landscape(csv_path: str | os.PathLike, material: Material | str | None = None,
+                   family: str | None = None) -> Landscape:
     """Read a landscape written by :func:`write_landscape` (CSV + JSON sidecar when present).
 
     The material comes from the sidecar unless given. A CSV without a sidecar is imported as a
-    user grid (see :func:`import_csv`).
+    user grid (see :func:`import_csv`) of ``family`` (default parallel). With ``family`` given,
+    a sidecar of the other family is an error.
     """
     csv_path = Path(csv_path)
     json_path = csv_path.with_suffix(".json")
@@ -78,14 +84,20 @@ def read_landscape(csv_path: str | os.PathLike, material: Material | str | None 
             raise UsageError(f"{csv_path} has no provenance file naming its material; "
                              "give the material")
         material = name
-    land = import_csv(csv_path, material)
+    recorded = (prov.get("family") or "parallel") if prov else (family or "parallel")
+    if family is not None and recorded != check_family_name(family):
+        raise UsageError(f"{csv_path.name} is a landscape of the {recorded} family, not of the "
+                         f"{family} one")
+    land = import_csv(csv_path, material, recorded)
     if prov:
-        object.__setattr__(land, "provenance", prov)
+        object.__setattr__(land, "provenance", {**prov, "family": recorded})
     return land
 
 
-def import_csv(csv_path: str | os.PathLike, material: Material | str) -> Landscape:
-    """Import a user's PEL grid from CSV, validated.
+def import_csv(csv_path: str | os.PathLike, material: Material | str,
+               family: str = "parallel") -> Landscape:
+    """Import a user's PEL grid from CSV, validated, as a landscape of the stacking ``family``
+    (``"parallel"`` or ``"antiparallel"``, whose symmetry fills missing points).
 
     The CSV needs a header naming the slip columns with their unit — ``Da_A, Db_A`` (Å along â
     and b̂) or ``frac_a, frac_b`` (fractions of the cell vectors) — and one energy column,
@@ -96,6 +108,7 @@ def import_csv(csv_path: str | os.PathLike, material: Material | str) -> Landsca
     ``spacing_A``) are kept when known. Errors are one sentence.
     """
     material = get_material(material)
+    check_family(material, check_family_name(family))
     csv_path = Path(csv_path)
     try:
         text = csv_path.read_text(encoding="utf-8-sig")
@@ -154,7 +167,7 @@ def import_csv(csv_path: str | os.PathLike, material: Material | str) -> Landsca
         spacing[i, j] = s
     missing = ~np.isfinite(energy)
     if missing.any():
-        reps = grid_orbits((na, nb), slip_symmetry_ops(material))
+        reps = grid_orbits((na, nb), slip_symmetry_ops(material, family=family))
         for idx in zip(*np.nonzero(missing), strict=True):
             same = (reps == reps[idx]) & np.isfinite(energy)
             if same.any():
@@ -167,7 +180,7 @@ def import_csv(csv_path: str | os.PathLike, material: Material | str) -> Landsca
                          f"{int(missing.sum())} points are missing, e.g. Da = "
                          f"{i / na * material.a_A:.4f} Å, Db = {j / nb * material.b_A:.4f} Å")
     prov = {"format": PEL_FORMAT, "source": "imported", "imported_from": str(csv_path),
-            "material": _material_record(material), "grid": [na, nb],
+            "material": _material_record(material), "family": family, "grid": [na, nb],
             "energy_unit": "meV per cell, relative to the grid minimum",
             "energy_column": header[ke], "relax": None, "calculator": {"name": "user data"},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "stackview_version": _version()}
@@ -190,28 +203,37 @@ def _grid_count(frac: np.ndarray, name: str, fname: str) -> int:
 
 
 # --- cache -------------------------------------------------------------------------------------
-def shipped_path(material: Material | str) -> Path:
-    """Path of the landscape shipped in ``stackview/resources/pel/`` for a material (may not
-    exist)."""
+def file_stem(material: Material | str, family: str = "parallel") -> str:
+    """File name stem of a material's landscape of one family (``MoS2``, ``MoS2_antiparallel``)."""
+    name = get_material(material).name
+    return name if check_family_name(family) == "parallel" else f"{name}_{family}"
+
+
+def shipped_path(material: Material | str, family: str = "parallel") -> Path:
+    """Path of the landscape shipped in ``stackview/resources/pel/`` for a material and family
+    (may not exist)."""
     from stackview.paths import RESOURCES_DIR
 
-    return RESOURCES_DIR / "pel" / f"{get_material(material).name}.csv"
+    return RESOURCES_DIR / "pel" / f"{file_stem(material, family)}.csv"
 
 
-def user_path(material: Material | str) -> Path:
-    """Path of the user's cached landscape of a material in the user data directory."""
+def user_path(material: Material | str, family: str = "parallel") -> Path:
+    """Path of the user's cached landscape of a material and family in the user data
+    directory."""
     from stackview.paths import user_data_dir
 
-    return user_data_dir() / "pel" / f"{get_material(material).name}.csv"
+    return user_data_dir() / "pel" / f"{file_stem(material, family)}.csv"
 
 
 def cache_landscape(landscape: Landscape) -> Path:
-    """Store a landscape as the user's landscape of its material; returns the CSV path."""
-    return write_landscape(landscape, user_path(landscape.material))[0]
+    """Store a landscape as the user's landscape of its material and family; returns the CSV
+    path."""
+    return write_landscape(landscape, user_path(landscape.material, landscape.family))[0]
 
 
 def load_landscape(source: str | os.PathLike | Material | None = None,
-                   material: Material | str | None = None) -> Landscape:
+                   material: Material | str | None = None,
+                   family: str | None = None) -> Landscape:
     """The landscape to use: a CSV path, or the material's (user cache first, then shipped).
 
     Parameters
@@ -220,21 +242,27 @@ def load_landscape(source: str | os.PathLike | Material | None = None,
         A CSV path; or ``None``/``"auto"``/a material name to look the material's up.
     material
         The material (needed for a CSV without provenance, and for the look-up).
+    family
+        The stacking family (``"parallel"`` or ``"antiparallel"``): the look-up finds that
+        family's landscape (default parallel); a CSV of another family is an error.
     """
     if source is not None and str(source) not in ("auto", "") and (
             str(source).lower().endswith(".csv") or Path(str(source)).exists()):
         path = Path(str(source))
         if not path.exists():
             raise UsageError(f"the landscape file {path} does not exist")
-        return read_landscape(path, material)
+        return read_landscape(path, material, family)
     name = material if source in (None, "auto", "") else source
     if name is None:
         raise UsageError("give a material or a landscape CSV file")
     mat = get_material(name)
-    for path in (user_path(mat), shipped_path(mat)):
+    family = check_family(mat, check_family_name(family or "parallel"))
+    for path in (user_path(mat, family), shipped_path(mat, family)):
         if path.exists():
-            return read_landscape(path, mat)
-    raise UsageError(f"no landscape for {mat.name} yet: compute one with "
-                     f"stackview pel --material {mat.name}, or import your own CSV")
+            return read_landscape(path, mat, family)
+    option = "" if family == "parallel" else f" --family {family}"
+    what = "" if family == "parallel" else f" ({family} family)"
+    raise UsageError(f"no landscape for {mat.name}{what} yet: compute one with "
+                     f"stackview pel --material {mat.name}{option}, or import your own CSV")
 
 

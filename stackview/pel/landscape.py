@@ -8,13 +8,24 @@ atoms' z coordinates are then relaxed (``relax="z"``, in-plane coordinates fixed
 built at the material's interlayer distance (``relax="none"``, a rigid scan). Energies are in
 meV per cell (one bilayer unit cell, ``2 × n_atoms`` atoms) relative to the grid minimum.
 
+Two stacking families (:mod:`stackview.core.stacking`): ``"parallel"`` (top = bottom slid by
+D; the 3R family of MoS2) and ``"antiparallel"`` (the top layer is the bottom one turned by 180°
+about its metal atom — basis atom 0 — then slid by D; the 2H family, for materials whose
+projected monolayer has no 2-fold axis). D is the metal of the top layer minus the metal of the
+bottom one in both. Each family has its own landscape and file.
+
 Only one point per symmetry orbit is computed. The reduction uses the symmetries that leave the
 *energy* invariant: lattice periodicity, the monolayer's in-plane point operations ``D → R·D``,
-and its z-flipping operations (σh for MoS2), which swap the layers and give ``D → −R·D``. The
-labels' layer-swap equivalence ``D ≡ −D`` is an *imaging* symmetry (both stacks project alike);
-it is an energy symmetry only when the monolayer has a z-flip with ``R = 1`` (MoS2, not ReS2 or
-ReSe2). The landscape therefore always covers the full cell, and :meth:`Landscape.energy_at` can
-report both stacks a label stands for.
+and its z-flipping operations (σh for MoS2), which swap the layers. In the parallel family the
+swap gives ``D → −R·D``; in the antiparallel family it gives ``D → R·D`` again (a swap exchanges
+which layer is turned; turning the whole stack by 180° restores it), so ``D → −D`` is *not* used
+there: for MoS2 the parallel group has 12 operations (±3m), the antiparallel one 6 (3m), and
+AA′ (D = δ) and A′B (D = −δ) differ. In the antiparallel family only operations about the metal
+atom itself (no fractional translation) are used; others would make the map affine. The
+labels' layer-swap equivalence ``D ≡ −D`` of the parallel family is an *imaging* symmetry (both
+stacks project alike); it is an energy symmetry only when the monolayer has a z-flip with
+``R = 1`` (MoS2, not ReS2 or ReSe2). The landscape therefore always covers the full cell, and
+:meth:`Landscape.energy_at` can report both stacks a label stands for.
 
 Any ASE calculator can be used; the default, ``"chgnet+d3"``, is CHGNet (universal potential
 whose weights ship inside its PyPI package) plus the DFT-D3(BJ) dispersion correction of the
@@ -23,10 +34,11 @@ without D3 there is no interlayer binding). Both are optional dependencies
 (``pip install 'stackview[pel]'``), imported only when that calculator is built.
 
 Files: a landscape is a CSV grid (``Da_A, Db_A, frac_a, frac_b, energy_meV, spacing_A``) plus a
-JSON provenance sidecar with the same stem (calculator, package versions and licences, grid,
-relaxation settings, the command that made it). Shipped landscapes live in
-``stackview/resources/pel/``; computed or imported ones are cached per material in
-``<user data>/pel/``. :func:`stackview.pel.files.import_csv` reads a user's own DFT grid.
+JSON provenance sidecar with the same stem (family, calculator, package versions and licences,
+grid, relaxation settings, the command that made it). Shipped landscapes live in
+``stackview/resources/pel/`` (``MoS2.csv`` parallel, ``MoS2_antiparallel.csv``); computed or
+imported ones are cached per material and family in ``<user data>/pel/``.
+:func:`stackview.pel.files.import_csv` reads a user's own DFT grid.
 
 The package (no Qt): :mod:`.landscape` (settings, :class:`Landscape`, symmetry, summary),
 :mod:`.compute` (calculators and the job), :mod:`.files` (CSV + JSON, import, cache),
@@ -44,6 +56,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from stackview.core.stacking import FAMILIES, stacking_classes
 from stackview.errors import UsageError
 from stackview.materials import Material, get_material
 
@@ -81,6 +94,8 @@ class PelSettings:
         Most optimiser steps per point.
     vacuum_A
         Vacuum between periodic images of the bilayer along z (Å).
+    family
+        ``"parallel"`` or ``"antiparallel"`` (the top layer turned by 180° about its metal atom).
     """
 
     grid: int = DEFAULT_GRID
@@ -89,8 +104,10 @@ class PelSettings:
     fmax_eV_A: float = 0.02
     max_steps: int = 200
     vacuum_A: float = 20.0
+    family: str = "parallel"
 
     def __post_init__(self) -> None:
+        check_family_name(self.family)
         if not isinstance(self.grid, int | np.integer) or not (2 <= self.grid <= 96):
             raise UsageError(f"the PEL grid must be a whole number from 2 to 96, not {self.grid}")
         if self.relax not in RELAX_MODES:
@@ -120,7 +137,8 @@ class Landscape:
     spacing_A
         Mid-plane interlayer distance at each point (Å), same shape (NaN where unknown).
     provenance
-        JSON-able record of how the landscape was made (see module docstring).
+        JSON-able record of how the landscape was made (see module docstring); its ``family``
+        (default ``"parallel"``) says which stacking family the grid is of.
     """
 
     material: Material
@@ -138,6 +156,12 @@ class Landscape:
             raise UsageError("the spacing grid must have the shape of the energy grid")
         object.__setattr__(self, "energy_meV", e - e.min())
         object.__setattr__(self, "spacing_A", s)
+        check_family_name(self.family)
+
+    @property
+    def family(self) -> str:
+        """The stacking family of the grid: ``"parallel"`` or ``"antiparallel"``."""
+        return str((self.provenance or {}).get("family") or "parallel")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -174,6 +198,8 @@ class Landscape:
         ``swap`` says what a slip label stands for: ``"none"`` the stack with slip D itself;
         ``"min"``/``"mean"`` the lower/mean energy of D and its layer swap −D (an image
         cannot tell them apart; they are equal when −D is an energy symmetry, as for MoS2).
+        In the antiparallel family a swap of the layers keeps the label D, so ``swap`` changes
+        nothing there.
         """
         if swap not in ("none", "min", "mean"):
             raise UsageError(f"swap must be 'none', 'min' or 'mean', not {swap!r}")
@@ -181,7 +207,7 @@ class Landscape:
         if d.shape[-1] != 2:
             raise UsageError("slips must be pairs (Da, Db) in Å")
         e = self._interp(d)
-        if swap == "none":
+        if swap == "none" or self.family == "antiparallel":
             return e
         e2 = self._interp(-d)
         return np.minimum(e, e2) if swap == "min" else (e + e2) / 2
@@ -224,15 +250,30 @@ class Landscape:
 
 
 # --- symmetry --------------------------------------------------------------------------------
-def slip_symmetry_ops(material: Material | str, tol_A: float = 0.02) -> list[np.ndarray]:
-    """Integer matrices F (fractional, row-vector convention ``f' = f @ F``) that leave the PEL
-    of ``material``'s bilayer invariant, identity first.
+def check_family_name(family: str) -> str:
+    """A family name, validated (one sentence when it is neither family)."""
+    if family not in FAMILIES:
+        raise UsageError(f"the stacking family must be 'parallel' or 'antiparallel', not "
+                         f"{family!r}")
+    return family
 
-    An in-plane orthogonal operation R of the monolayer (with translation) gives
+
+def slip_symmetry_ops(material: Material | str, tol_A: float = 0.02,
+                      family: str = "parallel") -> list[np.ndarray]:
+    """Integer matrices F (fractional, row-vector convention ``f' = f @ F``) that leave the PEL
+    of ``material``'s bilayer of the given family invariant, identity first.
+
+    Parallel: an in-plane orthogonal operation R of the monolayer (with translation) gives
     ``E(D) = E(R·D)``; one that also flips z gives ``E(D) = E(−R·D)`` (the flip swaps the
-    layers). Operations are tested on the basis atoms (species, in-plane position and z).
+    layers). Antiparallel: operations about the metal atom (basis atom 0, no translation), with
+    or without the z flip, give ``E(D) = E(R·D)`` — never ``−R``. Operations are tested on the
+    basis atoms (species, in-plane position and z).
     """
+    from stackview.core.stacking import check_family
+
+    check_family(material, family)
     material = get_material(material)
+    anti = family == "antiparallel"
     cell = material.cell_2d
     inv = np.linalg.inv(cell)
     xy = material.frac_ab @ cell
@@ -250,8 +291,9 @@ def slip_symmetry_ops(material: Material | str, tol_A: float = 0.02) -> list[np.
         if not np.allclose(frac_op, np.round(frac_op), atol=1e-3):
             continue
         for flip in (1.0, -1.0):
-            if _maps_basis(xy @ r.T, flip * z, xy, z, sym, cell, inv, tol_A):
-                f = np.round(flip * frac_op).astype(int)
+            new_xy = (xy - xy[0]) @ r.T + xy[0]  # about atom 0 (any centre will do, parallel)
+            if _maps_basis(new_xy, flip * z, xy, z, sym, cell, inv, tol_A, fixed=anti):
+                f = np.round((1.0 if anti else flip) * frac_op).astype(int)
                 if not any(np.array_equal(f, o) for o in ops):
                     ops.append(f)
     ident = np.eye(2, dtype=int)
@@ -259,9 +301,16 @@ def slip_symmetry_ops(material: Material | str, tol_A: float = 0.02) -> list[np.
     return ops
 
 
-def _maps_basis(new_xy, new_z, xy, z, sym, cell, inv, tol_A) -> bool:
+def _maps_basis(new_xy, new_z, xy, z, sym, cell, inv, tol_A, fixed: bool = False) -> bool:
+    """Whether the moved basis (new_xy, new_z) is the basis up to a translation (in-plane:
+    none, modulo the lattice, when ``fixed``; along z: any)."""
     for j in np.nonzero(sym == sym[0])[0]:
         txy = xy[j] - new_xy[0]
+        if fixed:
+            frac = txy @ inv
+            if not np.allclose(frac, np.round(frac), atol=1e-6):
+                continue
+            txy = np.zeros(2)
         tz = z[j] - new_z[0]
         ok = True
         for i in range(len(sym)):
@@ -326,6 +375,14 @@ def summarize(landscape: Landscape) -> dict:
         with contextlib.suppress(UsageError):
             fixed[name] = round(landscape.value_at_frac(fa, fb), 3)
     out["energy_at_frac_meV"] = fixed
+    out["family"] = landscape.family
+    marks = class_marks(landscape.material, landscape.family)
+    if marks:
+        slips = np.array([[fa * landscape.material.a_A, fb * landscape.material.b_A]
+                          for _, fa, fb in marks])
+        energies = landscape.energy_at(slips, swap="none")
+        out["energy_at_class_meV"] = {name: round(float(e), 3)
+                                      for (name, _, _), e in zip(marks, energies, strict=True)}
     out["caveats"] = caveats(landscape)
     s = landscape.spacing_A
     if np.any(np.isfinite(s)):
@@ -356,6 +413,31 @@ def caveats(landscape: Landscape, tol_A: float = 0.3) -> list[str]:
                        f"the reference {ref:.2f} Å: the potential underbinds the layers, so treat "
                        "the energy magnitudes as qualitative")
     return out
+
+
+def class_marks(material: Material | str, family: str = "parallel"
+                ) -> list[tuple[str, float, float]]:
+    """The named stacking classes of a family at their slips in the PEL's cell, as rows
+    ``(name, frac_a, frac_b)`` (fractions in [0, 1)); empty for materials without names.
+
+    Names are those of :func:`stackview.core.stacking.stacking_classes` (He, Hummer & Franchini,
+    PRB 89, 075409 (2014)); a class that is two stackings of equal energy related by the layer
+    swap (``AB/BA`` at ±δ) is marked at both, ``AB`` at δ and ``BA`` at −δ. Names are written
+    with ASCII primes (``AA'``); :func:`prime` turns them typographic.
+    """
+    out: list[tuple[str, float, float]] = []
+    for c in stacking_classes(material, check_family_name(family)):
+        fa, fb = (float(v) % 1.0 for v in c.frac)
+        parts = c.name.split("/")
+        out.append((parts[0], fa, fb))
+        if len(parts) == 2:
+            out.append((parts[1], (-fa) % 1.0, (-fb) % 1.0))
+    return out
+
+
+def prime(name: str) -> str:
+    """A class name with typographic primes (AA′) for figures."""
+    return name.replace("'", "\u2032")
 
 
 def _slip_of(landscape: Landscape, idx) -> tuple[float, float]:
