@@ -218,7 +218,12 @@ def analyze_image(
         Refine every window by fitting the incoherent model to it from the network's reading
         (:func:`stackview.fit.maps.fit_map`; slip and twist models): ``result.fit``.
     """
-    from stackview.analysis.fields import interface_polyline, label_statistics, slip_vector_field
+    from stackview.analysis.fields import (
+        interface_polyline,
+        label_statistics,
+        slip_vector_field,
+        stacking_columns,
+    )
     from stackview.analysis.lattice_reading import (
         ResimulationScorer,
         measured_lattice,
@@ -264,6 +269,10 @@ def analyze_image(
 
         if get_material(material).name != card.material:
             raise UsageError(f"model {card.name} is for {card.material}, not {material}")
+    if fit:
+        from stackview.fit.maps import check_fittable
+
+        check_fittable(card)  # before any window is read
     stages: dict[str, float] = {"read": _lap()}
     cancel.check()
     progress(0, 1, "reading the lattice")
@@ -360,6 +369,7 @@ def analyze_image(
             notes.append(bounds.text())
     del sampler  # its spline coefficients are as large as the image
     stats = label_statistics(smap.values.reshape(-1, len(smap.names)), smap.names, space)
+    smap.stacking = stacking_columns(smap, space)
     field_ = slip_vector_field(smap, space, frame) if isinstance(space, SlipLabels) else None
     interface = interface_polyline(smap, space)
     stages["maps"] = _lap()

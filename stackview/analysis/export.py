@@ -31,9 +31,15 @@ def write_map_csv(path: Path, smap, fit=None) -> Path:
     angle is then left empty). With a physics fit (:class:`stackview.fit.FitResult`, one row
     per window): ``fit_<label>`` and ``fit_sigma_<label>``, ``fit_ncc``, ``fit_chi2_red``,
     ``fit_moved_A`` (``fit_moved_deg`` for twist; from the network's reading) and
-    ``fit_dose_per_px``."""
+    ``fit_dose_per_px``. For models that read the stacking family (a ``family`` column: the
+    probability of the antiparallel family): ``stacking_family``, ``stacking`` (the class name,
+    :mod:`stackview.core.stacking`; ``intermediate`` farther than 0.5 Å from every class) and
+    ``stacking_distance_A``."""
     unit = "deg" if smap.names == ("theta_deg",) else "A"
     header = ["x_nm", "y_nm", *smap.names, f"uncertainty_{unit}", "level"]
+    stacking = getattr(smap, "stacking", None)
+    if stacking is not None:
+        header += ["stacking_family", "stacking", "stacking_distance_A"]
     ncc = getattr(smap, "ncc_points", None)
     if ncc is not None:
         ncc = np.asarray(ncc, dtype=float).ravel()
@@ -54,6 +60,9 @@ def write_map_csv(path: Path, smap, fit=None) -> Path:
         for k, row in enumerate(smap.points):
             cells = [f"{row[0]:.4f}", f"{row[1]:.4f}",
                      *(f"{v:.4f}" if np.isfinite(v) else "" for v in row[2:-1]), int(row[-1])]
+            if stacking is not None:
+                fam, names, dist = stacking
+                cells += [fam[k], names[k], _cell(dist[k], 4)]
             if ncc is not None:
                 cells.append(f"{ncc[k]:.4f}" if np.isfinite(ncc[k]) else "")
             if bounds is not None:
@@ -231,6 +240,30 @@ def write_figure(path: Path, image: np.ndarray, pixel_size_nm: float, smap, fiel
     return path
 
 
+#: one colour per stacking class (figure and window), the parallel ones blue-green, the
+#: antiparallel ones warm, intermediate grey
+CLASS_COLOURS = {"AA": "#1b9e77", "AB/BA": "#377eb8", "AA'": "#e41a1c", "AB'": "#ff7f00",
+                 "A'B": "#984ea3", "intermediate": "#bdbdbd"}
+
+
+def _class_map(ax, stacking, map_extent, interface, matplotlib) -> None:
+    """The stacking classes as a categorical map with a legend of the classes present."""
+    classes = [c for c in stacking.classes if np.any(stacking.grid == c)]
+    code = np.full(stacking.grid.shape, np.nan)
+    for i, c in enumerate(classes):
+        code[stacking.grid == c] = i
+    colours = [CLASS_COLOURS.get(c, "#000000") for c in classes] or ["#000000"]
+    ax.imshow(code, cmap=matplotlib.colors.ListedColormap(colours), vmin=-0.5,
+              vmax=len(colours) - 0.5, extent=map_extent, alpha=0.85, interpolation="nearest")
+    handles = [matplotlib.patches.Patch(color=CLASS_COLOURS.get(c, "#000000"),
+                                        label=c.replace("'", "\u2032")) for c in classes]
+    if handles:
+        ax.legend(handles=handles, fontsize=7, loc="upper right", framealpha=0.8)
+    if interface is not None and len(interface):
+        ax.plot(interface[:, 0], interface[:, 1], "--", color="black", lw=1.5)
+    ax.set_title("stacking class")
+
+
 def build_figure(image: np.ndarray, pixel_size_nm: float, smap, field=None, interface=None,
                  title: str = "", pel=None, reliable: bool = True, reliability_reason: str = ""):
     """The matplotlib figure :func:`write_figure` saves (the caller closes it)."""
@@ -287,6 +320,11 @@ def build_figure(image: np.ndarray, pixel_size_nm: float, smap, field=None, inte
     for k, name in enumerate(smap.names):
         ax = axes[1 + k]
         ax.imshow(shown, cmap="gray", vmin=lo, vmax=hi, extent=extent)
+        stacking = getattr(smap, "stacking", None)
+        if name == "family" and stacking is not None:
+            _class_map(ax, stacking, map_extent, interface, matplotlib)
+            finish_map_panel(ax)
+            continue
         im = ax.imshow(smap.values[..., k], cmap="viridis", extent=map_extent, alpha=0.85,
                        interpolation="nearest")
         unit = "°" if name == "theta_deg" else "Å"

@@ -43,7 +43,13 @@ def aligned_values(values: np.ndarray, space) -> np.ndarray:
 
 
 def label_statistics(values: np.ndarray, names, space) -> dict:
-    """Median and interquartile range of each label (symmetry-aware), plus the count."""
+    """Median and interquartile range of each label (symmetry-aware), plus the count.
+
+    With the stacking family as a label (``family="both"``): the slip statistics of the
+    windows of the more frequent family, the windows per family (``families``) and per
+    stacking class (``stacking``), and each family's own slip statistics (``per_family``)."""
+    if isinstance(space, SlipLabels) and space.family == "both":
+        return _family_statistics(np.asarray(values, dtype=float), names, space)
     v = aligned_values(np.asarray(values), space)
     v = v[np.all(np.isfinite(v), axis=1)]
     stats = {"n": int(len(v))}
@@ -57,6 +63,66 @@ def label_statistics(values: np.ndarray, names, space) -> dict:
         stats[name] = {"median": float(canon[k]), "iqr": float(q3 - q1),
                        "q1": float(q1 + shift[k]), "q3": float(q3 + shift[k])}
     return stats
+
+
+def _family_statistics(values: np.ndarray, names, space: SlipLabels) -> dict:
+    from stackview.core.stacking import FAMILIES, classify
+
+    v = values.reshape(-1, values.shape[-1])
+    v = v[np.all(np.isfinite(v), axis=1)]
+    fam = space.family_of(v) if len(v) else np.zeros(0, dtype=int)
+    counts = {f: int(np.sum(fam == k)) for k, f in enumerate(FAMILIES)}
+    major = int(counts["antiparallel"] > counts["parallel"])
+    stats = label_statistics(v[fam == major, :2], names[:2],
+                             space.family_space(FAMILIES[major])) if len(v) else {"n": 0}
+    stats["n"] = int(len(v))
+    stats["majority_family"] = FAMILIES[major] if len(v) else ""
+    stats["families"] = counts
+    classes, _ = classify(space.material, v[:, :2], fam)
+    names_, n = np.unique(classes.astype(str), return_counts=True)
+    stats["stacking"] = {str(k): int(c) for k, c in zip(names_, n, strict=True) if k}
+    stats["per_family"] = {
+        f: label_statistics(v[fam == k, :2], names[:2], space.family_space(f))
+        for k, f in enumerate(FAMILIES) if counts[f]}
+    return stats
+
+
+@dataclass
+class Stacking:
+    """Family and stacking class of every window: per row of ``smap.points`` (``family``,
+    ``names``, ``distance_A``) and on the map's grid (``grid``, class names; ``""`` where no
+    window was read), with the class order for legends (``classes``)."""
+
+    family: np.ndarray
+    names: np.ndarray
+    distance_A: np.ndarray
+    grid: np.ndarray
+    classes: tuple[str, ...]
+
+    def __iter__(self):  # (family, names, distance) as the CSV writer takes them
+        return iter((self.family, self.names, self.distance_A))
+
+
+def _classes_of(material, values: np.ndarray):
+    from stackview.core.stacking import classify, family_names
+
+    v = values.reshape(-1, values.shape[-1])
+    ok = np.all(np.isfinite(v[:, :3]), axis=1)
+    fam = family_names(np.nan_to_num(v[:, 2], nan=0.0))
+    names, dist = classify(material, np.where(ok[:, None], v[:, :2], np.nan), fam)
+    return np.where(ok, fam, ""), np.where(ok, names, ""), dist
+
+
+def stacking_columns(smap, space) -> Stacking | None:
+    """The :class:`Stacking` of a map read by a model of both families; None otherwise."""
+    from stackview.core.stacking import INTERMEDIATE, stacking_classes
+
+    if not (isinstance(space, SlipLabels) and space.family == "both"):
+        return None
+    fam, names, dist = _classes_of(space.material, smap.points[:, 2:5])
+    _, grid, _ = _classes_of(space.material, smap.values[..., :3])
+    classes = tuple(c.name for c in stacking_classes(space.material)) + (INTERMEDIATE,)
+    return Stacking(fam, names, dist, grid.reshape(smap.values.shape[:2]), classes)
 
 
 def _jump_midpoints(smap, space, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -112,6 +178,9 @@ def slip_vector_field(smap, space: SlipLabels, frame=None,
     sel = ((smap.x_nm[None, :] >= rx0) & (smap.x_nm[None, :] <= rx1)
            & (smap.y_nm[:, None] >= ry0) & (smap.y_nm[:, None] <= ry1))
     bilayer = SlipLabels(space.material, layers=2, layer_swap=space.layer_swap)
+    if space.family == "both":  # the deviations within the map's more frequent family
+        fam = space.family_of(np.nan_to_num(smap.values[..., :3]).reshape(-1, 3))
+        bilayer = space.family_space("antiparallel" if fam.mean() > 0.5 else "parallel")
     ref_vals = v[sel]
     if not len(ref_vals):
         ref_vals = v.reshape(-1, 2)

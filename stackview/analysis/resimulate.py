@@ -34,8 +34,11 @@ def atoms_for_labels(material, task: str, values, fov_A, margin_A: float = 8.0,
     if task == "twist":
         return build_twisted(material, float(values[0]), fov_A=fov_A, margin_A=margin_A,
                              interlayer_A=interlayer_A)
-    return build_stack(material, values.reshape(-1, 2), fov_A=fov_A, margin_A=margin_A,
-                       interlayer_A=interlayer_A)
+    # (Da, Db, family): a bilayer of either stacking family (family >= 0.5: antiparallel)
+    anti = len(values) == 3 and values[2] >= 0.5
+    slips = values[:2] if len(values) == 3 else values
+    return build_stack(material, slips.reshape(-1, 2), fov_A=fov_A, margin_A=margin_A,
+                       interlayer_A=interlayer_A, antiparallel=bool(anti))
 
 
 def export_atoms(atoms, path: str | Path) -> Path:
@@ -63,7 +66,8 @@ def simulate_window(material, task: str, values, sampling_A: float, patch_px: in
     from stackview.simulation import simulate
 
     fov = (patch_px * sampling_A, patch_px * sampling_A)
-    atoms = atoms_for_labels(material, task, values, fov)
+    # a margin beyond the probe's tail (7.5 Å at 60 kV) by more than one row of atoms
+    atoms = atoms_for_labels(material, task, values, fov, margin_A=12.0)
     return simulate(atoms, optics, sampling_A=sampling_A, fov_A=fov).image
 
 

@@ -41,11 +41,19 @@ class Resimulator:
         self.step = theta_step_deg if task == "twist" else slip_step_A
         self.max_cache = max_cache
         self._cache: dict[tuple, np.ndarray] = {}
+        from stackview.core.stacking import has_families
+
+        self.families = task == "slip" and has_families(material)
+        #: per rounded label: the orbit members that explained windows best, best first
+        self._good: dict[tuple, list[int]] = {}
+        self._best_seen: dict[tuple, float] = {}
 
     def simulation(self, values) -> np.ndarray:
         from stackview.analysis.resimulate import simulate_window
 
-        v = np.atleast_1d(np.asarray(values, dtype=float))
+        v = np.atleast_1d(np.asarray(values, dtype=float)).copy()
+        if len(v) == 3:
+            v[2] = float(v[2] >= 0.5)  # the family, not its probability
         key = tuple(np.round(v / self.step).astype(int))
         sim = self._cache.get(key)
         if sim is None:
@@ -100,7 +108,53 @@ class Resimulator:
             return float("nan")
         if self.task == "twist":
             return max(self._twist_ncc(window, s * float(v[0])) for s in (1, -1))
+        if self.families and len(v) <= 3:
+            return self._orbit_ncc(window, v)
         return compare_window(window, self.simulation(v)).ncc
+
+    def orbit(self, values) -> list[tuple[np.ndarray, bool]]:
+        """The labels (and half turns) whose images are the views of one stacking of a
+        hexagonal bilayer in a lattice frame: a window of the canonical label may show any of
+        them (the frame leaves the 6-fold rotation and which way the layers point open)."""
+        from stackview.core.labels import SlipLabels
+
+        v = np.asarray(values, dtype=float)
+        anti = len(v) == 3 and v[2] >= 0.5
+        space = SlipLabels(self.material, family="antiparallel" if anti else "parallel")
+        ops = space.label_ops("antiparallel")  # P alone: −D is the same image (layer swap)
+        turns = (False,) if anti else (False, True)  # antiparallel images are centrosymmetric
+        out = []
+        for q in ops:
+            d = v[:2] @ q
+            out += [(np.concatenate([d, v[2:]]), t) for t in turns]
+        return out
+
+    def _orbit_ncc(self, window: np.ndarray, v: np.ndarray) -> float:
+        """The best NCC over the label's orbit, trying first the members that explained windows
+        of this label before (neighbouring windows mostly share one)."""
+        from stackview.analysis.resimulate import compare_window
+
+        key = tuple(np.round(v / self.step).astype(int))
+        members = self.orbit(v)
+        scores: dict[int, float] = {}
+
+        def score(i: int) -> float:
+            vals, turned = members[i]
+            sim = self.simulation(vals)
+            scores[i] = compare_window(window, sim[::-1, ::-1] if turned else sim).ncc
+            return scores[i]
+
+        for i in self._good.get(key, [])[:2]:
+            score(i)
+        if not scores or max(scores.values()) < self._best_seen.get(key, 1.0) - 0.15:
+            for i in range(len(members)):
+                if i not in scores:
+                    score(i)
+        ranked = sorted(scores, key=lambda i: -scores[i])
+        self._good[key] = ranked[:2] + [i for i in self._good.get(key, []) if i not in ranked[:2]]
+        best = scores[ranked[0]]
+        self._best_seen[key] = max(self._best_seen.get(key, -1.0), best)
+        return best
 
     def _twist_ncc(self, window: np.ndarray, theta_deg: float) -> float:
         from stackview.analysis.compare import ncc

@@ -16,10 +16,20 @@ from stackview.engine.jobs import CancelToken, null_progress
 CHUNK = 256
 
 
+def check_fittable(card) -> None:
+    """Refuse, in one sentence, a model whose readings the fit cannot refine."""
+    from stackview.errors import UsageError
+
+    if (card.spec or {}).get("family", "parallel") != "parallel":
+        raise UsageError(f"the physics fit does not read the stacking family yet; analyse "
+                         f"with {card.name} without --fit")
+
+
 def fitter_for_card(card, optics, settings=None):
     """A :class:`WindowFitter` for a model card's material, layers, sampling and window."""
     from stackview.fit.fit import WindowFitter
 
+    check_fittable(card)
     return WindowFitter(card.material, card.task, card.layers, optics, card.sampling_A,
                         card.patch_px, settings)
 

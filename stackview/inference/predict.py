@@ -132,7 +132,13 @@ def tta_views(card, n_shifts: int = 4) -> list[tuple[str, callable, callable]]:
     views += [("gamma0.85", gamma(0.85), identity), ("gamma1.15", gamma(1.15), identity)]
     order, mirror = projected_symmetry(card.material)
     if card.task == "slip":
-        if order % 2 == 0:
+        if card.layers == 2 and order % 2 == 1:
+            # hexagonal TMDs: a half turn and the mirror across a's normal keep the stacking
+            # (the labels fold by ±3m, the antiparallel ones by 3m, which the half turn keeps)
+            views.append(("rot180", lambda im: np.ascontiguousarray(im[::-1, ::-1]), identity))
+            if mirror:
+                views.append(("flip_x", lambda im: np.ascontiguousarray(im[:, ::-1]), identity))
+        elif order % 2 == 0:
             # a half turn moves the layers to −t: slips (−D1, −D2) (a bilayer's −D ≡ D)
             views.append(("rot180", lambda im: np.ascontiguousarray(im[::-1, ::-1]),
                           lambda y: -np.asarray(y)))
@@ -175,7 +181,14 @@ def aggregate(preds: np.ndarray, space: SlipLabels | TwistLabels) -> tuple:
             ref = np.array([aligned.mean()])
         aligned = aligned[:, None]
     mean = aligned.mean(axis=0)
-    rms = float(np.sqrt(np.mean(space.distance(aligned, mean) ** 2)))
+    if isinstance(space, SlipLabels) and space.family == "both":
+        # the views' spread of the slip in the family they agree on most (their mean
+        # probability); a view that reads the other family counts by its slip alone
+        fam = "antiparallel" if mean[2] >= 0.5 else "parallel"
+        rms = float(np.sqrt(np.mean(space.family_space(fam).distance(aligned[:, :2],
+                                                                     mean[:2]) ** 2)))
+    else:
+        rms = float(np.sqrt(np.mean(space.distance(aligned, mean) ** 2)))
     std = aligned.std(axis=0)
     canonical = np.atleast_1d(space.canonical(mean))
     # report the views in the canonical mean's equivalent

@@ -62,6 +62,10 @@ class SpmMap:
     bounds
         For twist maps, the windows whose reading is a bound ("θ < 3°") rather than an angle
         (:class:`stackview.analysis.twist_bounds.TwistBounds`); None until applied.
+    stacking
+        For models that read the stacking family: per row of ``points`` the family, the
+        stacking class and the distance to it (Å) (:func:`stackview.analysis.fields.
+        stacking_columns`); None otherwise.
     """
 
     x_nm: np.ndarray
@@ -78,6 +82,7 @@ class SpmMap:
     ncc: np.ndarray | None = None
     ncc_points: np.ndarray | None = None
     bounds: object | None = None
+    stacking: tuple | None = None
 
     @property
     def n_patches(self) -> int:

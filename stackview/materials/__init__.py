@@ -7,6 +7,7 @@ slip-stacked and twisted multilayers as ``ase.Atoms``.
 
 from stackview.materials.builders import (
     StackArrays,
+    build_slip_domains,
     build_stack,
     build_twist_domains,
     build_twisted,
@@ -26,6 +27,7 @@ from stackview.materials.cell import Material, reduce_basis_2d
 __all__ = [
     "Material",
     "StackArrays",
+    "build_slip_domains",
     "build_stack",
     "build_twist_domains",
     "build_twisted",

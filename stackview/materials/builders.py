@@ -348,6 +348,42 @@ def build_twist_domains(
     return to_atoms(arrays, fov_A, margin_A, info)
 
 
+def build_slip_domains(
+    material: Material | str,
+    domains,
+    domain_of_xy,
+    fov_A=(100.0, 50.0),
+    margin_A: float = 10.0,
+    interlayer_A: float | None = None,
+    seed=None,
+):
+    """Bilayer whose top layer has the stacking ``domains[k] = (slip_A, antiparallel)`` where
+    ``domain_of_xy(xy) == k``, over one bottom layer: e.g. a 3R domain beside a 2H one. The
+    boundary is sharp (each top atom belongs to the domain it sits in)."""
+    material = get_material(material)
+    fx, fy = _validate_fov(fov_A, margin_A)
+    d = material.interlayer_A if interlayer_A is None else float(interlayer_A)
+    region = (-margin_A, fx + margin_A, -margin_A, fy + margin_A)
+    p0, n0 = layer_arrays(material, region)
+    tops_p, tops_n = [], []
+    for k, (slip, anti) in enumerate(domains):
+        shift = material.slip_to_cartesian(np.asarray(slip, dtype=float).reshape(1, 2))[0]
+        p, n = layer_arrays(material, region, shift_A=shift, theta_deg=180.0 if anti else 0.0)
+        keep = np.asarray(domain_of_xy(p[:, :2])) == k
+        tops_p.append(p[keep])
+        tops_n.append(n[keep])
+    p1, n1 = np.vstack(tops_p), np.concatenate(tops_n)
+    p1[:, 2] += d
+    layer = np.concatenate([np.zeros(len(n0), np.int16), np.ones(len(n1), np.int16)])
+    arrays = _postprocess(np.vstack([p0, p1]), np.concatenate([n0, n1]), layer,
+                          np.random.default_rng(seed), 0.0, 0.0, 0.0)
+    info = {"material": material.name, "task": "slip", "layers": 2, "interlayer_A": d,
+            "domains": [{"slip_A": [float(v) for v in s], "family":
+                         "antiparallel" if a else "parallel"} for s, a in domains],
+            "seed": seed}
+    return to_atoms(arrays, fov_A, margin_A, info)
+
+
 def moire_period_A(material: Material | str, theta_deg: float) -> float:
     """Moiré period L = a / (2 sin(θ/2)) of a twisted bilayer (Å), using |a|."""
     material = get_material(material)

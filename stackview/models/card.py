@@ -125,16 +125,38 @@ class ModelCard:
                              + ("; theta = -theta (mirror)" if space.mirror else "")),
                 "lattice": lattice,
             }
-        names = [f"{n}_A" for n in space.names]
+        names = [n if n == "family" else f"{n}_A" for n in space.names]
         sym = "D = D + m*a + n*b"
-        if space.layer_swap:
+        if space.uses_group:
+            sym += ("; D = g.D for the monolayer's projected point operations g"
+                    + ("; D = -g.D in the parallel family (layer swap)"
+                       if "parallel" in space.families else ""))
+        elif space.layer_swap:
             sym += ("; D = -D (layer swap)" if space.layers == 2
                     else "; (D1, D2) = (-D2, -D1) (stack reversal)")
-        return {
+        out = {
             "names": names, "unit": "A", "domain_A": [list(b) for b in space.domain_bounds_A()],
             "symmetry": sym, "slip": "D = Da*a_hat + Db*b_hat (A along the unit lattice vectors)",
             "lattice": lattice,
         }
+        if space.family != "parallel" or space.uses_group:
+            from stackview.core.stacking import chamber_frac, stacking_classes
+
+            out["family"] = space.family
+            out["families"] = {
+                "parallel": "same-orientation layers (3R family), top = bottom + D",
+                "antiparallel": "one layer turned by 180 deg about its metal atom (2H family); "
+                                "D = metal of the turned layer - metal of the other",
+                "family_column": "probability of the antiparallel family (0..1)",
+            } if space.family == "both" else {}
+            out["chambers_frac"] = {f: chamber_frac(mat, f).tolist() for f in space.families
+                                    if chamber_frac(mat, f) is not None}
+            out["classes"] = [{"name": c.name, "family": c.family, "frac": list(c.frac),
+                               "description": c.description} for c in stacking_classes(mat)
+                              if c.family in space.families]
+            out["class_convention"] = ("He, Hummer & Franchini, Phys. Rev. B 89, 075409 (2014); "
+                                       "AB and BA are one projection")
+        return out
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
