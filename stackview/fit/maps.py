@@ -20,7 +20,7 @@ def check_fittable(card) -> None:
     """Refuse, in one sentence, a model whose readings the fit cannot refine."""
     from stackview.errors import UsageError
 
-    if (card.spec or {}).get("family", "parallel") != "parallel":
+    if (getattr(card, "spec", None) or {}).get("family", "parallel") != "parallel":
         raise UsageError(f"the physics fit does not read the stacking family yet; analyse "
                          f"with {card.name} without --fit")
 
