@@ -217,8 +217,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _metrics_line(m: dict) -> str:
     if "mean_A" in m:
+        family = (f"; family right in {100 * m['family_accuracy']:.2f} %"
+                  if "family_accuracy" in m else "")
         return (f"ΔD mean {m['mean_A']:.4f} Å, median {m['median_A']:.4f} Å, "
-                f"95% {m['p95_A']:.4f} Å over {m['n']} patches")
+                f"95% {m['p95_A']:.4f} Å over {m['n']} patches{family}")
     return (f"twist error mean {m['mean_deg']:.3f}°, median {m['median_deg']:.3f}°, "
             f"95% {m['p95_deg']:.3f}°; θ/60°−θ confusions {m['confusions']}/"
             f"{m['confusion_candidates']} over {m['n']} patches")
