@@ -58,12 +58,13 @@ class WindowInspector(QWidget):
         layout.addWidget(self.glw)
 
     def show_window_ncc(self, x_nm: float, y_nm: float, ncc: float | None,
-                        threshold: float) -> None:
-        """At the click, before the re-simulation job returns: the window and the NCC the
-        analysis scored it with."""
+                        threshold: float, stacking: str = "") -> None:
+        """At the click, before the re-simulation job returns: the window, its stacking (a
+        family model's: family, class, distance) and the NCC the analysis scored it with."""
         self.export_button.setEnabled(False)
-        self.info.setText(f"Window at ({x_nm:.2f}, {y_nm:.2f}) nm: {ncc_words(ncc, threshold)}; "
-                          "re-simulating it…")
+        self.info.setText(f"Window at ({x_nm:.2f}, {y_nm:.2f}) nm: "
+                          + (f"{stacking}; " if stacking else "")
+                          + f"{ncc_words(ncc, threshold)}; re-simulating it…")
 
     def show_inspection(self, ins) -> None:
         self.inspection = ins
@@ -79,6 +80,8 @@ class WindowInspector(QWidget):
             labels = (f"θ {ins.bound[0]} {ins.bound[1:]}° (a bound: its moiré is longer than "
                       f"the window holds; shown re-simulated at the {ins.values[0]:.2f}° the "
                       "network guessed)")
+        if getattr(ins, "stacking", ""):
+            labels += f"; {ins.stacking}"
         text = (f"Window at ({ins.x_nm:.2f}, {ins.y_nm:.2f}) nm: {labels}; "
                 f"NCC with the re-simulation {c.ncc:.3f}")
         if ins.analysis_ncc is not None:

@@ -40,6 +40,7 @@ from stackview.gui.results_panel import ResultsPanel, trust_text
 from stackview.gui.session_binding import SessionBinding
 from stackview.gui.session_files import WindowSession
 from stackview.gui.spm_panel import SpmPanel
+from stackview.gui.stacking_view import window_stacking
 from stackview.gui.viewer import ImageViewer
 from stackview.gui.welcome import WelcomePanel
 from stackview.gui.window_exports import WindowExports
@@ -496,7 +497,8 @@ class MainWindow(WindowJobs, WindowResults, WindowExports, WindowSession, QMainW
         self.session.inspected = (float(x_nm), float(y_nm))
         self.viewer.show_picked(cx, cy, result.smap.window_nm)
         # the analysis' score of the window at once; the re-simulation beside it follows
-        self.inspector.show_window_ncc(cx, cy, tasks.window_ncc(result.smap, k), POOR_WINDOW_NCC)
+        self.inspector.show_window_ncc(cx, cy, tasks.window_ncc(result.smap, k), POOR_WINDOW_NCC,
+                                       window_stacking(result.smap, k))
         self.docks["inspector"].raise_()
 
         def done(ins):

@@ -4,7 +4,9 @@ The slips are drawn in Cartesian coordinates of the slip plane (Å, a along +x),
 cell spanned by a and b, with the canonical label domain shaded. The energy landscape itself
 comes from :mod:`stackview.pel` (the user's cached landscape of the material, else the
 shipped one); where there is none yet the panel says so in its title, and
-:meth:`PelPlot.set_landscape` draws a grid under the points when there is one.
+:meth:`PelPlot.set_landscape` draws a grid under the points when there is one. For a family
+model's map the window passes the family's canonical triangle as the domain and its stacking
+classes as marks (:meth:`PelPlot.set_marks`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ class PelPlot(QWidget):
         self.points = pg.ScatterPlotItem(size=6, pen=pg.mkPen(None),
                                          brush=pg.mkBrush(255, 200, 0, 160))
         self.widget.addItem(self.points)
+        # a family model's map: its family's classes named at their slips
+        self.marks = pg.ScatterPlotItem(size=7, symbol="x", pen=pg.mkPen("w", width=1.5))
+        self.widget.addItem(self.marks)
+        self.mark_labels: list[pg.TextItem] = []
         self.has_landscape = False
         self.a_vec = np.array([1.0, 0.0])
         self.b_vec = np.array([0.0, 1.0])
@@ -48,16 +54,35 @@ class PelPlot(QWidget):
         layout.addWidget(self.widget)
         layout.addWidget(self.notes)
 
-    def set_cell(self, a_vec_A, b_vec_A) -> None:
+    def set_cell(self, a_vec_A, b_vec_A, domain_frac=None) -> None:
         """Draw the cell (a, b in Å, Cartesian) and the canonical domain Da ∈ [0, |a|),
-        Db ∈ [0, |b|/2]."""
+        Db ∈ [0, |b|/2], or the polygon ``domain_frac`` (vertices in fractions of a, b: a
+        stacking family's canonical triangle)."""
         self.a_vec = np.asarray(a_vec_A, dtype=float)[:2]
         self.b_vec = np.asarray(b_vec_A, dtype=float)[:2]
         a, b = self.a_vec, self.b_vec
         corners = np.array([[0, 0], a, a + b, b, [0, 0]])
         self.cell.setData(corners[:, 0], corners[:, 1])
-        dom = np.array([[0, 0], a, a + b / 2, b / 2])
+        if domain_frac is not None:
+            f = np.asarray(domain_frac, dtype=float).reshape(-1, 2)
+            dom = np.outer(f[:, 0], a) + np.outer(f[:, 1], b)
+        else:
+            dom = np.array([[0, 0], a, a + b / 2, b / 2])
         self.domain.setPolygon(QPolygonF([QPointF(float(x), float(y)) for x, y in dom]))
+
+    def set_marks(self, marks) -> None:
+        """Name points of the cell: ``(label, x_A, y_A)`` each (e.g. the stacking classes of
+        a family); an empty list removes them."""
+        for item in self.mark_labels:
+            self.widget.removeItem(item)
+        self.mark_labels = []
+        marks = list(marks)
+        self.marks.setData([m[1] for m in marks], [m[2] for m in marks])
+        for label, x, y in marks:
+            item = pg.TextItem(label, color="w", anchor=(0.5, 1.2))
+            item.setPos(float(x), float(y))
+            self.widget.addItem(item)
+            self.mark_labels.append(item)
 
     def slips_to_xy(self, da_A, db_A) -> np.ndarray:
         """(Da, Db) along the unit vectors â, b̂ (Å) -> Cartesian (x, y) in Å."""

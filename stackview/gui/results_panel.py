@@ -1,5 +1,6 @@
-"""The results panel: whether the result can be trusted, which map is overlaid, its opacity,
-slip arrows, the statistics, the calibration and the scan distortion."""
+"""The results panel: whether the result can be trusted, which map is overlaid (for a family
+model's map, the stacking classes first), its opacity, slip arrows, the statistics (with the
+windows per family and class), the calibration and the scan distortion."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from stackview.gui.stacking_view import STACKING, summary_lines
 
 UNCERTAINTY = "uncertainty"
 DEVIATION = "|Δd| (Å)"
@@ -91,13 +94,20 @@ class ResultsPanel(QWidget):
         layout.addWidget(self.stats)
         layout.addStretch(1)
 
-    def set_layers(self, names, has_field: bool, has_ncc: bool = False) -> None:
+    def set_layers(self, names, has_field: bool, has_ncc: bool = False,
+                   has_stacking: bool = False) -> None:
+        """The layers of a result. ``has_stacking``: a family model's map, whose categorical
+        stacking-class layer comes first and is shown when the previous result had none (the
+        layer shown is kept between results of the same kind)."""
         current = self.layer.currentText()
+        had_stacking = self.layer.findText(STACKING) >= 0
         self.layer.blockSignals(True)
         self.layer.clear()
-        self.layer.addItems([*names, UNCERTAINTY] + ([DEVIATION] if has_field else [])
-                            + ([NCC] if has_ncc else []))
-        if self.layer.findText(current) >= 0:
+        self.layer.addItems(([STACKING] if has_stacking else []) + [*names, UNCERTAINTY]
+                            + ([DEVIATION] if has_field else []) + ([NCC] if has_ncc else []))
+        if has_stacking and not had_stacking:
+            self.layer.setCurrentText(STACKING)
+        elif self.layer.findText(current) >= 0:
             self.layer.setCurrentText(current)
         self.layer.blockSignals(False)
         self.arrows.setEnabled(has_field)
@@ -130,6 +140,7 @@ class ResultsPanel(QWidget):
             poor, scored, threshold = poor_windows
             lines.append(f"re-simulation check: {poor} of {scored} windows below NCC "
                          f"{threshold:g} (greyed on the map)")
+        lines += summary_lines(summary.get("statistics") or {}, names)
         for n in names:
             if f"{n}_median" in summary:
                 lines.append(f"{n}: median {summary[n + '_median']:.3f}, "

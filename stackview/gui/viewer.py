@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -18,6 +18,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from stackview.gui.stacking_view import class_label
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
@@ -73,6 +75,9 @@ class ImageViewer(QWidget):
         self.map_label = ""
         self.ncc_values: np.ndarray | None = None  # the windows' re-simulation NCC (grid)
         self.ncc_rect: QRectF | None = None
+        self.class_grid: np.ndarray | None = None  # a categorical map's class names (grid)
+        self.window_words: np.ndarray | None = None  # per grid cell, words for the read-out
+        self.window_words_rect: QRectF | None = None
 
         self.glw = pg.GraphicsLayoutWidget()
         self.plot = self.glw.addPlot(row=0, col=0)
@@ -102,6 +107,12 @@ class ImageViewer(QWidget):
         self.glw.addItem(self.colorbar, row=0, col=2)
         self.map_item.hide()
         self.colorbar.hide()
+        # a categorical map (stacking classes): flat colours, a legend instead of the colour bar
+        self.class_item = pg.ImageItem()
+        self.class_item.setZValue(10)
+        self.class_item.setOpacity(0.6)
+        self.plot.addItem(self.class_item)
+        self.class_item.hide()
         # windows that do not match their re-simulation, greyed over the map
         self.poor_item = pg.ImageItem()
         self.poor_item.setZValue(11)
@@ -156,6 +167,10 @@ class ImageViewer(QWidget):
         self.warning.setStyleSheet("QLabel { background: #c62828; color: white; "
                                    "font-weight: bold; padding: 6px; }")
         self.warning.hide()
+        self.legend = QLabel("")
+        self.legend.setWordWrap(True)
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.hide()
         top = QHBoxLayout()
         top.addWidget(QLabel("Colormap"))
         top.addWidget(self.cmap_box)
@@ -167,6 +182,7 @@ class ImageViewer(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.warning)
         layout.addWidget(self.glw, 1)
+        layout.addWidget(self.legend)
 
         self.plot.scene().sigMouseMoved.connect(self._mouse_moved)
         self.plot.scene().sigMouseClicked.connect(self._mouse_clicked)
@@ -279,14 +295,49 @@ class ImageViewer(QWidget):
         self.map_item.setRect(self.map_rect)
         self.colorbar.setLevels(levels)
         self.colorbar.axis.setLabel(label)
+        self.class_grid = None
+        self.class_item.hide()
+        self.legend.hide()
         self.map_item.show()
         self.colorbar.show()
 
+    def set_classes(self, grid: np.ndarray, rgba: np.ndarray, rect: QRectF, label: str,
+                    legend_html: str) -> None:
+        """Overlay a categorical map covering ``rect`` (nm): ``grid`` (ny, nx) the class of
+        each cell, ``rgba`` (ny, nx, 4) its flat colours; ``legend_html`` (the classes and
+        their colours) is shown under the plot instead of the colour bar."""
+        self.map_values = None
+        self.class_grid = np.asarray(grid)
+        self.map_rect = QRectF(rect)
+        self.map_label = label
+        self.class_item.setImage(np.asarray(rgba, dtype=np.uint8), autoLevels=False,
+                                 levels=(0, 255))
+        self.class_item.setRect(self.map_rect)
+        self.legend.setText(legend_html)
+        self.map_item.hide()
+        self.colorbar.hide()
+        self.class_item.show()
+        self.legend.show()
+
+    def set_window_words(self, words: np.ndarray | None, rect: QRectF | None = None) -> None:
+        """Words per grid cell covering ``rect`` (nm) that the read-out adds under the cursor
+        (e.g. a window's family, stacking class and its distance); None: none."""
+        self.window_words = None if words is None else np.asarray(words, dtype=object)
+        self.window_words_rect = None if rect is None else QRectF(rect)
+
+    def map_shown(self) -> bool:
+        """Whether a map (continuous or categorical) is drawn over the image."""
+        return self.map_item.isVisible() or self.class_item.isVisible()
+
     def clear_map(self) -> None:
         self.map_values = None
+        self.class_grid = None
         self.map_rect = None
         self.map_item.hide()
         self.colorbar.hide()
+        self.class_item.hide()
+        self.legend.hide()
+        self.set_window_words(None)
         self.set_ncc(None)
         self.set_warning("")
         self.set_arrows(None)
@@ -307,7 +358,7 @@ class ImageViewer(QWidget):
         rgba[poor] = (110, 110, 110, 200)
         self.poor_item.setImage(rgba, autoLevels=False, levels=(0, 255))
         self.poor_item.setRect(self.ncc_rect)
-        self.poor_item.setVisible(bool(poor.any()) and self.map_item.isVisible())
+        self.poor_item.setVisible(bool(poor.any()) and self.map_shown())
 
     def poor_mask(self) -> np.ndarray | None:
         """Which grid windows are greyed (None without an NCC check)."""
@@ -322,11 +373,16 @@ class ImageViewer(QWidget):
 
     def set_map_opacity(self, opacity: float) -> None:
         self.map_item.setOpacity(float(opacity))
+        self.class_item.setOpacity(float(opacity))
 
     def set_map_visible(self, visible: bool) -> None:
-        has = self.map_values is not None
-        self.map_item.setVisible(visible and has)
-        self.colorbar.setVisible(visible and has)
+        continuous = self.map_values is not None
+        classes = self.class_grid is not None
+        has = continuous or classes
+        self.map_item.setVisible(visible and continuous)
+        self.colorbar.setVisible(visible and continuous)
+        self.class_item.setVisible(visible and classes)
+        self.legend.setVisible(visible and classes)
         poor = self.poor_mask()
         self.poor_item.setVisible(visible and has and poor is not None and bool(poor.any()))
 
@@ -375,10 +431,17 @@ class ImageViewer(QWidget):
         if not (0 <= col < nx and 0 <= row < ny):
             return ""
         text = f"x {x_nm:.3f} nm, y {y_nm:.3f} nm · I {self.data[row, col]:.4g}"
-        if self.map_item.isVisible():
+        if self.map_shown():
             value = _cell_value(self.map_values, self.map_rect, x_nm, y_nm)
             if value is not None:
                 text += f" · {self.map_label} {value:.3f}"
+            words = _cell(self.window_words, self.window_words_rect, x_nm, y_nm)
+            if words:
+                text += f" · {words}"
+            elif self.class_grid is not None:
+                name = _cell(self.class_grid, self.map_rect, x_nm, y_nm)
+                if name:
+                    text += f" · {self.map_label} {class_label(name)}"
             ncc = _cell_value(self.ncc_values, self.ncc_rect, x_nm, y_nm)
             if ncc is not None and "NCC" not in self.map_label:
                 text += f" · NCC {ncc:.2f}"
@@ -416,13 +479,19 @@ def _arrow_segments(x, y, dx, dy, head: float = 0.3) -> np.ndarray:
     return segs
 
 
-def _cell_value(values, rect, x_nm: float, y_nm: float) -> float | None:
-    """The finite value of a map (drawn over ``rect``, in nm) at a point, else None."""
-    if values is None or rect is None:
+def _cell(grid, rect, x_nm: float, y_nm: float):
+    """The entry of a grid (drawn over ``rect``, in nm) at a point, else None."""
+    if grid is None or rect is None:
         return None
-    my, mx = values.shape
+    my, mx = grid.shape[:2]
     j = int(np.floor((y_nm - rect.top()) / rect.height() * my))
     i = int(np.floor((x_nm - rect.left()) / rect.width() * mx))
-    if 0 <= i < mx and 0 <= j < my and np.isfinite(values[j, i]):
-        return float(values[j, i])
+    return grid[j, i] if 0 <= i < mx and 0 <= j < my else None
+
+
+def _cell_value(values, rect, x_nm: float, y_nm: float) -> float | None:
+    """The finite value of a map (drawn over ``rect``, in nm) at a point, else None."""
+    value = _cell(values, rect, x_nm, y_nm)
+    if value is not None and np.isfinite(value):
+        return float(value)
     return None

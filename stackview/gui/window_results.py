@@ -9,19 +9,26 @@ import numpy as np
 from PySide6.QtCore import QRectF
 
 from stackview.analysis.trust import POOR_WINDOW_NCC
+from stackview.gui import stacking_view as sv
 from stackview.gui import tasks
 from stackview.gui.results_panel import DEVIATION, NCC, UNCERTAINTY, trust_text
+from stackview.gui.stacking_view import FAMILY_WORDS, STACKING
 from stackview.session.model import ImageCalibration
 
 
-def landscape_label(landscape) -> str:
+def landscape_label(landscape, with_family: bool = False) -> str:
     """'MoS2, meV/cell, chgnet+d3' — what the PEL panel's title says about a landscape
-    ('; magnitudes qualitative' where the library has caveats, e.g. an overbinding potential)."""
+    ('; magnitudes qualitative' where the library has caveats, e.g. an overbinding potential).
+    ``with_family`` (a family model's map): the landscape's family named after the material,
+    'MoS2 antiparallel (2H) family, meV/cell, chgnet+d3'."""
     from stackview.pel.landscape import caveats
 
     calc = landscape.provenance.get("calculator") or {}
     name = calc.get("name") if isinstance(calc, dict) else str(calc)
-    text = f"{landscape.material.name}, meV/cell" + (f", {name}" if name else "")
+    text = landscape.material.name
+    if with_family:
+        text += " " + FAMILY_WORDS.get(landscape.family, f"{landscape.family} family")
+    text += ", meV/cell" + (f", {name}" if name else "")
     if caveats(landscape):
         text += "; magnitudes qualitative"
     return text
@@ -59,7 +66,8 @@ class WindowResults:
         if abs(px - self.viewer.pixel_size_nm) > 1e-12:
             self.viewer.set_pixel_size(px)
         summary = result.summary()
-        self.results_panel.set_layers(smap.names, result.field is not None, smap.ncc is not None)
+        self.results_panel.set_layers(smap.names, result.field is not None, smap.ncc is not None,
+                                      sv.has_stacking(smap))
         self.results_panel.show_summary(summary, smap.names, tasks.poor_windows(smap))
         self.viewer.set_warning("" if result.reliable else trust_text(summary))
         if smap.ncc is not None:
@@ -67,6 +75,9 @@ class WindowResults:
         else:
             self.viewer.set_ncc(None)
         self._show_layer()
+        self.viewer.set_window_words(
+            sv.grid_words(smap, result.bundle.card.material) if sv.has_stacking(smap) else None,
+            self.map_rect(smap))
         self._show_arrows()
         self._show_pel()
         if self.current_path is not None:
@@ -94,10 +105,16 @@ class WindowResults:
         name = self.results_panel.layer.currentText()
         if result is None or not name:
             return
-        # NCC on a fixed 0–1 scale, so maps of different images compare at a glance
-        levels = (0.0, 1.0) if name == NCC else None
-        self.viewer.set_map(self.layer_values(result, name), self.map_rect(result.smap), name,
-                            levels)
+        if name == STACKING and sv.has_stacking(result.smap):
+            st = result.smap.stacking
+            self.viewer.set_classes(st.grid, sv.class_rgba(st.grid), self.map_rect(result.smap),
+                                    name, sv.legend_html(sv.class_counts(st.grid, st.classes)))
+        else:
+            # NCC and the family probability on a fixed 0–1 scale, so maps of different
+            # images compare at a glance
+            levels = (0.0, 1.0) if name in (NCC, "family") else None
+            self.viewer.set_map(self.layer_values(result, name), self.map_rect(result.smap),
+                                name, levels)
         self.viewer.set_map_opacity(self.results_panel.opacity.value() / 100)
         self.viewer.set_map_visible(self.results_panel.show_map.isChecked())
 
@@ -117,29 +134,32 @@ class WindowResults:
         self.viewer.set_arrows((xx - dx / 2, yy - dy / 2, dx, dy, f.magnitude_A))
 
     def _show_pel(self) -> None:
+        """The slips on the cell over the landscape; for a family model's map, the landscape
+        of the map's majority family with that family's windows, its classes marked."""
+        from stackview.core.stacking import chamber_frac
         from stackview.materials import get_material
 
         result = self.results.get(self.current_path)
         if result is None:
             return
-        smap = result.smap
         material = get_material(result.bundle.card.material)
-        self.pel.set_cell(material.a_vec_A, material.b_vec_A)
-        self.pel.set_landscape(None)
-        if "Da_A" in smap.names and "Db_A" in smap.names:
-            pts = smap.points
-            k = list(smap.names).index("Da_A")
-            self.pel.set_slips(pts[:, 2 + k], pts[:, 3 + k])
-        else:
-            self.pel.set_slips([], [])
+        family = sv.pel_family(result)
+        domain = None if family is None else chamber_frac(material, family)
+        self.pel.set_cell(material.a_vec_A, material.b_vec_A, domain)
+        self.pel.set_marks([] if family is None else sv.class_marks(material, family))
+        da, db, shown, read = sv.pel_slips(result, family)
+        notes = [] if family is None else sv.pel_notes(family, shown, read)
+        self.pel.set_landscape(None, notes=notes)
+        self.pel.set_slips(da, db)
 
         def found(landscape, path=self.current_path):
             self.landscapes[path] = landscape
             if landscape is not None and self.current_path == path:
                 from stackview.pel.landscape import caveats
 
-                self.pel.set_landscape(landscape.energy_meV.T, landscape_label(landscape),
-                                       caveats(landscape))
+                self.pel.set_landscape(landscape.energy_meV.T,
+                                       landscape_label(landscape, family is not None),
+                                       [*caveats(landscape), *notes])
 
         self.start_job(lambda progress, cancel: tasks.find_landscape(result), "Loading the PEL",
                        found, show_progress=False)
