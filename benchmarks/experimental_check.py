@@ -113,7 +113,7 @@ def automatic_calibration(image: np.ndarray, material, reader: str) -> dict:
     monolayer scorer)."""
     t0 = time.perf_counter()
     if reader == "calibrate":
-        from stackview.io.calibration import calibrate_from_lattice
+        from stackview.analysis.calibration import calibrate_from_lattice
 
         cal = calibrate_from_lattice(image, material)
         out = {"pixel_size_nm": float(cal.pixel_size_nm), "confidence": float(cal.confidence),

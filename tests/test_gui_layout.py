@@ -112,7 +112,7 @@ def test_image_dominates_the_centre_after_a_run(qtbot, window, tiny_model, image
 
 def test_fft_is_log_power_zoomed_onto_the_reflections_the_calibration_used(qtbot, window):
     from stackview.gui.plots import MAX_FFT_PX
-    from stackview.io.calibration import find_fft_peaks
+    from stackview.analysis.calibration import find_fft_peaks
 
     w = window
     open_image(qtbot, w, SAMPLE)

@@ -4,7 +4,6 @@ import tifffile
 from PIL import Image
 
 from stackview.errors import UsageError
-from stackview.io.calibration import calibrate
 from stackview.io.readers import read_image
 from stackview.io.tiff import read_tiff_pixel_size_nm, write_calibrated_tiff
 
@@ -82,16 +81,6 @@ def test_nan_blank_and_tiny_images_rejected(tmp_path):
         read_image(tmp_path / "tiny.npy")
     with pytest.raises(UsageError, match="does not exist"):
         read_image(tmp_path / "missing.tif")
-
-
-def test_calibration_priority_and_validation(lattice_image):
-    user = calibrate(lattice_image, pixel_size_nm=0.01, metadata_pixel_size_nm=0.02)
-    assert user.source == "user"
-    assert calibrate(lattice_image, metadata_pixel_size_nm=0.02).pixel_size_nm == 0.02
-    with pytest.raises(UsageError, match="out of range"):
-        calibrate(lattice_image, pixel_size_nm=-1)
-    with pytest.raises(UsageError, match="no pixel size"):
-        calibrate(lattice_image)
 
 
 def test_a_missing_reader_library_is_named_not_blamed_on_the_file(tmp_path, monkeypatch):

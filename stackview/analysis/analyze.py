@@ -232,7 +232,7 @@ def analyze_image(
     from stackview.analysis.trust import Resimulator, judge, score_windows
     from stackview.core.labels import SlipLabels
     from stackview.inference.spm import WindowSampler, refine_map, spm_map
-    from stackview.io.calibration import Calibration, calibrate
+    from stackview.analysis.calibration import Calibration, calibrate
     from stackview.io.readers import read_image
 
     cancel = cancel or CancelToken()

@@ -230,7 +230,7 @@ def measured_lattice(image: np.ndarray, with_peaks: bool = False):
     """The real-space lattice (rows: two vectors in px, (x, y)) that indexes the FFT's peaks
     of the image's central part, and the fraction of peak power it explains (and, with
     ``with_peaks``, the peaks: reciprocal vectors in cycles/px and strengths)."""
-    from stackview.io.calibration import _fft_peaks, _finer_lattice, _fit_reciprocal_lattice
+    from stackview.analysis.calibration import _fft_peaks, _finer_lattice, _fit_reciprocal_lattice
 
     crop, _ = central_crop(np.asarray(image, dtype=np.float32))
     vecs, strength, spectrum = _fft_peaks(crop)
@@ -297,7 +297,7 @@ def measure_drift(image: np.ndarray, hyp: LatticeHypothesis, material: Material 
     ``per_row`` and ``row0_px`` set when significant) and a report, or None for an image too
     short to tell (fewer than 4 cells per third).
     """
-    from stackview.io.calibration import _fft_peaks
+    from stackview.analysis.calibration import _fft_peaks
 
     material = get_material(material)
     img = np.asarray(image, dtype=np.float32)
@@ -691,10 +691,10 @@ class ResimulationScorer:
 
 
 def calibrate_by_resimulation(image, material, bundle=None, progress=None, cancel=None):
-    """A :class:`stackview.io.calibration.Calibration` from :func:`read_lattice`: decided by
+    """A :class:`stackview.analysis.calibration.Calibration` from :func:`read_lattice`: decided by
     the model's re-simulated readings when a bundle is given, else by a monolayer
     re-simulation of the material (model-free; what the window's Auto button uses)."""
-    from stackview.io.calibration import Calibration
+    from stackview.analysis.calibration import Calibration
 
     img = np.asarray(image, dtype=np.float32)
     scorer = None

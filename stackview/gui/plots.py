@@ -17,7 +17,7 @@ FFT_ZOOM_MARGIN = 1.2
 def log_power_spectrum(image: np.ndarray) -> np.ndarray:
     """log(1 + |FFT|²) of the central square crop (at most 1024 px, Hann window), centred.
 
-    A cheap display quantity only: calibration uses :mod:`stackview.io.calibration`.
+    A cheap display quantity only: calibration uses :mod:`stackview.analysis.calibration`.
     """
     img = np.asarray(image)
     n = min(min(img.shape), MAX_FFT_PX)

@@ -18,7 +18,8 @@ import numpy as np
 from stackview.errors import UsageError
 
 #: a peak is indexed by a cell when each of its (h, k) coefficients is this close to an integer
-#: (the tolerance of the calibration's lattice fit, ``io.calibration._fit_reciprocal_lattice``)
+#: (the tolerance of the calibration's lattice fit,
+#: ``stackview.analysis.calibration._fit_reciprocal_lattice``)
 INDEX_TOLERANCE = 0.12
 
 

@@ -1,1 +1,2 @@
-"""Image readers, calibration and exporters (no Qt here)."""
+"""Image readers and exporters (no Qt here); the pixel-size calibration is science and lives in
+:mod:`stackview.analysis.calibration`."""

@@ -102,7 +102,7 @@ class ImageCalibration:
     @classmethod
     def from_library(cls, cal, user: bool = False, message: str | None = None,
                      distortion=()) -> ImageCalibration:
-        """From :class:`stackview.io.calibration.Calibration` (None: not calibrated)."""
+        """From :class:`stackview.analysis.calibration.Calibration` (None: not calibrated)."""
         if cal is None:
             return cls(None, "none", message or "not calibrated", user)
         return cls(float(cal.pixel_size_nm), str(cal.source),

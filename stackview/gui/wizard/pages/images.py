@@ -92,7 +92,7 @@ class ImagesPage(StepPage):
 
     def auto_calibrate(self) -> None:
         """Fill empty pixel sizes from the FFT lattice peaks (quick; the GUI thread is fine)."""
-        from stackview.io.calibration import calibrate_from_lattice
+        from stackview.analysis.calibration import calibrate_from_lattice
         from stackview.style.images import read_grey
 
         notes = []

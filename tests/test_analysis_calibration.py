@@ -1,10 +1,12 @@
-"""Automatic calibration from the lattice: simulated images of known sampling, the real dm3."""
+"""Pixel-size calibration (stackview.analysis.calibration): the user's, the file's or the
+lattice's; automatic calibration of simulated images of known sampling and the real dm3."""
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from stackview.io.calibration import calibrate, calibrate_from_lattice
+from stackview.analysis.calibration import calibrate, calibrate_from_lattice
+from stackview.errors import UsageError
 from stackview.io.readers import read_image
 from stackview.materials import build_stack, get_material
 from stackview.simulation import PRESETS, simulate
@@ -60,3 +62,16 @@ def test_dm3_lattice_calibration_and_tag_warning(shared_dir):
     # consistent tags give no warning
     fine = calibrate(loaded.data, "MoS2", metadata_pixel_size_nm=auto.pixel_size_nm)
     assert "may be off" not in fine.message and abs(fine.disagreement) < 1e-9
+
+
+def test_calibration_priority_and_validation():
+    # the user's value wins over the file's; without either and without a material: none
+    y, x = np.mgrid[:128, :128]
+    lattice_image = (np.cos(x / 3.0) * np.cos(y / 4.0) + 2).astype(np.float32)
+    user = calibrate(lattice_image, pixel_size_nm=0.01, metadata_pixel_size_nm=0.02)
+    assert user.source == "user"
+    assert calibrate(lattice_image, metadata_pixel_size_nm=0.02).pixel_size_nm == 0.02
+    with pytest.raises(UsageError, match="out of range"):
+        calibrate(lattice_image, pixel_size_nm=-1)
+    with pytest.raises(UsageError, match="no pixel size"):
+        calibrate(lattice_image)
