@@ -142,11 +142,14 @@ def write_batch(batch: BatchResult, out_dir: str | Path, figure_format: str = "p
 
 def find_landscape(result, progress=null_progress, cancel=None):
     """The PEL of the result's material (the user's cached one, else the shipped one), or
-    None when there is none yet or the analysis is not a bilayer slip map."""
+    None when there is none yet or the analysis is not a bilayer slip map. For a family
+    model's map, the landscape of the map's majority family (``statistics['majority_family']``).
+    """
+    from stackview.gui.stacking_view import pel_family
     from stackview.pel.figure import landscape_for_bundle
 
     try:
-        return landscape_for_bundle("auto", result.bundle)
+        return landscape_for_bundle("auto", result.bundle, pel_family(result))
     except UsageError:
         return None
 
@@ -166,6 +169,7 @@ class WindowInspection:
     analysis_ncc: float | None = None  # the NCC the analysis scored this window with
     ncc_threshold: float = 0.0  # below it a window is poor (the library's)
     bound: str = ""  # for twist windows beyond what a window resolves: "<3.0" or ">57.0"
+    stacking: str = ""  # a family model's window: its family, class and distance to it
 
 
 def nearest_window(smap, x_nm: float, y_nm: float) -> int:
@@ -204,6 +208,7 @@ def inspect_window(result, x_nm: float, y_nm: float, progress=null_progress,
     from stackview.analysis.analyze import optics_for_card
     from stackview.analysis.resimulate import atoms_for_labels, compare_window, simulate_window
     from stackview.analysis.trust import POOR_WINDOW_NCC
+    from stackview.gui.stacking_view import window_stacking
     from stackview.inference.spm import WindowSampler
 
     smap, card = result.smap, result.bundle.card
@@ -233,4 +238,4 @@ def inspect_window(result, x_nm: float, y_nm: float, progress=null_progress,
     xy = xy[np.all((xy >= 0) & (xy < card.patch_px), axis=1)]
     progress(3, 3, "")
     return WindowInspection(x, y, values, smap.names, check, atoms, xy, card.sampling_A,
-                            window_ncc(smap, k), POOR_WINDOW_NCC, bound)
+                            window_ncc(smap, k), POOR_WINDOW_NCC, bound, window_stacking(smap, k))
