@@ -6,13 +6,11 @@ import pytest
 from lattice_images import degraded_image, true_pixel_size_nm
 
 from stackview.analysis.analyze import analyze_image, optics_for_card
-from stackview.analysis.lattice_reading import (
-    ResimulationScorer,
-    ScanDistortion,
-    lattice_hypotheses,
-    measured_lattice,
-    read_lattice,
-)
+from stackview.analysis.lattice_candidates import lattice_hypotheses
+from stackview.analysis.lattice_peaks import measured_lattice
+from stackview.analysis.lattice_reading import read_lattice
+from stackview.analysis.lattice_scorers import ResimulationScorer
+from stackview.analysis.scan_distortion import ScanDistortion
 from stackview.models.bundle import load_bundle
 
 

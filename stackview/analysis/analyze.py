@@ -218,21 +218,19 @@ def analyze_image(
         Refine every window by fitting the incoherent model to it from the network's reading
         (:func:`stackview.fit.maps.fit_map`; slip and twist models): ``result.fit``.
     """
+    from stackview.analysis.calibration import Calibration, calibrate
     from stackview.analysis.fields import (
         interface_polyline,
         label_statistics,
         slip_vector_field,
         stacking_columns,
     )
-    from stackview.analysis.lattice_reading import (
-        ResimulationScorer,
-        measured_lattice,
-        read_lattice,
-    )
+    from stackview.analysis.lattice_peaks import measured_lattice
+    from stackview.analysis.lattice_reading import read_lattice
+    from stackview.analysis.lattice_scorers import ResimulationScorer
     from stackview.analysis.trust import Resimulator, judge, score_windows
     from stackview.core.labels import SlipLabels
     from stackview.inference.spm import WindowSampler, refine_map, spm_map
-    from stackview.analysis.calibration import Calibration, calibrate
     from stackview.io.readers import read_image
 
     cancel = cancel or CancelToken()

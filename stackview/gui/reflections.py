@@ -4,7 +4,7 @@ as a background job).
 The calibration reads the pixel size from a cell (rows a, b in image pixels) fitted to the
 Bragg peaks of the image's power spectrum; the peaks that cell indexes (integer h, k) are the
 reflections it used. :func:`calibration_reflections` finds the peaks as the lattice reading
-does (:func:`stackview.analysis.lattice_reading.measured_lattice` with ``with_peaks``) and keeps
+does (:func:`stackview.analysis.lattice_peaks.measured_lattice` with ``with_peaks``) and keeps
 those the given cell indexes; without a cell (a pixel size typed by the user) it indexes them
 with the measured lattice itself.
 """
@@ -67,7 +67,7 @@ def index_peaks(vectors_px: np.ndarray, cell_px: np.ndarray,
 def calibration_reflections(image: np.ndarray, cell_px: np.ndarray | None = None,
                             progress=None, cancel=None) -> Reflections | None:
     """The FFT peaks of ``image`` that ``cell_px`` indexes (None: the FFT shows no lattice)."""
-    from stackview.analysis.lattice_reading import measured_lattice
+    from stackview.analysis.lattice_peaks import measured_lattice
 
     try:
         measured, _, (vectors, strength) = measured_lattice(image, with_peaks=True)
