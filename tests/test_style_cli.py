@@ -195,13 +195,13 @@ def test_cli_end_to_end(tmp_path, capsys):
 
 
 def test_one_pixel_size_per_experimental_image(tmp_path, capsys):
-    from stackview.style.commands import _load_set
+    from stackview.workflows.style import load_set
 
     exps = tmp_path / "exp"
     for i in range(2):
         save_png(exps / f"exp{i}.png", experimental(72, seed=i))
-    _, same, _ = _load_set([str(exps)], [0.02], 0.2)
-    _, own, _ = _load_set([str(exps)], [0.02, 0.04], 0.2)
+    _, same, _ = load_set([str(exps)], [0.02], 0.2)
+    _, own, _ = load_set([str(exps)], [0.02, 0.04], 0.2)
     assert same[1].shape == (72, 72) and own[0].shape == (72, 72)
     assert own[1].shape == (144, 144)  # 0.04 nm/px resampled to 0.02 nm/px
     sims = tmp_path / "sims"

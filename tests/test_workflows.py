@@ -158,3 +158,137 @@ def test_shared_options_are_defined_once():
     assert len({a.help for _, a in devices}) == 1
     outs = [path for path, a in _actions(build_parser()) if "--out" in a.option_strings]
     assert len(outs) >= 9
+
+
+# --- analyse, style and PEL ------------------------------------------------------------------
+def test_analyze_round_trip_with_every_option():
+    from stackview.workflows.analyze import AnalyzeJob, analyze_argv
+
+    job = AnalyzeJob(inputs=("a.tif", "folder"), out="res", model="models/x", material="ReS2",
+                     pixel_size_nm=0.0123, window_nm=2.5, stride_nm=0.25, refine=True,
+                     fine_stride_nm=0.05, roi_nm=(0.5, 1.0, 10.0, 12.5), n_views=1,
+                     undistort=False, device="cpu", fit=True, pel="auto", figure_format="svg")
+    assert parse_job(analyze_argv(job)) == job
+    with_csv = AnalyzeJob(inputs=("a.tif",), out="r", pel="my pel.csv")
+    assert parse_job(command_text(analyze_argv(with_csv))) == with_csv
+    # the CLI's defaults are the job's
+    minimal = parse_job(["analyze", "a.tif", "--out", "r"])
+    assert minimal == AnalyzeJob(inputs=("a.tif",), out="r")
+    assert analyze_argv(minimal) == ["analyze", "a.tif", "--out", "r"]
+
+
+def test_analyze_job_checks_its_settings_and_reads_the_sessions():
+    from stackview.errors import UsageError
+    from stackview.session.model import AnalysisSettings
+    from stackview.workflows.analyze import AnalyzeJob, analyze_argv
+
+    for bad in ({"n_views": 9}, {"stride_nm": 0.0}, {"figure_format": "jpg"},
+                {"roi_nm": (1.0, 2.0)}):
+        with pytest.raises(UsageError):
+            AnalyzeJob(inputs=("a.tif",), out="r", **bad)
+    with pytest.raises(UsageError, match="output folder"):
+        analyze_argv(AnalyzeJob(inputs=("a.tif",)))
+    # the window's settings are a job: the same as the command that states them
+    settings = AnalysisSettings(model=None, material="MoS2", pixel_size_nm=0.02, window_nm=2.0,
+                                stride_nm=0.4, refine=True, roi_nm=(0, 0, 5, 5), n_views=2,
+                                fit=True)
+    job = AnalyzeJob.from_settings(settings, ["a.tif"], out="r")
+    assert job == parse_job(["analyze", "a.tif", "--out", "r", "--material", "MoS2",
+                             "--pixel-size", "0.02", "--window", "2", "--stride", "0.4",
+                             "--refine", "--roi", "0", "0", "5", "5", "--views", "2", "--fit"])
+
+
+def test_style_jobs_round_trip_with_every_option():
+    from stackview.workflows.style import (
+        StyleEvaluateJob,
+        StyleSelectJob,
+        StyleTrainJob,
+        StyleTranslateJob,
+        style_evaluate_argv,
+        style_select_argv,
+        style_train_argv,
+        style_translate_argv,
+    )
+
+    select = StyleSelectJob(simulations=("s1.png", "sims"), experimental=("e1.tif", "e2.tif"),
+                            out="sel", sim_sampling_nm=0.012, exp_sampling_nm=(0.02, 0.03),
+                            features="spectral", perplexity=5.0, keep=0.5, min_keep=3, seed=2)
+    assert parse_job(style_select_argv(select)) == select
+    train = StyleTrainJob(experimental=("exp",), out="st", simulations=("sims", "more"),
+                          sim_sampling_nm=0.012, exp_sampling_nm=(0.02,), sampling_nm=0.015,
+                          config="tiny", iterations=40, image_px=64, width=8, batch_size=2,
+                          content_consistency=False, consistency_weight=2.5,
+                          structure_weight=0.5, clip_percentile=0.5, material="ReS2",
+                          microscope="300 kV, 21.3 mrad", seed=4, checkpoint_every=10,
+                          preview_every=0, log_every=5, threads=0, device="cpu", resume=True,
+                          init_from="old/style")
+    assert parse_job(command_text(style_train_argv(train))) == train
+    from_selection = StyleTrainJob(experimental=("exp",), out="st", selection="sel/selection.json")
+    assert parse_job(style_train_argv(from_selection)) == from_selection
+    for translate in (
+            StyleTranslateJob(inputs=("a.png", "stack.npy"), bundle="st", out="o", seed=3,
+                              diverse=True, input_sampling_nm=0.012, tile_px=256, overlap_px=16,
+                              format="npy", device="cpu", bf16=True),
+            StyleTranslateJob(inputs=("a.png",), bundle="st", out="o", attribute=(0.5, -1.25))):
+        assert parse_job(style_translate_argv(translate)) == translate
+    evaluate = StyleEvaluateJob(simulations=("s",), experimental=("e",), bundles=("a", "b"),
+                                sim_sampling_nm=0.012, exp_sampling_nm=(0.02, 0.021),
+                                sampling_nm=0.015, min_distance_nm=0.2, seed=1, out="ev",
+                                update_card=True)
+    assert parse_job(style_evaluate_argv(evaluate)) == evaluate
+    # the CLI's defaults are the jobs'
+    assert parse_job(["style", "select", "--simulations", "s", "--experimental", "e", "--out",
+                      "o"]) == StyleSelectJob(simulations=("s",), experimental=("e",), out="o")
+    assert parse_job(["style", "translate", "a", "--bundle", "b", "--out", "o"]) == \
+        StyleTranslateJob(inputs=("a",), bundle="b", out="o")
+
+
+def test_pel_round_trip_and_provenance_from_main(monkeypatch):
+    import stackview.pel.compute as compute
+    from stackview.errors import UsageError
+    from stackview.workflows.pel import PelJob, make_landscape, pel_argv
+
+    job = PelJob(material="MoS2", family="antiparallel", grid=6, relax="none",
+                 calculator="chgnet", interlayer_A=6.5, workers=2, threads=3, recompute=True,
+                 cache=False, out="p.csv", figure="p.png", slips="map.csv")
+    assert parse_job(pel_argv(job)) == job
+    imported = PelJob(material="ReS2", import_csv="my dft.csv")
+    assert parse_job(command_text(pel_argv(imported))) == imported
+    assert parse_job(["pel", "--material", "ReS2"]) == PelJob(material="ReS2")
+    with pytest.raises(UsageError, match="--slips needs --figure"):
+        PelJob(material="ReS2", slips="map.csv")
+    # a computed landscape records the argv given to main (from the CLI), else the job's
+    # command line
+    seen = []
+
+    def compute_landscape(material, settings, **kwargs):
+        seen.append(kwargs["command"])
+        raise UsageError("stop here")
+
+    monkeypatch.setattr(compute, "compute_landscape", compute_landscape)
+    argv = ["pel", "--material", "MoS2", "--grid", "5", "--workers", "1", "--recompute"]
+    assert main(argv) == 2
+    assert seen[-1] == "stackview " + shlex.join(argv)
+    plain = PelJob(material="MoS2", grid=5, recompute=True)
+    with pytest.raises(UsageError):
+        make_landscape(plain)
+    assert seen[-1] == command_text(pel_argv(plain))
+    assert parse_job(seen[-1]) == plain
+
+
+def test_wizard_style_steps_show_their_jobs_command_lines(tmp_path):
+    p = _project(tmp_path)
+    p["images"].extend([{"path": str(tmp_path / "e1.tif"), "sampling_nm": 0.02},
+                        {"path": str(tmp_path / "e2.tif"), "sampling_nm": 0.03}])
+    p.update("selection", keep=6)
+    p.update("style", skip=False, config="tiny", iterations=20)
+    _, command = runner.selection_job(p)
+    assert command.startswith("stackview style select ")
+    assert parse_job(command) == runner.selection_config(p)
+    for resume in (False, True):
+        _, command = runner.style_job(p, resume=resume)
+        job = runner.style_train_config(p, resume=resume)
+        assert parse_job(command) == job
+        assert job.selection == str(p.path("selection", "selection.json"))
+        assert job.exp_sampling_nm == (0.02, 0.03) and job.iterations == 20
+        assert job.checkpoint_every == job.preview_every == job.log_every == 2

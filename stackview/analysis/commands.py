@@ -1,4 +1,6 @@
-"""``stackview analyze``: slip/twist maps of images and folders (no Qt; cheap imports)."""
+"""``stackview analyze``: slip/twist maps of images and folders (no Qt; cheap imports). The job
+is :class:`stackview.workflows.analyze.AnalyzeJob`, run by
+:func:`stackview.workflows.analyze.analyze_images`."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import sys
 from pathlib import Path
 
 from stackview.cli import add_device, add_out
-from stackview.errors import UsageError
 
 
 def register(subparsers) -> None:
@@ -55,102 +56,58 @@ def register(subparsers) -> None:
     p.add_argument("--pel", nargs="?", const="auto", metavar="CSV",
                    help="add the slips scattered on the material's PEL to the figure (your "
                         "cached or the shipped landscape, or this CSV; see 'stackview pel')")
-    p.set_defaults(func=run_analyze)
+    p.add_argument("--figure-format", choices=("png", "svg"), default="png",
+                   help="format of each image's figure (default png)")
+    p.set_defaults(func=run_analyze, job=job_from_args)
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    from stackview.io.readers import SUFFIXES
+def job_from_args(args: argparse.Namespace):
+    """The :class:`~stackview.workflows.analyze.AnalyzeJob` of ``analyze`` arguments."""
+    from stackview.workflows.analyze import AnalyzeJob
 
-    files: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in SUFFIXES and f.is_file())
-            if not found:
-                raise UsageError(f"the folder {p} contains no supported image files")
-            files += found
-        elif p.exists():
-            files.append(p)
-        else:
-            raise UsageError(f"the file {p} does not exist")
-    return files
+    return AnalyzeJob(
+        inputs=tuple(args.inputs), out=args.out, model=args.model, material=args.material,
+        pixel_size_nm=args.pixel_size, window_nm=args.window, stride_nm=args.stride,
+        refine=args.refine, fine_stride_nm=args.fine_stride,
+        roi_nm=tuple(args.roi) if args.roi else None, n_views=args.views,
+        undistort=args.undistort, device=args.device, fit=args.fit, pel=args.pel,
+        figure_format=args.figure_format)
+
+
+def _print_result(path: Path, result, folder: Path, row: dict) -> None:
+    s = result.summary()
+    print(f"{path.name}: {s['n_patches']} windows in {s['seconds']:.1f} s "
+          f"({s['patches_per_second']} windows/s), pixel {s['pixel_size_nm']:.5g} nm "
+          f"({s['calibration_source']}); "
+          + ", ".join(f"{n} median {s[n + '_median']:.3f} (IQR {s[n + '_iqr']:.3f})"
+                      for n in result.smap.names if n + "_median" in s)
+          + f" -> {folder}")
+    if "fit" in s:
+        f = s["fit"]
+        print("  fit: " + ", ".join(f"{n} median {f[n + '_median']:.3f} (σ "
+                                    f"{f['sigma_' + n + '_median']:.3f})"
+                                    for n in result.smap.names if n + "_median" in f)
+              + f", NCC {f.get('ncc_median', float('nan')):.2f}, reduced χ² "
+                f"{f.get('chi2_red_median', float('nan')):.2f}; moved "
+                f"{f.get('moved_more_than_sigma', 0)} of {f['n_windows']} windows by more "
+                f"than their σ ({f['seconds']:.1f} s)")
+    if not result.reliable:
+        print(f"  WARNING: unreliable: {row['reliable_reason']}")
+    for note in result.notes:
+        print(f"  note: {note}")
 
 
 def run_analyze(args: argparse.Namespace) -> int:
-    from stackview.analysis.analyze import analyze_image, resolve_bundle, write_results
-    from stackview.analysis.batch import batch_statistics, stats_row
-    from stackview.analysis.export import write_stats_csv
     from stackview.engine.jobs import TextProgress
+    from stackview.workflows.analyze import analyze_images
 
-    if args.views < 1 or args.views > 8:
-        raise UsageError("--views must be between 1 and 8")
-    if not (0 < args.stride <= 50):
-        raise UsageError(f"the stride {args.stride:g} nm must be between 0 and 50 nm")
-    from stackview.engine.devices import resolve_device
-
-    device = resolve_device(args.device)
-    files = expand_inputs(args.inputs)
-    # a named model is loaded once; otherwise each image gets the material's model for its
-    # field (or for --window), loaded once per model
-    bundle = resolve_bundle(args.model, args.material, window_nm=args.window)
-    landscapes: dict[str, object] = {}
-    if args.pel:  # checked up front: a bilayer slip model
-        from stackview.pel.figure import landscape_for_bundle
-
-        landscapes[bundle.card.name] = landscape_for_bundle(args.pel, bundle)
-    if not args.model:
-        bundle = None
-    out = Path(args.out)
-    rows, failures = [], 0
-    for path in files:
-        try:
-            result = analyze_image(
-                path, bundle=bundle, material=args.material, pixel_size_nm=args.pixel_size,
-                window_nm=args.window, stride_nm=args.stride, refine=args.refine,
-                fine_stride_nm=args.fine_stride, roi_nm=args.roi, n_views=args.views,
-                undistort=args.undistort, device=device, fit=args.fit,
-                progress=TextProgress(path.name[:24]),
-            )
-        except UsageError as exc:
-            if len(files) == 1:
-                raise
-            failures += 1
-            print(f"stackview: skipped {path.name}: {exc}", file=sys.stderr)
-            continue
-        folder = write_results(result, out)
-        if args.pel:
-            from stackview.pel.figure import add_pel_to_figure, landscape_for_bundle
-
-            name = result.bundle.card.name
-            if name not in landscapes:
-                landscapes[name] = landscape_for_bundle(args.pel, result.bundle)
-            add_pel_to_figure(result, folder, landscapes[name])
-        s = result.summary()
-        print(f"{path.name}: {s['n_patches']} windows in {s['seconds']:.1f} s "
-              f"({s['patches_per_second']} windows/s), pixel {s['pixel_size_nm']:.5g} nm "
-              f"({s['calibration_source']}); "
-              + ", ".join(f"{n} median {s[n + '_median']:.3f} (IQR {s[n + '_iqr']:.3f})"
-                          for n in result.smap.names if n + "_median" in s)
-              + f" -> {folder}")
-        if "fit" in s:
-            f = s["fit"]
-            print("  fit: " + ", ".join(f"{n} median {f[n + '_median']:.3f} (σ "
-                                        f"{f['sigma_' + n + '_median']:.3f})"
-                                        for n in result.smap.names if n + "_median" in f)
-                  + f", NCC {f.get('ncc_median', float('nan')):.2f}, reduced χ² "
-                    f"{f.get('chi2_red_median', float('nan')):.2f}; moved "
-                    f"{f.get('moved_more_than_sigma', 0)} of {f['n_windows']} windows by more "
-                    f"than their σ ({f['seconds']:.1f} s)")
-        row = stats_row(result)
-        if not result.reliable:
-            print(f"  WARNING: unreliable: {row['reliable_reason']}")
-        for note in result.notes:
-            print(f"  note: {note}")
-        rows.append(row)
-    if len(files) > 1 and rows:
-        stats = write_stats_csv(out / "stats.csv", rows)
-        batch = batch_statistics(rows)
-        print(f"{batch.headline()} -> {stats}")
-        for line in batch.aggregate_lines():
+    outcome = analyze_images(
+        job_from_args(args), progress_for=lambda path: TextProgress(path.name[:24]),
+        cancel=args.cancel, on_result=_print_result,
+        on_skip=lambda path, message: print(f"stackview: skipped {path.name}: {message}",
+                                            file=sys.stderr))
+    if outcome.stats is not None:
+        print(f"{outcome.batch.headline()} -> {outcome.stats}")
+        for line in outcome.batch.aggregate_lines():
             print(f"  {line}")
-    return 0 if not failures else 2
+    return 0 if not outcome.failures else 2

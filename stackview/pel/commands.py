@@ -1,15 +1,14 @@
-"""``stackview pel``: compute, import, cache and plot interlayer PELs (no Qt; cheap imports)."""
+"""``stackview pel``: compute, import, cache and plot interlayer PELs (no Qt; cheap imports).
+The job is :class:`stackview.workflows.pel.PelJob`, run by
+:func:`stackview.workflows.pel.make_landscape`."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import shlex
 import sys
 from pathlib import Path
 
 from stackview.cli import add_out
-from stackview.errors import UsageError
 
 
 def register(subparsers) -> None:
@@ -54,85 +53,36 @@ def register(subparsers) -> None:
     p.add_argument("--figure", metavar="PNG", help="write a heat map (PNG or SVG)")
     p.add_argument("--slips", metavar="MAP_CSV",
                    help="scatter the slips of an analysis (its map.csv) on the figure")
-    p.set_defaults(func=run_pel)
+    p.set_defaults(func=run_pel, job=job_from_args)
 
 
-def command_line(args: argparse.Namespace) -> str:
-    """The canonical command that reproduces a computed landscape (recorded in its JSON)."""
-    parts = ["stackview", "pel", "--material", args.material]
-    if args.family != "parallel":
-        parts += ["--family", args.family]
-    parts += ["--grid", str(args.grid), "--relax", args.relax, "--calculator", args.calculator]
-    if args.interlayer is not None:
-        parts += ["--interlayer", f"{args.interlayer:g}"]
-    if args.out:
-        parts += ["--out", args.out]
-    return shlex.join(parts)
+def job_from_args(args: argparse.Namespace):
+    """The :class:`~stackview.workflows.pel.PelJob` of ``pel`` arguments."""
+    from stackview.workflows.pel import PelJob
 
-
-def _matches(prov: dict, args: argparse.Namespace) -> bool:
-    return (prov.get("source") == "computed" and prov.get("grid") == [args.grid, args.grid]
-            and (prov.get("family") or "parallel") == args.family
-            and prov.get("relax") == args.relax
-            and (prov.get("calculator") or {}).get("name") == args.calculator
-            and (args.interlayer is None
-                 or (prov.get("relaxation") or {}).get("interlayer_start_A") == args.interlayer))
+    return PelJob(material=args.material, family=args.family, grid=args.grid, relax=args.relax,
+                  calculator=args.calculator, interlayer_A=args.interlayer,
+                  workers=args.workers, threads=args.threads, import_csv=args.import_csv,
+                  recompute=args.recompute, cache=not args.no_cache, out=args.out,
+                  figure=args.figure, slips=args.slips)
 
 
 def run_pel(args: argparse.Namespace) -> int:
-    from stackview.core.stacking import check_family
     from stackview.engine.jobs import TextProgress
-    from stackview.materials import get_material
-    from stackview.pel import compute, files
-    from stackview.pel.landscape import PelSettings, caveats, summarize
+    from stackview.pel.landscape import caveats, summarize
+    from stackview.workflows.pel import make_landscape
 
-    material = get_material(args.material)
-    check_family(material, args.family)
-    if args.slips and not args.figure:
-        raise UsageError("--slips needs --figure (the slips are drawn on the heat map)")
-    if args.import_csv:
-        landscape = files.import_csv(args.import_csv, material, args.family)
-        action = f"imported {args.import_csv}"
-    else:
-        landscape = None
-        if not args.recompute:
-            for path in (files.user_path(material, args.family),
-                         files.shipped_path(material, args.family)):
-                if path.exists():
-                    cached = files.read_landscape(path, material, args.family)
-                    if _matches(cached.provenance, args):
-                        landscape, action = cached, f"reused {path} (use --recompute to redo)"
-                        break
-        if landscape is None:
-            settings = PelSettings(grid=args.grid, relax=args.relax,
-                                   interlayer_A=args.interlayer, family=args.family)
-            landscape = compute.compute_landscape(
-                material, settings, calculator=args.calculator, workers=args.workers,
-                threads=args.threads, progress=TextProgress(f"PEL {material.name}"),
-                command=command_line(args),
-            )
-            action = f"computed in {landscape.provenance['seconds']:.1f} s"
-    written = []
-    if not args.no_cache and not action.startswith("reused"):
-        previous = files.user_path(material, args.family)
-        if previous.exists() and not args.import_csv:
-            with contextlib.suppress(UsageError):
-                if files.read_landscape(previous, material).provenance.get("source") == "imported":
-                    print(f"  note: your imported landscape of {material.name} in {previous} "
-                          "is replaced by the computed one", file=sys.stderr)
-        written.append(files.cache_landscape(landscape))
-    if args.out:
-        written.append(files.write_landscape(landscape, args.out)[0])
-    if args.figure:
-        from stackview.pel.plot import read_slips_csv, write_landscape_figure
-
-        slips = read_slips_csv(args.slips) if args.slips else None
-        written.append(write_landscape_figure(args.figure, landscape, slips))
+    job = job_from_args(args)
+    outcome = make_landscape(job, command=args.command_line,
+                             progress=TextProgress(f"PEL {job.material}"), cancel=args.cancel)
+    for note in outcome.notes:
+        print(f"  note: {note}", file=sys.stderr)
+    landscape = outcome.landscape
     s = summarize(landscape)
     fixed = ", ".join(f"{k} {v:.1f}" for k, v in s["energy_at_frac_meV"].items())
-    print(f"{material.name} PEL, {landscape.family} family, {landscape.shape[0]}×"
-          f"{landscape.shape[1]} ({action}): span {s['span_meV']:.1f} meV/cell; at fractional "
-          f"slips: {fixed} meV/cell")
+    print(f"{landscape.material.name} PEL, {landscape.family} family, {landscape.shape[0]}×"
+          f"{landscape.shape[1]} ({outcome.action}): span {s['span_meV']:.1f} meV/cell; at "
+          f"fractional slips: {fixed} meV/cell")
     if s.get("energy_at_class_meV"):
         print("stacking classes (meV/cell): " + ", ".join(
             f"{k} {v:.1f}" for k, v in s["energy_at_class_meV"].items()))
@@ -141,6 +91,6 @@ def run_pel(args: argparse.Namespace) -> int:
           + "; ".join(f"({m[0]:.3f}, {m[1]:.3f}) {m[2]:.1f}" for m in mins))
     for note in caveats(landscape):
         print(f"  note: {note}", file=sys.stderr)
-    for path in written:
+    for path in outcome.written:
         print(f"-> {Path(path)}")
     return 0

@@ -1,21 +1,19 @@
 """``stackview style select|train|translate|evaluate``: the CLI face of the style package.
 
-Start-up stays cheap: torch, scikit-learn and the training code are imported inside the
-``run_*`` functions. Lengths are in nm at this surface (``--*-sampling-nm`` in nm/px) and
-converted to Å for the library. Bad input raises :class:`stackview.errors.UsageError`, which
-the CLI prints as one sentence (exit code 2). No Qt here.
+The jobs are those of :mod:`stackview.workflows.style` (``*_job(args)`` makes one; the
+``run_*`` functions run it and print). Start-up stays cheap: torch, scikit-learn and the
+training code are imported inside the workflows. Lengths are in nm at this surface
+(``--*-sampling-nm`` in nm/px) and converted to Å for the library. Bad input raises
+:class:`stackview.errors.UsageError`, which the CLI prints as one sentence (exit code 2). No
+Qt here.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from stackview.cli import add_device, add_out
-from stackview.errors import UsageError
-
-log = logging.getLogger(__name__)
 
 
 def _positive(text: str) -> float:
@@ -36,27 +34,6 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} must not be negative")
     return value
-
-
-def _nm_to_A(value):
-    """nm → Å for a value, None, or a list of values (per-image pixel sizes)."""
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        return [10.0 * v for v in value] if len(value) > 1 else 10.0 * value[0]
-    return 10.0 * value
-
-
-def _per_file(files, value) -> list:
-    """One pixel size (or None) per file from one value for all or a list of one per file."""
-    if not isinstance(value, (list, tuple)):
-        return [value] * len(files)
-    if len(value) == 1:
-        return list(value) * len(files)
-    if len(value) != len(files):
-        raise UsageError(f"give one pixel size for all images or one per image: {len(value)} "
-                         f"sizes for {len(files)} images")
-    return list(value)
 
 
 def register(subparsers) -> None:
@@ -119,9 +96,11 @@ def register(subparsers) -> None:
         metavar="N",
         help="keep at most N simulations (or a fraction if below 1)",
     )
+    s.add_argument("--min-keep", type=_count, default=1, metavar="N",
+                   help="keep at least N simulations (default 1)")
     s.add_argument("--seed", type=_count, default=0, help="random seed (default 0)")
     add_out(s, metavar="DIR", help="folder for selection.json and selection.png")
-    s.set_defaults(func=run_select)
+    s.set_defaults(func=run_select, job=select_job)
 
     # train -------------------------------------------------------------------------------
     t = sub.add_parser(
@@ -228,6 +207,13 @@ def register(subparsers) -> None:
         help="iterations between preview images, 0 for none (default 250)",
     )
     t.add_argument(
+        "--log-every",
+        type=_count,
+        default=50,
+        metavar="N",
+        help="iterations between the losses logged to OUT/history.json (default 50)",
+    )
+    t.add_argument(
         "--threads",
         type=_count,
         default=1,
@@ -243,7 +229,8 @@ def register(subparsers) -> None:
              "--consistency-weight)",
     )
     add_out(t, metavar="DIR", help="output folder")
-    t.set_defaults(func=run_train)
+    t.set_defaults(func=run_train, job=train_job, cancelled=lambda args: (
+        f"a checkpoint is in {args.out} (continue with --resume)"))
 
     # translate ---------------------------------------------------------------------------
     r = sub.add_parser(
@@ -294,7 +281,7 @@ def register(subparsers) -> None:
         action="store_true",
         help="bfloat16 convolutions: faster on CPUs with native bf16, ~1%% error",
     )
-    r.set_defaults(func=run_translate)
+    r.set_defaults(func=run_translate, job=translate_job)
 
     # evaluate ----------------------------------------------------------------------------
     e = sub.add_parser(
@@ -355,57 +342,76 @@ def register(subparsers) -> None:
         action="store_true",
         help="store the DRIT row's metrics in each bundle's card",
     )
-    e.set_defaults(func=run_evaluate)
+    e.set_defaults(func=run_evaluate, job=evaluate_job)
 
 
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- jobs
 def _progress(label: str):
     from stackview.engine.jobs import TextProgress
 
     return TextProgress(label)
 
 
-def _load_set(paths, own_nm, target_A, clip_percentile=0.0):
-    """Load images (list_images expansion) at ``target_A``; returns (names, images, sampling)."""
-    from stackview.style.images import list_images, load_normalised
+def select_job(args: argparse.Namespace):
+    """The :class:`~stackview.workflows.style.StyleSelectJob` of ``style select`` arguments."""
+    from stackview.workflows.style import StyleSelectJob
 
-    files = list_images(paths)
-    images, sampling = [], None
-    for f, nm in zip(files, _per_file(files, own_nm), strict=True):
-        img, sampling = load_normalised(
-            f, sampling_A=_nm_to_A(nm), target_A=target_A, clip_percentile=clip_percentile
-        )
-        images.append(img)
-    return [str(f) for f in files], images, sampling
+    return StyleSelectJob(
+        simulations=tuple(args.simulations), experimental=tuple(args.experimental),
+        out=args.out, sim_sampling_nm=args.sim_sampling_nm,
+        exp_sampling_nm=args.exp_sampling_nm, features=args.features,
+        perplexity=args.perplexity, keep=args.keep, min_keep=args.min_keep, seed=args.seed)
 
 
-def _file_sampling_A(paths, own_nm) -> float | None:
-    from stackview.style.images import list_images, read_grey
+def train_job(args: argparse.Namespace):
+    """The :class:`~stackview.workflows.style.StyleTrainJob` of ``style train`` arguments."""
+    from stackview.workflows.style import StyleTrainJob
 
-    if own_nm is not None:
-        return _nm_to_A(_per_file(list_images(paths), own_nm)[0])
-    return read_grey(list_images(paths)[0])[1]
+    return StyleTrainJob(
+        experimental=tuple(args.experimental), out=args.out,
+        simulations=tuple(args.simulations or ()), selection=args.selection,
+        sim_sampling_nm=args.sim_sampling_nm, exp_sampling_nm=args.exp_sampling_nm,
+        sampling_nm=args.sampling_nm, config=args.config, iterations=args.iterations,
+        image_px=args.image_px, width=args.width, batch_size=args.batch_size,
+        content_consistency=not args.no_content_consistency,
+        consistency_weight=args.consistency_weight, structure_weight=args.structure_weight,
+        clip_percentile=args.clip_percentile, material=args.material,
+        microscope=args.microscope, seed=args.seed, checkpoint_every=args.checkpoint_every,
+        preview_every=args.preview_every, log_every=args.log_every, threads=args.threads,
+        device=args.device, resume=args.resume, init_from=args.init_from)
+
+
+def translate_job(args: argparse.Namespace):
+    """The :class:`~stackview.workflows.style.StyleTranslateJob` of ``style translate``
+    arguments."""
+    from stackview.workflows.style import StyleTranslateJob
+
+    return StyleTranslateJob(
+        inputs=tuple(args.inputs), bundle=args.bundle, out=args.out, seed=args.seed,
+        attribute=args.attribute, diverse=args.diverse,
+        input_sampling_nm=args.input_sampling_nm, tile_px=args.tile_px,
+        overlap_px=args.overlap_px, format=args.format, device=args.device, bf16=args.bf16)
+
+
+def evaluate_job(args: argparse.Namespace):
+    """The :class:`~stackview.workflows.style.StyleEvaluateJob` of ``style evaluate``
+    arguments."""
+    from stackview.workflows.style import StyleEvaluateJob
+
+    return StyleEvaluateJob(
+        simulations=tuple(args.simulations), experimental=tuple(args.experimental),
+        bundles=tuple(args.bundle), sim_sampling_nm=args.sim_sampling_nm,
+        exp_sampling_nm=args.exp_sampling_nm, sampling_nm=args.sampling_nm,
+        min_distance_nm=args.min_distance_nm, seed=args.seed, out=args.out,
+        update_card=args.update_card)
 
 
 # --------------------------------------------------------------------------- run functions
 def run_select(args: argparse.Namespace) -> int:
-    from stackview.style.images import list_images
-    from stackview.style.selection import select_files
+    from stackview.workflows.style import select_style_simulations
 
-    exp_files = list_images(args.experimental)
-    result = select_files(
-        list_images(args.simulations),
-        exp_files,
-        args.out,
-        simulation_sampling_A=_nm_to_A(args.sim_sampling_nm),
-        experimental_sampling_A=(None if args.exp_sampling_nm is None else
-                                 [_nm_to_A(v) for v in _per_file(exp_files, args.exp_sampling_nm)]),
-        features=args.features,
-        perplexity=args.perplexity,
-        keep=args.keep,
-        seed=args.seed,
-        progress=_progress("select"),
-    )
+    result = select_style_simulations(select_job(args), progress=_progress("select"),
+                                      cancel=args.cancel)
     print(f"features: {result.feature_kind} — {result.feature_note}")
     print(
         f"perplexity {result.perplexity:g}; experimental cluster {result.experimental_cluster}; "
@@ -419,165 +425,30 @@ def run_select(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import torch
+    from stackview.workflows.style import train_style_model
 
-    from stackview.style.config import get_preset
-    from stackview.style.selection import load_selection
-    from stackview.style.trainer import train_style
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    sim_paths = args.simulations
-    selection_info = None
-    if args.selection:
-        sel = load_selection(args.selection)
-        sim_paths = sel["chosen"]
-        if not sim_paths:
-            raise UsageError(f"{args.selection} chose no simulations")
-        selection_info = {
-            "file": str(args.selection),
-            "feature_kind": sel["feature_kind"],
-            "n_chosen": len(sim_paths),
-            "n_candidates": len(sel["simulations"]),
-        }
-    exp_A = _file_sampling_A(args.experimental, args.exp_sampling_nm)
-    sim_A = _file_sampling_A(sim_paths, args.sim_sampling_nm)
-    model_A = _nm_to_A(args.sampling_nm) or exp_A or sim_A
-    if model_A is not None and (exp_A is None or sim_A is None):
-        raise UsageError(
-            "give the pixel size of the images without calibration "
-            "(--sim-sampling-nm / --exp-sampling-nm)"
-        )
-    if model_A is None:
-        log.warning(
-            "no pixel sizes known: images are used as they are and the model records no sampling"
-        )
-    cfg = get_preset(args.config)
-    changes = {"sampling_A": model_A}
-    for key in ("iterations", "image_px", "width", "batch_size"):
-        if getattr(args, key):
-            changes[key] = getattr(args, key)
-    if args.no_content_consistency:
-        changes["content_consistency"] = False
-    if args.consistency_weight is not None:
-        changes["lambda_consistency"] = args.consistency_weight
-    if args.structure_weight is not None:
-        changes["lambda_structure"] = args.structure_weight
-    cfg = cfg.replace(**changes)
-    sim_names, sims, _ = _load_set(sim_paths, args.sim_sampling_nm, model_A)
-    exp_names, exps, _ = _load_set(
-        args.experimental, args.exp_sampling_nm, model_A, args.clip_percentile
-    )
-    card = {
-        "material": args.material,
-        "microscope": {"description": args.microscope} if args.microscope else None,
-        "selection": selection_info,
-        "training": {
-            "command": args.command_line,
-            "config": args.config,
-            "simulations": [Path(n).name for n in sim_names],
-            "experimental": [Path(n).name for n in exp_names],
-            "torch_threads": torch.get_num_threads(),
-        },
-    }
-    bundle = train_style(
-        cfg,
-        sims,
-        exps,
-        args.out,
-        seed=args.seed,
-        resume=args.resume,
-        device=args.device,
-        checkpoint_every=max(1, args.checkpoint_every),
-        preview_every=args.preview_every,
-        card=card,
-        init_from=args.init_from,
-        progress=_progress("train"),
-    )
+    bundle = train_style_model(train_job(args), command=args.command_line,
+                               progress=_progress("train"), cancel=args.cancel)
     print(f"style bundle written: {bundle} (+ {bundle.with_suffix('.json').name})")
     return 0
 
 
 def run_translate(args: argparse.Namespace) -> int:
-    from stackview.style.images import list_images
-    from stackview.style.translate import StyleTranslator, translate_files
+    from stackview.workflows.style import translate_style
 
-    translator = StyleTranslator.from_bundle(args.bundle, bf16=args.bf16, device=args.device)
-    kwargs = {}
-    if args.attribute:
-        try:
-            kwargs["code"] = [float(v) for v in args.attribute.split(",")]
-        except ValueError:
-            raise UsageError("--attribute must be comma-separated numbers") from None
-    written = translate_files(
-        translator,
-        list_images(args.inputs),
-        args.out,
-        suffix="." + args.format,
-        seed=args.seed,
-        diverse=args.diverse,
-        input_sampling_A=_nm_to_A(args.input_sampling_nm),
-        tile_px=args.tile_px,
-        overlap_px=args.overlap_px,
-        progress=_progress("translate"),
-        **kwargs,
-    )
+    written = translate_style(translate_job(args), progress=_progress("translate"),
+                              cancel=args.cancel)
     print(f"translated {len(written)} file(s) into {args.out}")
     return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from stackview.style.bundle import update_card
-    from stackview.style.evaluate import evaluate_style
-    from stackview.style.translate import StyleTranslator
+    from stackview.workflows.style import evaluate_style_models
 
-    translators = {}
-    for path in args.bundle:
-        tr = StyleTranslator.from_bundle(path)
-        cfg = tr.model.cfg
-        label = f"DRIT {tr.card.get('name', Path(path).stem)}"
-        if not cfg.content_consistency:
-            label += " (no Eq.1)"
-        if label in translators:  # two bundles of the same name: tell them apart by path
-            label += f" [{Path(path).parent.name}/{Path(path).name}]"
-        translators[label] = tr
-    first = next(iter(translators.values()), None)
-    target_A = _nm_to_A(args.sampling_nm) or (first.sampling_A if first else None)
-    if target_A is None:
-        target_A = _file_sampling_A(args.experimental, args.exp_sampling_nm)
-    _, sims, _ = _load_set(args.simulations, args.sim_sampling_nm, target_A)
-    _, exps, _ = _load_set(args.experimental, args.exp_sampling_nm, target_A)
-    ev = evaluate_style(
-        sims,
-        exps,
-        translators,
-        sampling_A=target_A,
-        min_distance_px=(
-            10 * args.min_distance_nm / target_A if args.min_distance_nm and target_A else None
-        ),
-        seed=args.seed,
-        progress=_progress("evaluate"),
-    )
+    ev = evaluate_style_models(evaluate_job(args), progress=_progress("evaluate"),
+                               cancel=args.cancel)
     print(ev.table())
     if args.out:
         out = Path(args.out)
-        ev.save_json(out / "evaluation.json")
-        ev.figure(out / "evaluation.png")
         print(f"wrote {out / 'evaluation.json'} and {out / 'evaluation.png'}")
-    if args.update_card:
-        for (label, tr), path in zip(translators.items(), args.bundle, strict=True):
-            update_card(
-                path,
-                metrics={
-                    "evaluation": {
-                        "drit": ev.rows[label],
-                        "noise_free": ev.rows["noise-free"],
-                        "gaussian": ev.rows["gaussian"],
-                        "physics": ev.rows["physics"],
-                        "n_simulations": len(sims),
-                        "n_experimental": len(exps),
-                    }
-                },
-            )
-            del tr
     return 0

@@ -17,7 +17,7 @@ import numpy as np
 
 from stackview.errors import UsageError
 from stackview.gui.wizard.project import Project
-from stackview.workflows.commandline import command_text, words
+from stackview.workflows.commandline import command_text
 
 #: rough cost of one simulated 128² patch on one core (incoherent simulator, measured ~1–5 ms
 #: per 256² patch plus structure building); used only for the estimate shown before a run
@@ -143,32 +143,6 @@ def dataset_estimate(project: Project) -> tuple[int, float, int]:
     return total, total * per, int(total * spec.patch_px ** 2 * 2 * 0.9)
 
 
-# --------------------------------------------------------------------------- images
-def experimental_arrays(project: Project, target_A: float | None = None):
-    """The experimental images, min–max normalised, resampled to ``target_A`` (default: the
-    project's sampling) using each image's own calibration."""
-    from stackview.style.images import load_normalised
-
-    target = target_A or project["imaging"]["sampling_A"]
-    out = []
-    for item in project["images"]:
-        own = item.get("sampling_nm")
-        img, _ = load_normalised(item["path"], sampling_A=10 * own if own else None,
-                                 target_A=target)
-        out.append(img)
-    return out
-
-
-def _exp_args(project: Project) -> list:
-    paths = [i["path"] for i in project["images"]]
-    samplings = [i.get("sampling_nm") for i in project["images"]]
-    args = ["--experimental", *paths]
-    if None not in samplings:  # the files' own calibration otherwise
-        args += words("--exp-sampling-nm",
-                      *(samplings[:1] if len(set(samplings)) == 1 else samplings))
-    return args
-
-
 # --------------------------------------------------------------------------- selection
 def candidates_job(project: Project):
     """Simulate noise-free candidate images for the selection into ``candidates/``."""
@@ -199,35 +173,43 @@ def candidates_job(project: Project):
     return fn, dataset_command(spec, zarr_path)
 
 
-def selection_job(project: Project):
-    """Trident selection (features, t-SNE, k-means) of the candidates against the images."""
+def _exp_sampling_nm(project: Project) -> tuple[float, ...] | None:
+    """The experimental images' pixel sizes for ``--exp-sampling-nm`` (one for all when they
+    agree); None when one is unknown (the files' own calibration then)."""
+    samplings = [i.get("sampling_nm") for i in project["images"]]
+    if not samplings or None in samplings:
+        return None
+    return tuple(samplings[:1] if len(set(samplings)) == 1 else samplings)
+
+
+def selection_config(project: Project):
+    """The :class:`~stackview.workflows.style.StyleSelectJob` of the selection step: the
+    candidates against the experimental images, at the project's sampling."""
+    from stackview.workflows.style import StyleSelectJob
+
     sel, im = project["selection"], project["imaging"]
-    sims = sorted(str(p) for p in project.path("candidates", "images").glob("sim_*.tif"))
-    out = project.path("selection")
-    keep = int(sel["keep"]) or None
-    command = command_text(["style", "select", "--simulations",
-                            project.path("candidates", "images"), "--sim-sampling-nm",
-                            _nm(im["sampling_A"]), *_exp_args(project), "--out", out,
-                            *(["--keep", keep] if keep else [])])
+    return StyleSelectJob(
+        simulations=(project.path("candidates", "images"),),
+        experimental=tuple(i["path"] for i in project["images"]),
+        out=project.path("selection"), sim_sampling_nm=_nm(im["sampling_A"]),
+        exp_sampling_nm=_exp_sampling_nm(project), keep=int(sel["keep"]) or None,
+        min_keep=max(1, min(4, int(sel["candidates"]))))
+
+
+def selection_job(project: Project):
+    """Trident selection (features, t-SNE, k-means) of the candidates against the images:
+    ``stackview style select`` (:func:`~stackview.workflows.style.select_style_simulations`)."""
+    from stackview.workflows.style import style_select_argv
+
+    job = selection_config(project)
+    command = command_text(style_select_argv(job))
 
     def fn(progress, cancel):
-        from stackview.style.images import load_normalised
-        from stackview.style.selection import select_simulations
+        from stackview.workflows.style import select_style_simulations
 
-        if len(sims) < 2:
+        if len(sorted(project.path("candidates", "images").glob("sim_*.tif"))) < 2:
             raise UsageError("simulate the candidates first")
-        progress(0, 3, "reading images")
-        arrays = [load_normalised(p)[0] for p in sims]
-        exps = experimental_arrays(project)
-        cancel.check()
-        progress(1, 3, "features and t-SNE")
-        result = select_simulations(arrays, exps, simulation_names=sims,
-                                    experimental_names=[i["path"] for i in project["images"]],
-                                    keep=keep, min_keep=min(4, len(sims)), cancel=cancel)
-        result.save_json(out / "selection.json")
-        result.plot(out / "selection.png")
-        progress(3, 3, "done")
-        return result
+        return select_style_simulations(job, progress=progress, cancel=cancel)
 
     return fn, command
 
@@ -270,37 +252,38 @@ def style_config(project: Project):
     return cfg.replace(**changes) if changes else cfg
 
 
-def style_job(project: Project, resume: bool = False):
-    """DRIT training on the chosen simulations and the experimental images (``style/``)."""
+def style_train_config(project: Project, resume: bool = False):
+    """The :class:`~stackview.workflows.style.StyleTrainJob` of the style step: DRIT on the
+    simulations the selection chose (``selection.json``, which keeps the user's adjusted
+    choice) and the experimental images, at the project's sampling."""
+    from stackview.workflows.style import StyleTrainJob
+
     st, im = project["style"], project["imaging"]
-    out = project.path("style")
-    cfg = style_config(project)
-    extra = []
-    for key, flag in (("iterations", "--iterations"), ("image_px", "--image-px")):
-        if int(st[key] or 0) > 0:
-            extra += [flag, st[key]]
-    command = command_text(["style", "train", "--selection",
-                            project.path("selection", "selection.json"), "--sim-sampling-nm",
-                            _nm(im["sampling_A"]), *_exp_args(project), "--sampling-nm",
-                            _nm(im["sampling_A"]), "--config", st["config"], *extra,
-                            "--material", project["material"]["name"], "--out", out,
-                            *(["--resume"] if resume else [])])
+    every = max(1, style_config(project).iterations // 10)
+    sizes = {k: int(st[k]) for k in ("iterations", "image_px") if int(st[k] or 0) > 0}
+    return StyleTrainJob(
+        experimental=tuple(i["path"] for i in project["images"]),
+        out=project.path("style"), selection=project.path("selection", "selection.json"),
+        sim_sampling_nm=_nm(im["sampling_A"]), exp_sampling_nm=_exp_sampling_nm(project),
+        sampling_nm=_nm(im["sampling_A"]), config=st["config"],
+        material=project["material"]["name"], checkpoint_every=every, preview_every=every,
+        log_every=every, threads=0, resume=resume, **sizes)
+
+
+def style_job(project: Project, resume: bool = False):
+    """DRIT training on the chosen simulations and the experimental images (``style/``):
+    ``stackview style train`` (:func:`~stackview.workflows.style.train_style_model`)."""
+    from stackview.workflows.style import style_train_argv
+
+    job = style_train_config(project, resume=resume)
+    command = command_text(style_train_argv(job))
 
     def fn(progress, cancel):
-        from stackview.style.images import load_normalised
-        from stackview.style.trainer import train_style
+        from stackview.workflows.style import train_style_model
 
-        chosen = project["selection"]["chosen"]
-        if not chosen:
+        if not project["selection"]["chosen"]:
             raise UsageError("choose at least one simulation on the selection page")
-        sims = [load_normalised(p)[0] for p in chosen]
-        exps = experimental_arrays(project)
-        card = {"material": project["material"]["name"],
-                "training": {"command": command, "config": st["config"]}}
-        every = max(1, cfg.iterations // 10)
-        return train_style(cfg, sims, exps, out, resume=resume, checkpoint_every=every,
-                           preview_every=every, log_every=every, card=card,
-                           progress=progress, cancel=cancel)
+        return train_style_model(job, command=command, progress=progress, cancel=cancel)
 
     return fn, command
 
