@@ -476,10 +476,16 @@ class MainWindow(WindowJobs, WindowResults, WindowExports, WindowSession, QMainW
                                      f"{s['seconds']:.1f} s"
                                      + ("" if result.reliable else f"; {trust_text(s)}"))
 
+        def analyse(progress, cancel):
+            # the analyse workflow (what 'stackview analyze' runs), with the cached model
+            from stackview.workflows.analyze import AnalyzeJob, analyze_one
+
+            job = AnalyzeJob.from_settings(settings, [path])
+            bundle = tasks.load_model(settings.model, settings.material, settings.window_nm)
+            return analyze_one(job, path, bundle=bundle, progress=progress, cancel=cancel)
+
         self.spm.set_running(True)
-        self.analysis_job = self.start_job(
-            lambda progress, cancel: tasks.run_analysis(path, settings, progress, cancel),
-            f"Analysing {Path(path).name}", done)
+        self.analysis_job = self.start_job(analyse, f"Analysing {Path(path).name}", done)
         return self.analysis_job
 
     def cancel_analysis(self) -> None:
