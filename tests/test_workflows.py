@@ -292,3 +292,25 @@ def test_wizard_style_steps_show_their_jobs_command_lines(tmp_path):
         assert job.selection == str(p.path("selection", "selection.json"))
         assert job.exp_sampling_nm == (0.02, 0.03) and job.iterations == 20
         assert job.checkpoint_every == job.preview_every == job.log_every == 2
+
+
+def test_analyze_one_passes_every_setting_of_the_job(monkeypatch):
+    """What the window runs: the job's settings reach analyze_image unchanged, with the
+    window's loaded model."""
+    import stackview.analysis.analyze as analyze
+    from stackview.workflows.analyze import AnalyzeJob, analyze_one
+
+    seen = {}
+    monkeypatch.setattr(analyze, "analyze_image", lambda image, **kw: seen.update(kw, image=image))
+    job = AnalyzeJob(inputs=("a.tif",), model="ignored", material="ReS2", pixel_size_nm=0.01,
+                     window_nm=2.0, stride_nm=0.3, refine=True, fine_stride_nm=0.05,
+                     roi_nm=(0, 0, 4, 4), n_views=2, undistort=False, device="cpu", fit=True)
+    bundle = object()
+    analyze_one(job, "a.tif", bundle=bundle)
+    assert seen.pop("image") == "a.tif" and seen.pop("bundle") is bundle
+    assert seen.pop("model") is None and str(seen.pop("device")) == "cpu"
+    seen.pop("progress"), seen.pop("cancel")
+    assert seen == {"material": "ReS2", "pixel_size_nm": 0.01, "window_nm": 2.0,
+                    "stride_nm": 0.3, "refine": True, "fine_stride_nm": 0.05,
+                    "roi_nm": (0.0, 0.0, 4.0, 4.0), "n_views": 2, "undistort": False,
+                    "fit": True}
