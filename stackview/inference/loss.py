@@ -192,7 +192,8 @@ class RawOutputLoss(torch.nn.Module):
         self.l1_weight = float(l1_weight)
         self.register_buffer("offset", torch.tensor(spec.label_offset, dtype=torch.float32))
         self.register_buffer("scale", torch.tensor(spec.label_scale, dtype=torch.float32))
-        self.label_loss = make_loss(space, l1_weight)
+        # an invariant head's loss is on its features; a direct one's on the labels
+        self.label_loss = None if self.invariant else make_loss(space, l1_weight)
 
     def forward(self, raw: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
         raw = raw.float()
