@@ -34,7 +34,7 @@ def test_paper_scale_image_is_read(tmp_path, capsys):
     path = tmp_path / "mos2_20deg.tif"
     write_calibrated_tiff(path, twisted_image(20.0, 2.9, sampling_A=0.06), 0.006)
     out = tmp_path / "out"
-    assert main(["analyze", str(path), "--material", "MoS2", "--stride", "0.1",
+    assert main(["analyze", str(path), "--material", "MoS2", "--task", "twist", "--stride", "0.1",
                  "--out", str(out)]) == 0
     summary = json.loads((out / path.stem / "summary.json").read_text())
     assert summary["window_nm"] <= 3.2
@@ -48,7 +48,7 @@ def test_paper_scale_image_is_read(tmp_path, capsys):
 @pytest.mark.parametrize("theta,share", [(0.4, 0.9), (59.7, 0.7)])
 def test_near_alignment_gives_a_bound(theta, share, tmp_path):
     image = twisted_image(theta, 5.0)
-    result = analyze_image(image, material="MoS2", pixel_size_nm=0.025, stride_nm=0.5,
+    result = analyze_image(image, material="MoS2", task="twist", pixel_size_nm=0.025, stride_nm=0.5,
                            n_views=1)
     window = result.smap.window_nm
     limit = resolvable_limit_deg(3.18, window)
@@ -70,7 +70,7 @@ def test_near_alignment_gives_a_bound(theta, share, tmp_path):
     assert len(bound_rows) >= share * len(rows)
     assert all(r["theta_bound"] == label and r["theta_deg"] == "" for r in bound_rows)
     # far from alignment the same window reads an angle
-    assert not analyze_image(twisted_image(25.0, 5.0), material="MoS2", pixel_size_nm=0.025,
+    assert not analyze_image(twisted_image(25.0, 5.0), material="MoS2", task="twist", pixel_size_nm=0.025,
                              stride_nm=1.0, n_views=1).smap.bounds.side_points.any()
 
 
@@ -81,7 +81,7 @@ def test_two_domain_map_follows_the_domains():
     domain = triangle_domains(160.0, origin_A=(-60.0, -60.0))
     atoms = build_twist_domains("MoS2", (9.8, 11.8), domain, fov_A=(fov_nm * 10,) * 2)
     image = _noisy(simulate(atoms, PRESETS["MoS2-60kV"], px_A, fov_nm * 10).image)
-    result = analyze_image(image, material="MoS2", pixel_size_nm=px_A / 10, stride_nm=0.5,
+    result = analyze_image(image, material="MoS2", task="twist", pixel_size_nm=px_A / 10, stride_nm=0.5,
                            n_views=1)
     smap = result.smap
     window = smap.window_nm

@@ -18,7 +18,7 @@ from stackview.analysis.analyze import analyze_image  # noqa: E402
 
 
 def test_bound_in_results_panel_and_inspector(qtbot, window, tmp_path):
-    result = analyze_image(twisted_image(0.4, 5.0), material="MoS2", pixel_size_nm=0.025,
+    result = analyze_image(twisted_image(0.4, 5.0), material="MoS2", task="twist", pixel_size_nm=0.025,
                            stride_nm=1.0, n_views=1)
     result.path = tmp_path / "aligned.tif"
     bounds = result.smap.bounds
@@ -46,7 +46,7 @@ def test_a_twisted_image_shows_the_median_angle(qtbot, window, tmp_path):
     and no bound."""
     import numpy as np
 
-    result = analyze_image(twisted_image(6.0, 5.0), material="MoS2", pixel_size_nm=0.025,
+    result = analyze_image(twisted_image(6.0, 5.0), material="MoS2", task="twist", pixel_size_nm=0.025,
                            stride_nm=1.0, n_views=1)
     result.path = tmp_path / "twisted.tif"
     bounds = result.smap.bounds

@@ -32,7 +32,8 @@ def test_bundled_cards_record_command_and_accuracy():
         assert card.accuracy, f"{e.name} has no measured accuracy"
         size = e.path.with_suffix(".safetensors").stat().st_size
         assert size < 30e6, f"{e.name} is {size / 1e6:.0f} MB"
-        if card.task == "slip" and card.layers == 2 and card.style == "physics":
+        family = card.spec.get("family", "parallel") == "both"
+        if card.task == "slip" and card.layers == 2 and card.style == "physics" and not family:
             test = next(v for k, v in card.accuracy.items() if "test" in k)
             assert test["mean_A"] <= 0.05 and test["p95_A"] <= 0.10
         if card.task == "twist":  # the bar on the defect-free held-out test (3°–57°)

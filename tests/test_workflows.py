@@ -165,7 +165,7 @@ def test_analyze_round_trip_with_every_option():
     from stackview.workflows.analyze import AnalyzeJob, analyze_argv
 
     job = AnalyzeJob(inputs=("a.tif", "folder"), out="res", model="models/x", material="ReS2",
-                     pixel_size_nm=0.0123, window_nm=2.5, stride_nm=0.25, refine=True,
+                     task="twist", pixel_size_nm=0.0123, window_nm=2.5, stride_nm=0.25, refine=True,
                      fine_stride_nm=0.05, roi_nm=(0.5, 1.0, 10.0, 12.5), n_views=1,
                      undistort=False, device="cpu", fit=True, pel="auto", figure_format="svg")
     assert parse_job(analyze_argv(job)) == job
@@ -183,7 +183,7 @@ def test_analyze_job_checks_its_settings_and_reads_the_sessions():
     from stackview.workflows.analyze import AnalyzeJob, analyze_argv
 
     for bad in ({"n_views": 9}, {"stride_nm": 0.0}, {"figure_format": "jpg"},
-                {"roi_nm": (1.0, 2.0)}):
+                {"roi_nm": (1.0, 2.0)}, {"task": "tilt"}):
         with pytest.raises(UsageError):
             AnalyzeJob(inputs=("a.tif",), out="r", **bad)
     with pytest.raises(UsageError, match="output folder"):
@@ -304,13 +304,14 @@ def test_analyze_one_passes_every_setting_of_the_job(monkeypatch):
     monkeypatch.setattr(analyze, "analyze_image", lambda image, **kw: seen.update(kw, image=image))
     job = AnalyzeJob(inputs=("a.tif",), model="ignored", material="ReS2", pixel_size_nm=0.01,
                      window_nm=2.0, stride_nm=0.3, refine=True, fine_stride_nm=0.05,
-                     roi_nm=(0, 0, 4, 4), n_views=2, undistort=False, device="cpu", fit=True)
+                     roi_nm=(0, 0, 4, 4), n_views=2, undistort=False, device="cpu", fit=True,
+                     task="slip")
     bundle = object()
     analyze_one(job, "a.tif", bundle=bundle)
     assert seen.pop("image") == "a.tif" and seen.pop("bundle") is bundle
     assert seen.pop("model") is None and str(seen.pop("device")) == "cpu"
     seen.pop("progress"), seen.pop("cancel")
-    assert seen == {"material": "ReS2", "pixel_size_nm": 0.01, "window_nm": 2.0,
+    assert seen == {"material": "ReS2", "task": "slip", "pixel_size_nm": 0.01, "window_nm": 2.0,
                     "stride_nm": 0.3, "refine": True, "fine_stride_nm": 0.05,
                     "roi_nm": (0.0, 0.0, 4.0, 4.0), "n_views": 2, "undistort": False,
                     "fit": True}

@@ -184,6 +184,7 @@ def analyze_image(
     pixel_size_nm: float | None = None,
     window_nm: float | None = None,
     stride_nm: float = 0.5,
+    task: str | None = None,
     refine: bool = False,
     fine_stride_nm: float = 0.1,
     roi_nm=None,
@@ -209,6 +210,9 @@ def analyze_image(
         Torch device to run the model on (default: where the bundle is).
     material
         Material of the sample (default: the model's).
+    task
+        With ``material`` and no model: ``"slip"`` or ``"twist"`` (default: slip where the
+        material has a slip model).
     pixel_size_nm
         Overrides the file's calibration.
     stride_nm, refine, fine_stride_nm, roi_nm
@@ -258,7 +262,7 @@ def analyze_image(
         # a first choice by the field the file's calibration gives (or the largest window);
         # made again below once the lattice has given the pixel size
         field = min(image.shape) * fixed_px if fixed_px else None
-        bundle = resolve_bundle(model, material, field_nm=field, window_nm=window_nm)
+        bundle = resolve_bundle(model, material, task, field_nm=field, window_nm=window_nm)
     if device is not None:
         bundle.model.to(device)
     card = bundle.card

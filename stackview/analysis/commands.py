@@ -27,6 +27,9 @@ def register(subparsers) -> None:
                    help="image files (tif, png, jpg, dm3, dm4, emd, ser, mrc, npy) or folders")
     p.add_argument("--model", help="model bundle name or path (default: the material's model)")
     p.add_argument("--material", help="material of the sample (default: the model's)")
+    p.add_argument("--task", choices=("slip", "twist"),
+                   help="with --material: which of its models (default: slip when it has one; "
+                        "MoS2 twisted bilayers need --task twist)")
     p.add_argument("--pixel-size", type=float, metavar="NM",
                    help="pixel size in nm (default: from the file, else from the FFT lattice)")
     p.add_argument("--window", type=float, metavar="NM",
@@ -67,7 +70,7 @@ def job_from_args(args: argparse.Namespace):
 
     return AnalyzeJob(
         inputs=tuple(args.inputs), out=args.out, model=args.model, material=args.material,
-        pixel_size_nm=args.pixel_size, window_nm=args.window, stride_nm=args.stride,
+        task=args.task, pixel_size_nm=args.pixel_size, window_nm=args.window, stride_nm=args.stride,
         refine=args.refine, fine_stride_nm=args.fine_stride,
         roi_nm=tuple(args.roi) if args.roi else None, n_views=args.views,
         undistort=args.undistort, device=args.device, fit=args.fit, pel=args.pel,

@@ -32,6 +32,7 @@ class AnalyzeJob:
     out: str | None = None
     model: str | None = None
     material: str | None = None
+    task: str | None = None
     pixel_size_nm: float | None = None
     window_nm: float | None = None
     stride_nm: float = 0.5
@@ -67,6 +68,8 @@ class AnalyzeJob:
         if not 0 < self.stride_nm <= MAX_STRIDE_NM:
             raise UsageError(f"the stride {self.stride_nm:g} nm must be between 0 and "
                              f"{MAX_STRIDE_NM:g} nm")
+        if self.task not in (None, "slip", "twist"):
+            raise UsageError(f"the task must be 'slip' or 'twist', not {self.task!r}")
         if self.figure_format not in FIGURE_FORMATS:
             raise UsageError(f"the figure format must be one of {', '.join(FIGURE_FORMATS)}")
 
@@ -88,7 +91,7 @@ def analyze_argv(job: AnalyzeJob) -> list[str]:
         raise UsageError("an analysis command needs an output folder (--out)")
     default = AnalyzeJob()
     argv = ["analyze", *job.inputs, "--out", job.out]
-    for flag, name in (("--model", "model"), ("--material", "material"),
+    for flag, name in (("--model", "model"), ("--material", "material"), ("--task", "task"),
                        ("--pixel-size", "pixel_size_nm"), ("--window", "window_nm")):
         value = getattr(job, name)
         if value is not None:
@@ -148,7 +151,8 @@ def analyze_one(job: AnalyzeJob, image, bundle=None, progress=null_progress, can
 
     return analyze_image(
         image, model=None if bundle is not None else job.model, bundle=bundle,
-        material=job.material, pixel_size_nm=job.pixel_size_nm, window_nm=job.window_nm,
+        material=job.material, task=job.task, pixel_size_nm=job.pixel_size_nm,
+        window_nm=job.window_nm,
         stride_nm=job.stride_nm, refine=job.refine, fine_stride_nm=job.fine_stride_nm,
         roi_nm=job.roi_nm, n_views=job.n_views, undistort=job.undistort,
         device=device if device is not None else resolve_device(job.device), fit=job.fit,
@@ -191,7 +195,7 @@ def analyze_images(job: AnalyzeJob, progress_for: Callable | None = None, cancel
     files = expand_inputs(job.inputs)
     # a named model is loaded once; otherwise each image gets the material's model for its
     # field (or for the window), loaded once per model
-    bundle = resolve_bundle(job.model, job.material, window_nm=job.window_nm)
+    bundle = resolve_bundle(job.model, job.material, job.task, window_nm=job.window_nm)
     landscapes: dict[str, object] = {}
     if job.pel:  # checked up front: a bilayer slip model
         from stackview.pel.figure import landscape_for_bundle
