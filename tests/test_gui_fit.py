@@ -23,7 +23,12 @@ def test_fit_toggle_reaches_analyze_image(qtbot, monkeypatch):
     settings = panel.settings()
     assert settings.fit is True
     seen = {}
-    monkeypatch.setattr(tasks, "load_model", lambda *a, **k: object())
+    from types import SimpleNamespace
+
+    import torch
+
+    model = SimpleNamespace(model=torch.nn.Linear(1, 1))  # a stand-in with a device
+    monkeypatch.setattr(tasks, "load_model", lambda *a, **k: model)
     monkeypatch.setattr(analyze, "analyze_image", lambda *a, **k: seen.update(k))
     tasks.run_analysis("image.tif", settings)
     assert seen["fit"] is True

@@ -85,6 +85,13 @@ def _print_result(path: Path, result, folder: Path, row: dict) -> None:
           + ", ".join(f"{n} median {s[n + '_median']:.3f} (IQR {s[n + '_iqr']:.3f})"
                       for n in result.smap.names if n + "_median" in s)
           + f" -> {folder}")
+    st = s.get("statistics", {})
+    if "families" in st:
+        fams = ", ".join(f"{k} {v}" for k, v in st["families"].items())
+        classes = ", ".join(f"{k} {v}" for k, v in sorted(st["stacking"].items(),
+                                                          key=lambda kv: -kv[1]))
+        print(f"  stacking: windows per family {fams}; per class {classes} (the slip medians "
+              f"are of the {st['majority_family']} windows)")
     if "fit" in s:
         f = s["fit"]
         print("  fit: " + ", ".join(f"{n} median {f[n + '_median']:.3f} (σ "

@@ -80,18 +80,17 @@ def load_model(name: str | None, material: str | None, window_nm: float | None =
 
 def run_analysis(path_or_image, settings: AnalysisSettings, progress=null_progress,
                  cancel: CancelToken | None = None):
-    """:func:`stackview.analysis.analyze.analyze_image` with the panel's settings."""
-    from stackview.analysis.analyze import analyze_image
+    """The analyse workflow (as ``stackview analyze`` runs it) with the panel's settings and
+    the cached model."""
+    from stackview.engine.devices import module_device
+    from stackview.workflows.analyze import AnalyzeJob, analyze_one
 
     bundle = load_model(settings.model, settings.material, settings.window_nm)
-    return analyze_image(
-        path_or_image, bundle=bundle, material=settings.material,
-        pixel_size_nm=settings.pixel_size_nm, window_nm=settings.window_nm,
-        stride_nm=settings.stride_nm, refine=settings.refine,
-        fine_stride_nm=settings.fine_stride_nm, roi_nm=settings.roi_nm,
-        n_views=settings.n_views, undistort=settings.undistort, progress=progress,
-        cancel=cancel, fit=settings.fit,
-    )
+    inputs = (str(path_or_image),) if isinstance(path_or_image, (str, Path)) else ()
+    job = AnalyzeJob.from_settings(settings, inputs)
+    # the model stays where the window loaded it
+    return analyze_one(job, path_or_image, bundle=bundle, device=module_device(bundle.model),
+                       progress=progress, cancel=cancel)
 
 
 @dataclass
