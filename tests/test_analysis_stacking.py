@@ -70,3 +70,20 @@ def test_the_family_boundary_is_the_interface_and_the_figure_shows_classes():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_the_pel_overlay_takes_the_majority_familys_windows_and_landscape():
+    from types import SimpleNamespace
+
+    from stackview.pel.figure import result_family, slips_from_result
+
+    space = SlipLabels(MOS2, family="both")
+    smap = _two_domains(boundary=4)  # 24 parallel windows, 36 antiparallel
+    stats = label_statistics(smap.values.reshape(-1, 3), smap.names, space)
+    result = SimpleNamespace(smap=smap, statistics=stats)
+    assert result_family(result) == "antiparallel"
+    slips = slips_from_result(result)
+    assert len(slips) == 36
+    np.testing.assert_allclose(slips, np.broadcast_to(DELTA, (36, 2)))
+    plain = SimpleNamespace(smap=make_smap(), statistics={})
+    assert result_family(plain) is None and len(slips_from_result(plain)) == 30

@@ -14,15 +14,29 @@ from stackview.pel.files import load_landscape
 from stackview.pel.landscape import Landscape
 
 
+def result_family(result) -> str | None:
+    """The stacking family whose landscape an analysis belongs on: its windows' majority for
+    a model of both families, else None (the default, parallel)."""
+    if tuple(result.smap.names) == ("Da_A", "Db_A", "family"):
+        return (result.statistics or {}).get("majority_family") or "parallel"
+    return None
+
+
 def slips_from_result(result) -> np.ndarray:
-    """Slip labels (Å, rows ``(Da, Db)``) of every window of an analysis result."""
+    """Slip labels (Å, rows ``(Da, Db)``) of every window of an analysis result (for a model
+    of both stacking families: the windows of the majority family, :func:`result_family`)."""
     smap = result.smap
-    if tuple(smap.names[:2]) != ("Da_A", "Db_A") or len(smap.names) != 2:
+    names = tuple(smap.names)
+    if names not in (("Da_A", "Db_A"), ("Da_A", "Db_A", "family")):
         raise UsageError("the PEL overlay needs a bilayer slip analysis (Da, Db), "
                          f"not {', '.join(smap.names)}")
     pts = np.asarray(smap.points)
     d = pts[:, 2:4]
-    return d[np.all(np.isfinite(d), axis=1)]
+    keep = np.all(np.isfinite(d), axis=1)
+    family = result_family(result)
+    if family is not None:
+        keep &= (pts[:, 4] >= 0.5) == (family == "antiparallel")
+    return d[keep]
 
 
 def landscape_for_bundle(source, bundle, family: str | None = None) -> Landscape:
@@ -52,6 +66,7 @@ def add_pel_to_figure(result, folder: str | os.PathLike, source: Landscape | str
     from stackview.pel.plot import pel_panel
 
     slips = slips_from_result(result)
+    family = family or result_family(result)
     landscape = (source if isinstance(source, Landscape)
                  else load_landscape(source, result.bundle.card.material, family))
     folder = Path(folder)

@@ -200,7 +200,7 @@ def analyze_images(job: AnalyzeJob, progress_for: Callable | None = None, cancel
     if job.pel:  # checked up front: a bilayer slip model
         from stackview.pel.figure import landscape_for_bundle
 
-        landscapes[bundle.card.name] = landscape_for_bundle(job.pel, bundle)
+        landscapes[(bundle.card.name, None)] = landscape_for_bundle(job.pel, bundle)
     if not job.model:
         bundle = None
     out = Path(job.out)
@@ -218,11 +218,17 @@ def analyze_images(job: AnalyzeJob, progress_for: Callable | None = None, cancel
             continue
         folder = write_results(result, out, figure_format=job.figure_format)
         if job.pel:
-            from stackview.pel.figure import add_pel_to_figure, landscape_for_bundle
+            from stackview.pel.figure import (
+                add_pel_to_figure,
+                landscape_for_bundle,
+                result_family,
+            )
 
-            name = result.bundle.card.name
+            # a model of both stacking families: the landscape of the image's majority family
+            family = result_family(result)
+            name = (result.bundle.card.name, family)
             if name not in landscapes:
-                landscapes[name] = landscape_for_bundle(job.pel, result.bundle)
+                landscapes[name] = landscape_for_bundle(job.pel, result.bundle, family)
             add_pel_to_figure(result, folder, landscapes[name], figure_format=job.figure_format)
         row = stats_row(result)
         outcome.folders[str(path)] = folder
