@@ -120,8 +120,9 @@ class Resimulator:
 
         v = np.asarray(values, dtype=float)
         anti = len(v) == 3 and v[2] >= 0.5
-        space = SlipLabels(self.material, family="antiparallel" if anti else "parallel")
-        ops = space.label_ops("antiparallel")  # P alone: −D is the same image (layer swap)
+        if "_ops" not in self.__dict__:  # once per map: the operations cost a symmetry search
+            self._ops = SlipLabels(self.material, family="antiparallel").label_ops()
+        ops = self._ops  # P alone: −D is the same image (a layer swap)
         turns = (False,) if anti else (False, True)  # antiparallel images are centrosymmetric
         out = []
         for q in ops:

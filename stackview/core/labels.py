@@ -119,13 +119,26 @@ class SlipLabels:
     @property
     def uses_group(self) -> bool:
         """Whether the labels fold by the projected point group (not only D ≡ −D)."""
-        return self.layers == 2 and (self.family != "parallel" or len(_base_ops(self.material)) > 1)
+        return self.layers == 2 and (self.family != "parallel" or len(self._base()) > 1)
+
+    def _base(self) -> list[np.ndarray]:
+        cache = self.__dict__.setdefault("_ops_cache", {})
+        if "base" not in cache:
+            cache["base"] = _base_ops(self.material)
+        return cache["base"]
 
     def label_ops(self, family: str | None = None) -> list[np.ndarray]:
         """The label-space matrices Q (row vectors: L' = L @ Q) of the slip symmetry of one
-        family (bilayers): the projected operations g, with −g in the parallel family."""
+        family (bilayers): the projected operations g, with −g in the parallel family. Cached:
+        every fold and distance asks for them, and they cost a symmetry search."""
         family = family or self.family
-        base = _base_ops(self.material)
+        cache = self.__dict__.setdefault("_ops_cache", {})
+        if family not in cache:
+            cache[family] = self._compute_label_ops(family)
+        return cache[family]
+
+    def _compute_label_ops(self, family: str) -> list[np.ndarray]:
+        base = self._base()
         ops = base + ([-g for g in base] if family == "parallel" and self.layer_swap else [])
         u = self.material.unit_vectors
         lengths = self.lengths_A
@@ -172,13 +185,12 @@ class SlipLabels:
         frac = tri.mean(0) if tri is not None else np.array([0.1234, 0.2718])
         return frac * self.lengths_A
 
-    def _nearest_equivalent(self, pairs: np.ndarray, target: np.ndarray, family: str
-                            ) -> tuple[np.ndarray, np.ndarray]:
-        """For bilayer labels (..., 2) the equivalent nearest to ``target`` (..., 2), as the
-        Cartesian offset from the target (..., 2) and its length (...)."""
+    def _shortest(self, deltas) -> tuple[np.ndarray, np.ndarray]:
+        """The shortest lattice-equivalent Cartesian vector (..., 2) over several label
+        differences (each (..., 2)), and its length (...)."""
         best_err = best_norm = None
-        for q in self.label_ops(family):
-            err = self._min_image((pairs @ q - target)[..., None, :])[..., 0, :]
+        for delta in deltas:
+            err = self._min_image(delta[..., None, :])[..., 0, :]
             norm = np.linalg.norm(err, axis=-1)
             if best_norm is None:
                 best_err, best_norm = err, norm
@@ -198,7 +210,8 @@ class SlipLabels:
             if name not in self.families:
                 continue
             ref = self._reference_A(name)
-            err, _ = self._nearest_equivalent(pairs, ref, name)
+            # the equivalent nearest the reference, as its offset from the reference
+            err, _ = self._shortest(pairs @ q - ref for q in self.label_ops(name))
             rep = (ref @ self.material.unit_vectors + err) @ inv_u
             out = np.where((fam == code)[..., None], rep, out)
         if self.family == "both":
@@ -326,26 +339,12 @@ class SlipLabels:
             # the equivalent of the true label nearest to the prediction: the nearest
             # equivalent of the prediction to the true label, mirrored back (the group acts by
             # isometries)
-            e, _ = self._nearest_equivalent_of(t, p, name)
+            e, _ = self._shortest(p - t @ q for q in self.label_ops(name))
             err = np.where((fam == code)[..., None], e, err)
         best = p - err @ np.linalg.inv(u)
         if self.family == "both":
             best = np.concatenate([best, tru[..., 2:3]], -1)
         return err[..., None, :], best
-
-    def _nearest_equivalent_of(self, true_pairs, pred_pairs, family):
-        """Cartesian error (prediction − nearest equivalent of the true label) (..., 2)."""
-        best_err = best_norm = None
-        for q in self.label_ops(family):
-            err = self._min_image((pred_pairs - true_pairs @ q)[..., None, :])[..., 0, :]
-            norm = np.linalg.norm(err, axis=-1)
-            if best_norm is None:
-                best_err, best_norm = err, norm
-            else:
-                better = norm < best_norm - 1e-12
-                best_err = np.where(better[..., None], err, best_err)
-                best_norm = np.where(better, norm, best_norm)
-        return best_err, best_norm
 
     def distance(self, predicted, true) -> np.ndarray:
         """Symmetry-aware ΔD (Å): length of the slip error, minimised over equivalents.

@@ -308,6 +308,24 @@ def triangle_domains(side_A: float, origin_A=(0.0, 0.0)):
     return domain
 
 
+def _domain_bilayer(material: Material, region, tops: list[dict], domain_of_xy, d: float,
+                    seed, vacancy_ratio: float) -> StackArrays:
+    """One bottom layer and a top layer made, where ``domain_of_xy(xy) == k``, as
+    ``layer_arrays(**tops[k])`` (each top atom belongs to the domain it sits in)."""
+    p0, n0 = layer_arrays(material, region)
+    tops_p, tops_n = [], []
+    for k, placement in enumerate(tops):
+        p, n = layer_arrays(material, region, **placement)
+        keep = np.asarray(domain_of_xy(p[:, :2])) == k
+        tops_p.append(p[keep])
+        tops_n.append(n[keep])
+    p1, n1 = np.vstack(tops_p), np.concatenate(tops_n)
+    p1[:, 2] += d
+    layer = np.concatenate([np.zeros(len(n0), np.int16), np.ones(len(n1), np.int16)])
+    return _postprocess(np.vstack([p0, p1]), np.concatenate([n0, n1]), layer,
+                        np.random.default_rng(seed), 0.0, 0.0, vacancy_ratio)
+
+
 def build_twist_domains(
     material: Material | str,
     thetas_deg,
@@ -330,18 +348,8 @@ def build_twist_domains(
     d = material.interlayer_A if interlayer_A is None else float(interlayer_A)
     region = (-margin_A, fx + margin_A, -margin_A, fy + margin_A)
     center = np.array([fx / 2, fy / 2]) if center_A is None else np.asarray(center_A, float)
-    p0, n0 = layer_arrays(material, region)
-    tops_p, tops_n = [], []
-    for k, theta in enumerate(thetas):
-        p, n = layer_arrays(material, region, theta_deg=theta, center_A=center)
-        keep = np.asarray(domain_of_xy(p[:, :2])) == k
-        tops_p.append(p[keep])
-        tops_n.append(n[keep])
-    p1, n1 = np.vstack(tops_p), np.concatenate(tops_n)
-    p1[:, 2] += d
-    layer = np.concatenate([np.zeros(len(n0), np.int16), np.ones(len(n1), np.int16)])
-    arrays = _postprocess(np.vstack([p0, p1]), np.concatenate([n0, n1]), layer,
-                          np.random.default_rng(seed), 0.0, 0.0, vacancy_ratio)
+    tops = [dict(theta_deg=theta, center_A=center) for theta in thetas]
+    arrays = _domain_bilayer(material, region, tops, domain_of_xy, d, seed, vacancy_ratio)
     info = {"material": material.name, "task": "twist", "layers": 2, "thetas_deg": thetas,
             "interlayer_A": d, "center_A": [float(v) for v in center],
             "vacancy_ratio": vacancy_ratio, "seed": seed}
@@ -364,19 +372,10 @@ def build_slip_domains(
     fx, fy = _validate_fov(fov_A, margin_A)
     d = material.interlayer_A if interlayer_A is None else float(interlayer_A)
     region = (-margin_A, fx + margin_A, -margin_A, fy + margin_A)
-    p0, n0 = layer_arrays(material, region)
-    tops_p, tops_n = [], []
-    for k, (slip, anti) in enumerate(domains):
-        shift = material.slip_to_cartesian(np.asarray(slip, dtype=float).reshape(1, 2))[0]
-        p, n = layer_arrays(material, region, shift_A=shift, theta_deg=180.0 if anti else 0.0)
-        keep = np.asarray(domain_of_xy(p[:, :2])) == k
-        tops_p.append(p[keep])
-        tops_n.append(n[keep])
-    p1, n1 = np.vstack(tops_p), np.concatenate(tops_n)
-    p1[:, 2] += d
-    layer = np.concatenate([np.zeros(len(n0), np.int16), np.ones(len(n1), np.int16)])
-    arrays = _postprocess(np.vstack([p0, p1]), np.concatenate([n0, n1]), layer,
-                          np.random.default_rng(seed), 0.0, 0.0, 0.0)
+    tops = [dict(shift_A=material.slip_to_cartesian(
+        np.asarray(slip, dtype=float).reshape(1, 2))[0], theta_deg=180.0 if anti else 0.0)
+        for slip, anti in domains]
+    arrays = _domain_bilayer(material, region, tops, domain_of_xy, d, seed, 0.0)
     info = {"material": material.name, "task": "slip", "layers": 2, "interlayer_A": d,
             "domains": [{"slip_A": [float(v) for v in s], "family":
                          "antiparallel" if a else "parallel"} for s, a in domains],
