@@ -33,7 +33,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from stackview.inference.spm import dense_map, spm_map
+    from stackview.inference.dense import dense_map
+    from stackview.inference.spm import spm_map
     from stackview.materials import build_stack
     from stackview.models.bundle import load_bundle
     from stackview.simulation import PRESETS, simulate

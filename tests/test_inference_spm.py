@@ -133,20 +133,3 @@ def ndimage_smooth(a):
     return ndimage.gaussian_filter(a, 2)
 
 
-def test_dense_mode_grid_matches_window_mode():
-    from stackview.inference.regressor import RegressorSpec, build_regressor
-    from stackview.inference.spm import dense_map
-
-    spec = RegressorSpec(backbone="tiny", material="ReS2")
-    card = ModelCard(name="t", spec=spec.to_dict(), sampling_A=0.25, patch_px=32,
-                     orientation="random")
-    bundle = Bundle(model=build_regressor(spec, seed=0).eval(), card=card)
-    rng = np.random.default_rng(0)
-    img = ndimage_smooth(rng.random((160, 180)).astype(np.float32))
-    dense = dense_map(img, 0.025, bundle, stride_nm=0.1)  # 4 px: a divisor of the stride 8
-    assert dense.extra["stride_px"] == 4 and dense.extra["trunk_passes"] == 4
-    window = spm_map(img, 0.025, bundle, stride_nm=dense.stride_nm, n_views=1)
-    np.testing.assert_allclose(dense.x_nm, window.x_nm)
-    np.testing.assert_allclose(dense.y_nm, window.y_nm)
-    assert np.all(np.isfinite(dense.values))
-    assert dense.values.shape == window.values.shape

@@ -88,7 +88,8 @@ def test_two_domain_image_gives_a_step_at_the_boundary(res2):
 def test_dense_mode_agrees_with_window_mode_within_its_known_bias(res2):
     """The fully convolutional mode sees context around each window (the model was trained on
     isolated windows): README reports a ~0.15 Å bias; this keeps it from growing unnoticed."""
-    from stackview.inference.spm import dense_map, spm_map
+    from stackview.inference.dense import dense_map
+    from stackview.inference.spm import spm_map
 
     space = res2.label_space
     image = _simulate((1.0, 1.5), (48.0, 48.0))

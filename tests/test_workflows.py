@@ -106,7 +106,7 @@ def test_train_and_evaluate_round_trip_with_every_option():
                    head="direct", config=config, validation="v.zarr",
                    eval_datasets=("t.zarr",), checkpoint_dir="ck", resume=True,
                    init_from="ReS2_slip_bilayer", description="a 'quoted' text",
-                   fp32_weights=True)
+                   fp32_weights=True, context_px=32, window_px=128)
     assert parse_job(train_argv(job)) == job
     assert parse_job(command_text(train_argv(job))) == job
     ev = EvaluateJob(bundle="models/x", dataset="t.zarr", out="rep", tta=True, max_samples=9,
@@ -167,7 +167,8 @@ def test_analyze_round_trip_with_every_option():
     job = AnalyzeJob(inputs=("a.tif", "folder"), out="res", model="models/x", material="ReS2",
                      task="twist", pixel_size_nm=0.0123, window_nm=2.5, stride_nm=0.25, refine=True,
                      fine_stride_nm=0.05, roi_nm=(0.5, 1.0, 10.0, 12.5), n_views=1,
-                     undistort=False, device="cpu", fit=True, pel="auto", figure_format="svg")
+                     undistort=False, device="cpu", fit=True, pel="auto", figure_format="svg",
+                     mode="window")
     assert parse_job(analyze_argv(job)) == job
     with_csv = AnalyzeJob(inputs=("a.tif",), out="r", pel="my pel.csv")
     assert parse_job(command_text(analyze_argv(with_csv))) == with_csv
@@ -183,7 +184,7 @@ def test_analyze_job_checks_its_settings_and_reads_the_sessions():
     from stackview.workflows.analyze import AnalyzeJob, analyze_argv
 
     for bad in ({"n_views": 9}, {"stride_nm": 0.0}, {"figure_format": "jpg"},
-                {"roi_nm": (1.0, 2.0)}, {"task": "tilt"}):
+                {"roi_nm": (1.0, 2.0)}, {"task": "tilt"}, {"mode": "fast"}):
         with pytest.raises(UsageError):
             AnalyzeJob(inputs=("a.tif",), out="r", **bad)
     with pytest.raises(UsageError, match="output folder"):
@@ -305,7 +306,7 @@ def test_analyze_one_passes_every_setting_of_the_job(monkeypatch):
     job = AnalyzeJob(inputs=("a.tif",), model="ignored", material="ReS2", pixel_size_nm=0.01,
                      window_nm=2.0, stride_nm=0.3, refine=True, fine_stride_nm=0.05,
                      roi_nm=(0, 0, 4, 4), n_views=2, undistort=False, device="cpu", fit=True,
-                     task="slip")
+                     task="slip", mode="dense")
     bundle = object()
     analyze_one(job, "a.tif", bundle=bundle)
     assert seen.pop("image") == "a.tif" and seen.pop("bundle") is bundle
@@ -314,4 +315,4 @@ def test_analyze_one_passes_every_setting_of_the_job(monkeypatch):
     assert seen == {"material": "ReS2", "task": "slip", "pixel_size_nm": 0.01, "window_nm": 2.0,
                     "stride_nm": 0.3, "refine": True, "fine_stride_nm": 0.05,
                     "roi_nm": (0.0, 0.0, 4.0, 4.0), "n_views": 2, "undistort": False,
-                    "fit": True}
+                    "fit": True, "mode": "dense"}

@@ -195,6 +195,7 @@ def analyze_image(
     device=None,
     fit: bool = False,
     fit_settings=None,
+    mode: str = "auto",
 ) -> AnalysisResult:
     """Analyse one image (path or 2-D array) into maps (see module docstring).
 
@@ -218,6 +219,10 @@ def analyze_image(
     stride_nm, refine, fine_stride_nm, roi_nm
         SPM settings: with ``refine`` the stride is the coarse one and ``fine_stride_nm`` is used
         around interfaces.
+    mode
+        ``window``, ``dense`` or ``auto`` (:func:`stackview.inference.dense.resolve_mode`:
+        dense maps for models trained with context at strides below a quarter window; with
+        ``refine``, for the fine stride).
     fit, fit_settings
         Refine every window by fitting the incoherent model to it from the network's reading
         (:func:`stackview.fit.maps.fit_map`; slip and twist models): ``result.fit``.
@@ -234,10 +239,12 @@ def analyze_image(
     from stackview.analysis.lattice_scorers import ResimulationScorer
     from stackview.analysis.trust import Resimulator, judge, score_windows
     from stackview.core.labels import SlipLabels
+    from stackview.inference.dense import dense_map, resolve_mode
     from stackview.inference.spm import WindowSampler, refine_map, spm_map
     from stackview.io.readers import read_image
 
     cancel = cancel or CancelToken()
+    resolve_mode(mode, None, 0.0, check_only=True)
     start = time.perf_counter()
     clock = [start]
 
@@ -331,12 +338,16 @@ def analyze_image(
             if device is not None:
                 bundle.model.to(device)
     stages["lattice"] = _lap()
-    sampler = WindowSampler(image, calibration.pixel_size_nm, card.sampling_A, card.patch_px,
-                            frame)
+    sampler = WindowSampler.for_model(image, calibration.pixel_size_nm, card, frame)
+    used = resolve_mode(mode, bundle, fine_stride_nm if refine else stride_nm)
     if refine:
         smap = refine_map(image, calibration.pixel_size_nm, bundle, coarse_stride_nm=stride_nm,
                           fine_stride_nm=fine_stride_nm, roi_nm=roi_nm, frame=frame,
-                          n_views=n_views, progress=progress, cancel=cancel, sampler=sampler)
+                          n_views=n_views, progress=progress, cancel=cancel, sampler=sampler,
+                          fine_mode=used)
+    elif used == "dense":
+        smap = dense_map(image, calibration.pixel_size_nm, bundle, stride_nm, roi_nm,
+                         progress, cancel, frame=frame, n_views=n_views, sampler=sampler)
     else:
         smap = spm_map(image, calibration.pixel_size_nm, bundle, stride_nm, window_nm, roi_nm,
                        frame, n_views=n_views, progress=progress, cancel=cancel,

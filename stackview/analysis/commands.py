@@ -47,6 +47,11 @@ def register(subparsers) -> None:
                    help="analyse only this region (nm from the top-left corner)")
     p.add_argument("--views", type=int, default=3,
                    help="test-time views per window for the uncertainty (1 = fastest)")
+    p.add_argument("--mode", choices=("auto", "window", "dense"), default="auto",
+                   help="how windows are read: one by one ('window'), or all from shared "
+                        "trunk passes ('dense': several times faster at fine strides, the same "
+                        "numbers; models trained with context); 'auto' (default) is dense "
+                        "below a quarter-window stride where the model allows it")
     p.add_argument("--no-undistort", dest="undistort", action="store_false",
                    help="do not undo the scan distortion measured from the lattice (windows "
                         "are then only rotated and scaled)")
@@ -74,7 +79,7 @@ def job_from_args(args: argparse.Namespace):
         refine=args.refine, fine_stride_nm=args.fine_stride,
         roi_nm=tuple(args.roi) if args.roi else None, n_views=args.views,
         undistort=args.undistort, device=args.device, fit=args.fit, pel=args.pel,
-        figure_format=args.figure_format)
+        figure_format=args.figure_format, mode=args.mode)
 
 
 def _print_result(path: Path, result, folder: Path, row: dict) -> None:

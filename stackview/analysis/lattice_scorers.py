@@ -94,8 +94,8 @@ class ResimulationScorer:
 
         frame = hyp.frame(self.undistort, self.pixel_size_nm)
         px = self.pixel_size_nm or hyp.pixel_size_nm
-        return WindowSampler(self.image, px, self.card.sampling_A, self.card.patch_px, frame,
-                             coeffs_cache=self._coeffs)
+        return WindowSampler.for_model(self.image, px, self.card, frame,
+                                       coeffs_cache=self._coeffs)
 
     def _half(self, sampler) -> float:
         ny, nx = self.image.shape
@@ -117,8 +117,9 @@ class ResimulationScorer:
             return -1.0  # at this scale the image is smaller than one window
         pts = score_positions_px(self.image.shape, half, n_windows or self.n_windows)
         windows = sampler.extract(pts)
+        tiles = sampler.extract(pts, context=True) if sampler.context_px else windows
         with torch.inference_mode():
-            x = torch.from_numpy(windows).unsqueeze(1).to(module_device(self.bundle.model))
+            x = torch.from_numpy(tiles).unsqueeze(1).to(module_device(self.bundle.model))
             preds = self.bundle.model(x).float().cpu().numpy()
         space = self.bundle.label_space
         values = [np.atleast_1d(space.canonical(p)) for p in preds]

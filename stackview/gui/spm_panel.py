@@ -110,6 +110,15 @@ class SpmPanel(QWidget):
         self.views.setRange(1, 8)
         self.views.setValue(3)
         self.views.setToolTip("Test-time views per window for the uncertainty (1 = fastest)")
+        self.mode = QComboBox()
+        for text, data in (("Auto", "auto"), ("Window by window", "window"),
+                           ("Dense (shared passes)", "dense")):
+            self.mode.addItem(text, data)
+        self.mode.setToolTip("How the windows are read: one by one, or all from shared passes "
+                             "of the network over the image (several times faster at fine "
+                             "strides, the same numbers; models trained with context). Auto: "
+                             "dense below a quarter-window stride where the model allows it")
+        self.mode.currentIndexChanged.connect(self._edited)
         self.undistort = QCheckBox("Undo the scan distortion")
         self.undistort.setChecked(True)
         self.undistort.setToolTip("Undo the fast/slow-scan scale and shear measured from the "
@@ -136,6 +145,7 @@ class SpmPanel(QWidget):
         form2.addRow(self.refine)
         form2.addRow("Fine stride", self.fine_stride_nm)
         form2.addRow("Views", self.views)
+        form2.addRow("Reading", self.mode)
         form2.addRow(self.undistort)
         form2.addRow(self.fit)
         form2.addRow(self.use_roi)
@@ -167,14 +177,15 @@ class SpmPanel(QWidget):
                 "stride_nm": self.stride_nm.value(), "refine": self.refine.isChecked(),
                 "fine_stride_nm": self.fine_stride_nm.value(), "n_views": self.views.value(),
                 "undistort": self.undistort.isChecked(), "fit": self.fit.isChecked(),
-                "use_roi": self.use_roi.isChecked()}
+                "use_roi": self.use_roi.isChecked(), "mode": self.mode.currentData()}
 
     def show_settings(self, settings) -> None:
         """Show a session's :class:`~stackview.session.model.Settings` (no signal is sent
         back as an edit)."""
         self._showing = True
         boxes = (self.material, self.model, self.window_nm, self.stride_nm, self.refine,
-                 self.fine_stride_nm, self.views, self.undistort, self.fit, self.use_roi)
+                 self.fine_stride_nm, self.views, self.undistort, self.fit, self.use_roi,
+                 self.mode)
         blocked = [box.blockSignals(True) for box in boxes[:2]]
         try:
             if settings.material and self.material.findText(settings.material) >= 0:
@@ -192,6 +203,7 @@ class SpmPanel(QWidget):
             self.undistort.setChecked(settings.undistort)
             self.fit.setChecked(settings.fit)
             self.use_roi.setChecked(settings.use_roi)
+            self.mode.setCurrentIndex(max(0, self.mode.findData(settings.mode)))
         finally:
             for box, was in zip(boxes[:2], blocked, strict=False):
                 box.blockSignals(was)
@@ -277,4 +289,5 @@ class SpmPanel(QWidget):
             n_views=self.views.value(),
             undistort=self.undistort.isChecked(),
             fit=self.fit.isChecked(),
+            mode=self.mode.currentData(),
         )

@@ -26,6 +26,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="output head: 'direct' regresses the labels (paper); 'invariant' "
                         "predicts symmetry-invariant features of the slip or twist (learns much "
                         "faster); 'auto' picks invariant")
+    g.add_argument("--context", type=int, default=0, metavar="PX",
+                   help="train for dense maps: each patch is a window with this many pixels of "
+                        "image around it on every side, which the model sees but does not read "
+                        "(ResNet: a multiple of 32; the window is the patch less the margin)")
+    g.add_argument("--window-px", type=int, default=0, metavar="PX",
+                   help="with --context: the model's window (default: the patch less the "
+                        "margin); larger patches show the model a random extra margin in "
+                        "training, so that what lies beyond --context does not matter")
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=10000, help="optimiser steps")
     g.add_argument("--batch-size", type=int, default=32)
@@ -181,7 +189,8 @@ def train_job_from_args(args: argparse.Namespace):
         config=_train_config(args), validation=args.validation,
         eval_datasets=tuple(args.eval_dataset or ()), checkpoint_dir=args.checkpoint_dir,
         resume=args.resume, init_from=args.init_from, description=args.description,
-        fp32_weights=args.fp32_weights)
+        fp32_weights=args.fp32_weights, context_px=args.context,
+        window_px=args.window_px)
 
 
 def evaluate_job_from_args(args: argparse.Namespace):

@@ -206,7 +206,7 @@ def predict_many(patches, bundle, sampling_A: float | None = None, tta: bool = T
     card = bundle.card
     space = bundle.label_space
     views = tta_views(card) if tta else tta_views(card)[:1]
-    prepared = [fit_patch(p, card.patch_px, sampling_A, card.sampling_A) for p in patches]
+    prepared = [fit_patch(p, card.input_px, sampling_A, card.sampling_A) for p in patches]
     stack = np.stack([fn(im) for im in prepared for _, fn, _ in views]).astype(np.float32)
     from stackview.engine.devices import module_device
 

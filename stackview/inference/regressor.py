@@ -58,6 +58,17 @@ class RegressorSpec:
         ``"direct"`` (the paper: outputs are the normalised labels) or ``"invariant"`` (outputs
         are symmetry-invariant features of the slip or twist, decoded by table search and
         Gauss–Newton; see :mod:`stackview.inference.invariant`).
+    context_px
+        0: the model reads isolated windows (zero padding at their edges). Otherwise its input
+        is the window with this many pixels of the image around it on every side, and only the
+        trunk features of the window itself are pooled (:meth:`StackingRegressor.
+        forward_normalised`): no feature it reads has seen an artificial border, so one trunk
+        pass over a whole image reads every window at once with the same numbers
+        (:mod:`stackview.inference.dense`). A multiple of the trunk's stride (ResNet: 32 px).
+    window_px
+        With context: the window's side (pixels), whose central trunk cells are pooled
+        whatever margin the input has (training shows the model more than ``context_px`` so
+        that what lies beyond it does not change the reading).
     """
 
     backbone: str = "resnet50"
@@ -69,6 +80,8 @@ class RegressorSpec:
     label_scale: tuple[float, ...] = ()
     hidden: int = 512
     head: str = "direct"
+    context_px: int = 0
+    window_px: int = 0
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -92,6 +105,12 @@ class RegressorSpec:
                              "head")
         if self.hidden < 1:
             raise UsageError("the head's hidden width must be positive")
+        if not (0 <= int(self.context_px) <= 512):
+            raise UsageError(f"the context margin {self.context_px} px must be 0 to 512")
+        object.__setattr__(self, "context_px", int(self.context_px))
+        object.__setattr__(self, "window_px", int(self.window_px))
+        if self.context_px and self.window_px < 8:
+            raise UsageError("a model that reads context needs its window size (window_px)")
 
     @property
     def n_outputs(self) -> int:
@@ -192,6 +211,21 @@ def build_backbone(name: str) -> nn.Module:
     return model
 
 
+def split_backbone(backbone: nn.Module) -> tuple[nn.Module, nn.Module, int]:
+    """(trunk, tail, stride): the convolutional trunk, the layer after its global pooling, and
+    the trunk's total stride in pixels. Supports torchvision ResNets and the test backbone.
+
+    The trunk and tail share the backbone's modules (no copies of the weights)."""
+    if isinstance(backbone, TinyBackbone):
+        layers = list(backbone.children())
+        return nn.Sequential(*layers[:-3]), layers[-1], 8
+    if all(hasattr(backbone, k) for k in ("conv1", "layer4", "fc", "maxpool")):
+        trunk = nn.Sequential(backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool,
+                              backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4)
+        return trunk, backbone.fc, 32
+    raise UsageError("reading with context (and the dense mode) needs a ResNet backbone")
+
+
 def standardise(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Zero mean, unit standard deviation per image (B, 1, H, W)."""
     mean = x.mean(dim=(-1, -2), keepdim=True)
@@ -223,12 +257,47 @@ class StackingRegressor(nn.Module):
 
             # not saved with the weights: rebuilt from the spec
             self.decoder = make_decoder(spec.label_space())
+        if spec.context_px:
+            _, _, stride = self.split()
+            if spec.context_px % stride or spec.window_px % stride:
+                raise UsageError(f"the window ({spec.window_px} px) and the context margin "
+                                 f"({spec.context_px} px) must be multiples of the trunk's "
+                                 f"stride ({stride} px)")
+
+    def split(self) -> tuple[nn.Module, nn.Module, int]:
+        """(trunk, tail, stride) of the backbone (:func:`split_backbone`); made per call so
+        that the shared modules are not registered twice."""
+        return split_backbone(self.backbone)
+
+    @property
+    def window_cells(self) -> int:
+        """The window's side in trunk cells (models that read context)."""
+        stride = self.split()[2]
+        return self.spec.window_px // stride
+
+    def read_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Raw outputs from window-pooled trunk features (N, C) — the dense mode's last step."""
+        _, tail, _ = self.split()
+        return self.head(tail(pooled))
 
     def forward_normalised(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw network outputs (normalised labels, or invariant features)."""
+        """Raw network outputs (normalised labels, or invariant features).
+
+        With a context margin the input is the window plus that margin on every side; only the
+        trunk cells of the window are pooled."""
         if x.ndim == 3:
             x = x.unsqueeze(1)
-        return self.head(self.backbone(standardise(x)))
+        x = standardise(x)
+        if not self.spec.context_px:
+            return self.head(self.backbone(x))
+        trunk, _, stride = self.split()
+        if min(x.shape[-2:]) < self.spec.window_px + 2 * self.spec.context_px:
+            raise UsageError(f"a model that reads {self.spec.context_px} px of context needs "
+                             "its input to be the window plus that margin")
+        feats = trunk(x)
+        k = self.window_cells
+        cy, cx = (feats.shape[-2] - k) // 2, (feats.shape[-1] - k) // 2
+        return self.read_pooled(feats[..., cy:cy + k, cx:cx + k].mean(dim=(-2, -1)))
 
     def decode(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Raw outputs → (labels in Å or degrees, feature residual or None for direct heads)."""

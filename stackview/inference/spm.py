@@ -7,11 +7,11 @@ at a regular stride and predicted in batches. Three modes:
   for a per-window uncertainty);
 * ``refine`` — the paper's two-level interface search: a coarse stride everywhere, then a fine
   stride only around coarse cells whose neighbours differ by more than a threshold;
-* ``dense`` — fully convolutional: the backbone's convolutional trunk runs once per sub-stride
-  offset over the whole image and each window's features are average-pooled from the shared
-  feature map, so overlapping windows do not recompute their shared convolutions (fine strides
-  at a fraction of the cost; it differs slightly from ``window`` because a window's features
-  see context beyond its edges — :func:`compare_dense_window` measures by how much).
+* ``dense`` — fully convolutional (:mod:`stackview.inference.dense`): the trunk runs once per
+  sub-stride offset over the image and each window's features are pooled from the shared
+  feature map, so overlapping windows do not recompute their shared convolutions. For models
+  trained with context it equals the window mode (the windows are read with their margin of
+  image around them).
 
 Coordinates are in nm from the image's top-left pixel corner, x to the right (columns) and y
 down (rows). Torch is imported inside functions; no Qt.
@@ -117,10 +117,15 @@ class WindowSampler:
     """
 
     def __init__(self, image: np.ndarray, pixel_size_nm: float, sampling_A: float,
-                 patch_px: int, frame=None, coeffs_cache: dict | None = None) -> None:
+                 patch_px: int, frame=None, coeffs_cache: dict | None = None,
+                 context_px: int = 0) -> None:
         """``coeffs_cache``: a dict shared by samplers of one image, keyed by the anti-alias
-        blur, so that many frames of the same image filter it once."""
+        blur, so that many frames of the same image filter it once. ``context_px``: the
+        windows come with this margin of image on every side (models that read context);
+        where it is beyond the image it is filled as the rest of a window is."""
         self.patch_px = int(patch_px)
+        self.context_px = int(context_px)
+        self.tile_px = self.patch_px + 2 * self.context_px
         self.scale = sampling_A / (pixel_size_nm * 10.0)  # original px per model px
         self.frame = frame
         img = np.asarray(image, dtype=np.float32)
@@ -131,6 +136,9 @@ class WindowSampler:
         if identity:
             self.frame = None
             self.resampled = resample_to_model(img, pixel_size_nm, sampling_A)
+            m = self.context_px
+            # no lattice known to continue the crystal with: the margin mirrors the image
+            self.padded = (np.pad(self.resampled, m, mode="reflect") if m else self.resampled)
             self.reach = 1.0
         else:
             if affine is not None:
@@ -150,24 +158,32 @@ class WindowSampler:
                     coeffs_cache[sigma] = cached
             self.coeffs = cached
             del img
-            u = np.arange(self.patch_px) - (self.patch_px - 1) / 2.0
-            uu, vv = np.meshgrid(u, u, indexing="xy")  # x along columns, y along rows
-            self.grid = np.vstack([uu.ravel(), vv.ravel()])
-            self.offsets = to_px @ self.grid  # (2, P*P) px
+            self.to_px = to_px
+            self._grids: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            h = (self.patch_px - 1) / 2.0
+            corners = np.array([[-h, h, h, -h], [-h, -h, h, h]])
+            self.window_reach_px = np.abs(to_px @ corners).max(axis=1)  # (x, y)
             gradient = getattr(frame, "px_per_A_per_row", None)
             self.gradient = (None if gradient is None or affine is None
                              else np.asarray(gradient, dtype=float) * sampling_A)
             self.row0 = float(getattr(frame, "row0_px", 0.0))
             self.cell_px = np.column_stack([frame.a_px, frame.b_px]).astype(float)
-            self.to_px = to_px
+
+    @classmethod
+    def for_model(cls, image: np.ndarray, pixel_size_nm: float, card, frame=None,
+                  coeffs_cache: dict | None = None) -> WindowSampler:
+        """The sampler of a model's windows (its sampling, window and context margin)."""
+        return cls(image, pixel_size_nm, card.sampling_A, card.patch_px, frame, coeffs_cache,
+                   context_px=card.context_px)
 
     @property
     def half_extent_px(self) -> float:
-        """Half-size (original px) of the region a window covers, along x and y."""
+        """Half-size (original px) of the region a window covers, along x and y (the window
+        itself, without its context margin)."""
         half = self.patch_px * self.scale / 2.0
         if self.frame is None:
             return half
-        return float(max(np.abs(self.offsets[0]).max(), np.abs(self.offsets[1]).max())) + 0.5
+        return float(self.window_reach_px.max()) + 0.5
 
     @property
     def inscribed_half_px(self) -> float:
@@ -196,26 +212,44 @@ class WindowSampler:
         xs[out], ys[out] = px, py
         return xs, ys
 
-    def extract(self, centers_xy_px: np.ndarray) -> np.ndarray:
-        """Windows (N, P, P) centred on ``centers_xy_px`` (N, 2) in original pixels (x, y)."""
-        c = np.asarray(centers_xy_px, dtype=float).reshape(-1, 2)
+    def window_origin(self, x_px: float, y_px: float) -> tuple[int, int]:
+        """Without a frame: the top-left pixel (x0, y0) of the window centred on an original
+        pixel position, in the resampled image."""
         P = self.patch_px
+        x0 = int(round(x_px / self.scale - P / 2.0))
+        y0 = int(round(y_px / self.scale - P / 2.0))
+        x0 = min(max(x0, 0), self.resampled.shape[1] - P)
+        y0 = min(max(y0, 0), self.resampled.shape[0] - P)
+        return x0, y0
+
+    def _grid(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(model-px grid (2, S*S) centred on 0, its offsets in original px) of a square."""
+        if size not in self._grids:
+            u = np.arange(size) - (size - 1) / 2.0
+            uu, vv = np.meshgrid(u, u, indexing="xy")  # x along columns, y along rows
+            grid = np.vstack([uu.ravel(), vv.ravel()])
+            self._grids[size] = (grid, self.to_px @ grid)
+        return self._grids[size]
+
+    def extract(self, centers_xy_px: np.ndarray, context: bool = False) -> np.ndarray:
+        """Windows (N, P, P) centred on ``centers_xy_px`` (N, 2) in original pixels (x, y);
+        with ``context`` the model's inputs (N, T, T): each window with its context margin."""
+        c = np.asarray(centers_xy_px, dtype=float).reshape(-1, 2)
+        P = self.tile_px if context else self.patch_px
         if self.frame is None:
-            # centre in resampled px; the window's top-left pixel
             out = np.empty((len(c), P, P), np.float32)
-            for i, (x, y) in enumerate(c / self.scale):
-                x0 = int(round(x - P / 2.0))
-                y0 = int(round(y - P / 2.0))
-                x0 = min(max(x0, 0), self.resampled.shape[1] - P)
-                y0 = min(max(y0, 0), self.resampled.shape[0] - P)
-                out[i] = self.resampled[y0:y0 + P, x0:x0 + P]
+            inset = 0 if context else self.context_px
+            for i, (x, y) in enumerate(c):
+                x0, y0 = self.window_origin(x, y)  # in the padded image: the tile's origin
+                out[i] = self.padded[y0 + inset:y0 + inset + P, x0 + inset:x0 + inset + P]
             return out
         # pixel (i, j) of the original image is centred at (j + 0.5, i + 0.5)
+        grid, offsets = self._grid(P)
         if self.gradient is None:
-            off_x, off_y = self.offsets[0][None, :], self.offsets[1][None, :]
+            off_x, off_y = offsets[0][None, :], offsets[1][None, :]
         else:  # the affine map at each window's row (a drift that changes during the scan)
             mats = self.to_px[None] + (c[:, 1] - self.row0)[:, None, None] * self.gradient[None]
-            off = mats @ self.grid  # (N, 2, P*P)
+            off = mats @ grid  # (N, 2, P*P)
             off_x, off_y = off[:, 0], off[:, 1]
         xs = c[:, :1] + off_x - 0.5
         ys = c[:, 1:] + off_y - 0.5
@@ -359,8 +393,7 @@ def spm_map(
     _check_inputs(image, pixel_size_nm, bundle, window_nm, stride_nm)
     start = time.perf_counter()
     card = bundle.card
-    sampler = sampler or WindowSampler(image, pixel_size_nm, card.sampling_A, card.patch_px,
-                                       frame)
+    sampler = sampler or WindowSampler.for_model(image, pixel_size_nm, card, frame)
     if sampler.frame is None:  # whole model pixels keep windows on exact slices
         stride_nm = max(1, round(stride_nm * 10.0 / card.sampling_A)) * card.sampling_A / 10.0
     x_nm, y_nm = window_centres_nm(np.shape(image), pixel_size_nm, sampler, stride_nm, roi_nm)
@@ -386,7 +419,7 @@ def _evaluate(sampler: WindowSampler, centres_px, runner, progress, cancel):
     chunk = max(1, runner.batch_size // max(1, len(runner.views)))
     for s in range(0, total, chunk):
         cancel.check()
-        v, u = runner(sampler.extract(centres_px[s:s + chunk]))
+        v, u = runner(sampler.extract(centres_px[s:s + chunk], context=True))
         out_v.append(v)
         out_u.append(u)
         progress(min(s + chunk, total), total, "windows")
@@ -425,20 +458,22 @@ def refine_map(
     progress=null_progress,
     cancel: CancelToken | None = None,
     sampler: WindowSampler | None = None,
+    fine_mode: str = "window",
 ) -> SpmMap:
     """Two-level SPM: coarse everywhere, fine only around jumps (the paper's interface search).
 
     ``threshold``: neighbour difference that marks an interface (default 0.3 Å for slip, 2° for
     twist). The returned map is on the fine grid; cells not refined take the value of the
     nearest coarse window. ``points`` holds every evaluated window with its level.
+    ``fine_mode``: ``dense`` reads the fine windows from shared trunk passes
+    (:mod:`stackview.inference.dense`; models trained with context).
     """
     cancel = cancel or CancelToken()
     if fine_stride_nm >= coarse_stride_nm:
         raise UsageError("the fine stride must be smaller than the coarse stride")
     start = time.perf_counter()
     card = bundle.card
-    sampler = sampler or WindowSampler(image, pixel_size_nm, card.sampling_A, card.patch_px,
-                                       frame)
+    sampler = sampler or WindowSampler.for_model(image, pixel_size_nm, card, frame)
     coarse = spm_map(image, pixel_size_nm, bundle, coarse_stride_nm, None, roi_nm, frame,
                      n_views, batch_size, progress, cancel, sampler)
     space = bundle.label_space
@@ -466,139 +501,23 @@ def refine_map(
     cells = list(zip(*np.nonzero(near), strict=True))
     points = [coarse.points]
     if cells:
-        runner = _Runner(bundle, n_views, batch_size)
         jj, ii = np.array(cells).T
         centres = np.column_stack([fx_nm[ii], fy_nm[jj]])
-        v, u = _evaluate(sampler, centres / pixel_size_nm, runner, progress, cancel)
+        if fine_mode == "dense":
+            from stackview.inference.dense import dense_readings, dense_step_px
+
+            step = dense_step_px(fine_stride_nm * 10.0 / card.sampling_A,
+                                 bundle.model.split()[2])
+            v, u, _ = dense_readings(sampler, bundle, centres / pixel_size_nm, step, n_views,
+                                     progress, cancel)
+        else:
+            runner = _Runner(bundle, n_views, batch_size)
+            v, u = _evaluate(sampler, centres / pixel_size_nm, runner, progress, cancel)
         values[jj, ii] = v
         unc[jj, ii] = u
         points.append(np.column_stack([centres, v, u, np.ones(len(cells))]))
     return SpmMap(fx_nm, fy_nm, values, unc, coarse.names, coarse.window_nm, fine_stride_nm,
                   "refine", np.vstack(points), time.perf_counter() - start,
                   extra={"coarse_stride_nm": coarse.stride_nm, "threshold": threshold,
-                         "refined_windows": len(cells),
+                         "refined_windows": len(cells), "fine_mode": fine_mode,
                          "interface_cells": int(flagged.sum())})
-
-
-# --- dense (fully convolutional) mode --------------------------------------------------------
-def split_backbone(backbone):
-    """(trunk, tail, stride): the convolutional trunk, the layer after global pooling, and the
-    trunk's total stride in pixels. Supports torchvision ResNets and the test backbone."""
-    import torch.nn as nn
-
-    from stackview.inference.regressor import TinyBackbone
-
-    if isinstance(backbone, TinyBackbone):
-        layers = list(backbone.children())
-        return nn.Sequential(*layers[:-3]), layers[-1], 8
-    if all(hasattr(backbone, k) for k in ("conv1", "layer4", "fc")):
-        trunk = nn.Sequential(backbone.conv1, backbone.bn1, backbone.relu, backbone.maxpool,
-                              backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4)
-        return trunk, backbone.fc, 32
-    raise UsageError("the dense mode supports ResNet backbones; use the window mode")
-
-
-def _local_standardise(img: np.ndarray, size: int) -> np.ndarray:
-    """Each pixel standardised by the mean and std of the window-sized box around it — the
-    dense counterpart of the per-window standardisation the model applies."""
-    img = img.astype(np.float64)
-    mean = ndimage.uniform_filter(img, size, mode="reflect")
-    sq = ndimage.uniform_filter(img * img, size, mode="reflect")
-    std = np.sqrt(np.maximum(sq - mean * mean, 0.0) * size * size / max(size * size - 1, 1))
-    return ((img - mean) / (std + 1e-6)).astype(np.float32)
-
-
-def dense_map(
-    image: np.ndarray,
-    pixel_size_nm: float,
-    bundle,
-    stride_nm: float = 0.1,
-    roi_nm=None,
-    progress=null_progress,
-    cancel: CancelToken | None = None,
-) -> SpmMap:
-    """Fully convolutional SPM (see module docstring): one trunk pass per sub-stride offset.
-
-    The stride is rounded to a divisor of the trunk's stride (ResNet: 32 px at the model's
-    sampling, e.g. 32, 16, 8 or 4 px); the grid is centred in the image like :func:`spm_map`'s
-    (to the nearest pixel), so the maps are directly comparable at the same stride. The values
-    are not identical: the convolutions see the image around each window, where the model was
-    trained on isolated zero-padded windows (README: ~0.15 Å bias for the ReS2 model).
-    Aligned-lattice models whose image needs a rotated frame are not supported here (use the
-    window mode).
-    """
-    import torch
-
-    cancel = cancel or CancelToken()
-    _check_inputs(image, pixel_size_nm, bundle, None, stride_nm)
-    start = time.perf_counter()
-    from stackview.engine.devices import module_device
-
-    card = bundle.card
-    model = bundle.model
-    dev = module_device(model)
-    trunk, tail, total = split_backbone(model.backbone)
-    P = card.patch_px
-    if P % total:
-        raise UsageError(f"the dense mode needs a window that is a multiple of {total} px")
-    cells = P // total
-    resampled = resample_to_model(image, pixel_size_nm, card.sampling_A)
-    step = max(1, round(stride_nm * 10.0 / card.sampling_A))
-    divisors = [d for d in range(1, total + 1) if total % d == 0]
-    step = min(divisors, key=lambda d: (abs(d - step), -d))
-    norm = _local_standardise(resampled, P)
-    ny, nx = norm.shape
-    if roi_nm is not None:
-        x0, y0, x1, y1 = (int(round(float(v) * 10.0 / card.sampling_A)) for v in roi_nm)
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, nx), min(y1, ny)
-    else:
-        x0, y0, x1, y1 = 0, 0, nx, ny
-    # centre the grid in the available span, as window_centres_nm does for the window mode
-    x0 += max(0, round(((x1 - x0 - P) % step) / 2)) if x1 - x0 >= P else 0
-    y0 += max(0, round(((y1 - y0 - P) % step) / 2)) if y1 - y0 >= P else 0
-    offsets = [(dy, dx) for dy in range(0, total, step) for dx in range(0, total, step)]
-    results: dict[tuple[int, int], np.ndarray] = {}
-    with torch.inference_mode():
-        for k, (dy, dx) in enumerate(offsets):
-            cancel.check()
-            sub = norm[y0 + dy:y1, x0 + dx:x1]
-            hh = (sub.shape[0] // total) * total
-            ww = (sub.shape[1] // total) * total
-            if hh < P or ww < P:
-                continue
-            x = torch.from_numpy(np.ascontiguousarray(sub[:hh, :ww]))[None, None].to(dev)
-            feats = trunk(x)[0]  # (C, hh/total, ww/total)
-            pooled = torch.nn.functional.avg_pool2d(feats[None], cells, stride=1)[0]
-            c, gh, gw = pooled.shape
-            flat = pooled.permute(1, 2, 0).reshape(-1, c)
-            out = model.decode(model.head(tail(flat)))[0].cpu().numpy()
-            for i in range(gh):
-                for j in range(gw):
-                    results[(y0 + dy + i * total, x0 + dx + j * total)] = out[i * gw + j]
-            progress(k + 1, len(offsets), "offsets")
-    if not results:
-        raise UsageError("no analysis window fits inside the image or region of interest")
-    ys = np.array(sorted({key[0] for key in results}))
-    xs = np.array(sorted({key[1] for key in results}))
-    # keep the full rectangular grid present for every offset
-    n_out = len(next(iter(results.values())))
-    values = np.full((len(ys), len(xs), n_out), np.nan)
-    for (y, x), v in results.items():
-        values[np.searchsorted(ys, y), np.searchsorted(xs, x)] = v
-    good_r = ~np.isnan(values[..., 0]).any(axis=1)
-    good_c = ~np.isnan(values[..., 0]).any(axis=0)
-    ys, xs, values = ys[good_r], xs[good_c], values[good_r][:, good_c]
-    space = bundle.label_space
-    values = np.atleast_3d(np.asarray(space.canonical(values.reshape(-1, n_out)))).reshape(
-        len(ys), len(xs), n_out)
-    to_nm = card.sampling_A / 10.0
-    x_nm = (xs + P / 2) * to_nm
-    y_nm = (ys + P / 2) * to_nm
-    unc = np.zeros((len(ys), len(xs)))
-    yy, xx = np.meshgrid(y_nm, x_nm, indexing="ij")
-    points = np.column_stack([xx.ravel(), yy.ravel(), values.reshape(-1, n_out), unc.ravel(),
-                              np.zeros(xx.size)])
-    names = tuple(card.label_convention()["names"])
-    return SpmMap(x_nm, y_nm, values, unc, names, card.patch_nm, step * to_nm, "dense", points,
-                  time.perf_counter() - start,
-                  extra={"trunk_passes": len(offsets), "stride_px": step})

@@ -414,6 +414,7 @@ def train(
 
     autocast_dtype = torch.bfloat16 if precision == "bf16" else None
     n = len(source)
+    margins = context_margins(spec, source, model) if spec.context_px else ()
     t0 = time.perf_counter()
     seen = 0
     step = start_step
@@ -432,6 +433,9 @@ def train(
         order = np.argsort(np.argsort(idx))  # back to the permutation's order
         images = np.asarray(images, dtype=np.float32)[order]
         labels = np.asarray(labels, dtype=np.float64)[order]
+        if spec.context_px:
+            rng = np.random.default_rng([config.seed, 7919, step_now])
+            images = context_crop(images, spec, int(rng.choice(margins)))
         if augmenter is not None:
             rng = np.random.default_rng([config.seed, 104729, step_now, dist_info.rank])
             images = augmenter(images, rng)
@@ -502,6 +506,27 @@ def train(
     )
 
 
+def context_margins(spec: RegressorSpec, source: PatchSource, model) -> tuple[int, ...]:
+    """The context margins training shows a model that reads context: from its own margin to
+    all the patches hold, in trunk cells (so what lies beyond its margin stops mattering)."""
+    field_px = int(np.asarray(source.get(np.arange(1))[0]).shape[-1])
+    stride = model.split()[2]
+    most = (field_px - spec.window_px) // 2
+    if most < spec.context_px:
+        raise UsageError(f"the {field_px} px patches do not hold the {spec.window_px} px "
+                         f"window with {spec.context_px} px of context on every side")
+    return tuple(range(spec.context_px, most + 1, stride))
+
+
+def context_crop(images: np.ndarray, spec: RegressorSpec, margin: int | None = None
+                 ) -> np.ndarray:
+    """The central window with ``margin`` px (default: the model's context) on every side."""
+    side = spec.window_px + 2 * (spec.context_px if margin is None else margin)
+    h, w = images.shape[-2:]
+    y0, x0 = (h - side) // 2, (w - side) // 2
+    return images[..., y0:y0 + side, x0:x0 + side]
+
+
 def _prefetched(load: Callable[[int], tuple], start: int, stop: int):
     """``(step, load(step))`` for each step, loading the next batch in a thread while the current
     one trains: reading, converting and augmenting a batch is numpy work that releases the GIL, and
@@ -544,6 +569,8 @@ def validate(model: StackingRegressor, source: PatchSource, spec: RegressorSpec,
     """Mean and 95th percentile of the symmetric error on (up to ``max_samples`` of) a source."""
     count = min(len(source), max_samples)
     images, labels = source.get(np.arange(count))
+    if spec.context_px:  # as the window mode reads: the model's own margin
+        images = context_crop(np.asarray(images), spec)
     pred = predict_batches(model, images, device=device, precision=precision)
     space = spec.label_space()
     err = space.distance(pred, labels)

@@ -108,6 +108,17 @@ class ModelCard:
     def patch_nm(self) -> float:
         return self.patch_px * self.sampling_A / 10.0
 
+    @property
+    def context_px(self) -> int:
+        """Pixels of image the model reads around each window on every side (0: isolated
+        windows; see :class:`stackview.inference.regressor.RegressorSpec`)."""
+        return int(self.spec.get("context_px", 0))
+
+    @property
+    def input_px(self) -> int:
+        """Side of the model's input: the window and its context."""
+        return self.patch_px + 2 * self.context_px
+
     def label_convention(self) -> dict:
         """Label names, unit, domain and symmetry, and the lattice vectors they refer to."""
         space = self.regressor_spec().label_space()

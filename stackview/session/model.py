@@ -40,6 +40,7 @@ class AnalysisSettings:
     n_views: int = 3
     undistort: bool = True  # undo the scan distortion measured from the lattice
     fit: bool = False  # the physics fit of every window (analyze --fit, docs/fit.md)
+    mode: str = "auto"  # window / dense / auto (analyze --mode)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Settings:
     undistort: bool = True
     fit: bool = False
     use_roi: bool = False
+    mode: str = "auto"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,7 +131,7 @@ class ImageCalibration:
 LABELS = {"material": "material", "model": "model choice", "window_nm": "window",
           "stride_nm": "stride", "refine": "two-level refinement",
           "fine_stride_nm": "fine stride", "n_views": "views", "undistort": "undistortion",
-          "fit": "fit", "use_roi": "ROI", "rois": "ROI", "calibrations": "pixel size"}
+          "fit": "fit", "use_roi": "ROI", "mode": "reading mode", "rois": "ROI", "calibrations": "pixel size"}
 
 
 def _same(a, b) -> bool:
@@ -320,7 +322,7 @@ class Session:
             pixel_size_nm=cal.pixel_size_nm if (cal is not None and cal.user) else None,
             window_nm=s.window_nm, stride_nm=s.stride_nm, refine=s.refine,
             fine_stride_nm=s.fine_stride_nm, roi_nm=tuple(roi) if use_roi else None,
-            n_views=s.n_views, undistort=s.undistort, fit=s.fit)
+            n_views=s.n_views, undistort=s.undistort, fit=s.fit, mode=s.mode)
 
     # --- whole sessions --------------------------------------------------------------------
     #: the state, in the order :meth:`load` assigns it (the image shown last: its views read

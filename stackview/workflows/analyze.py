@@ -14,6 +14,8 @@ from stackview.errors import UsageError
 from stackview.workflows.commandline import words
 
 FIGURE_FORMATS = ("png", "svg")
+#: how the windows are read (:func:`stackview.inference.dense.resolve_mode`)
+MODES = ("auto", "window", "dense")
 MAX_VIEWS = 8
 MAX_STRIDE_NM = 50.0
 
@@ -45,6 +47,7 @@ class AnalyzeJob:
     fit: bool = False
     pel: str | None = None
     figure_format: str = "png"
+    mode: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(str(p) for p in self.inputs))
@@ -70,6 +73,8 @@ class AnalyzeJob:
                              f"{MAX_STRIDE_NM:g} nm")
         if self.task not in (None, "slip", "twist"):
             raise UsageError(f"the task must be 'slip' or 'twist', not {self.task!r}")
+        if self.mode not in MODES:
+            raise UsageError(f"the mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.figure_format not in FIGURE_FORMATS:
             raise UsageError(f"the figure format must be one of {', '.join(FIGURE_FORMATS)}")
 
@@ -106,6 +111,8 @@ def analyze_argv(job: AnalyzeJob) -> list[str]:
         argv += words("--roi", *job.roi_nm)
     if job.n_views != default.n_views:
         argv += words("--views", job.n_views)
+    if job.mode != default.mode:
+        argv += ["--mode", job.mode]
     if not job.undistort:
         argv.append("--no-undistort")
     if job.device != default.device:
@@ -156,7 +163,7 @@ def analyze_one(job: AnalyzeJob, image, bundle=None, progress=null_progress, can
         stride_nm=job.stride_nm, refine=job.refine, fine_stride_nm=job.fine_stride_nm,
         roi_nm=job.roi_nm, n_views=job.n_views, undistort=job.undistort,
         device=device if device is not None else resolve_device(job.device), fit=job.fit,
-        progress=progress, cancel=cancel)
+        progress=progress, cancel=cancel, mode=job.mode)
 
 
 @dataclass

@@ -36,6 +36,14 @@ class TrainJob:
     init_from: str | None = None
     description: str = ""
     fp32_weights: bool = False
+    #: pixels of each training field around its central window that the model reads as
+    #: context (:class:`stackview.inference.regressor.RegressorSpec`); the window is the
+    #: field less this margin on every side
+    context_px: int = 0
+    #: with context: the window (pixels); default the patch less the margin on every side.
+    #: Patches larger than the window and its margin show the model more context in training
+    #: (a random amount per step), so that what lies beyond the margin does not matter
+    window_px: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "datasets", tuple(str(d) for d in self.datasets))
@@ -45,6 +53,8 @@ class TrainJob:
             raise UsageError("give at least one training dataset")
         if self.head not in HEADS:
             raise UsageError(f"the head must be one of {', '.join(HEADS)}")
+        if self.context_px < 0:
+            raise UsageError("the context margin cannot be negative")
 
     @property
     def resolved_head(self) -> str:
@@ -71,6 +81,10 @@ def train_argv(job: TrainJob) -> list[str]:
         argv += ["--init-from", str(job.init_from)]
     if job.description:
         argv += ["--description", job.description]
+    if job.context_px:
+        argv += words("--context", job.context_px)
+    if job.window_px:
+        argv += words("--window-px", job.window_px)
     argv += words("--backbone", job.backbone, "--head", job.head, "--steps", c.steps,
                   "--batch-size", c.batch_size, "--lr", float(c.lr), "--warmup", c.warmup_steps,
                   "--seed", c.seed, "--precision", c.precision, "--threads", c.threads,
@@ -93,6 +107,19 @@ def train_argv(job: TrainJob) -> list[str]:
     if job.resume:
         argv.append("--resume")
     return argv
+
+
+def context_window_px(job: TrainJob, patch_px: int) -> int:
+    """The window of a model trained with context on ``patch_px`` patches (0 without)."""
+    if not job.context_px:
+        if job.window_px:
+            raise UsageError("--window-px is for models trained with --context")
+        return 0
+    window = job.window_px or patch_px - 2 * job.context_px
+    if window < 8 or window + 2 * job.context_px > patch_px:
+        raise UsageError(f"the {patch_px} px patches do not hold a {window} px window with "
+                         f"{job.context_px} px of context on every side")
+    return window
 
 
 def in_memory_limit_bytes() -> int:
@@ -152,7 +179,7 @@ def model_card(job: TrainJob, parts, spec, result, command: str | None):
     ds = parts[0]
     return ModelCard(
         name=Path(job.out).name, spec=spec.to_dict(), sampling_A=ds.sampling_A,
-        patch_px=ds.patch_px, orientation=ds.spec.orientation, style=mixture_style(parts),
+        patch_px=spec.window_px or ds.patch_px, orientation=ds.spec.orientation, style=mixture_style(parts),
         description=job.description,
         training={
             "command": command, "config": dataclasses.asdict(job.config),
@@ -194,7 +221,9 @@ def train_model(job: TrainJob, command: str | None = None, progress=null_progres
     source = (open_source(parts[0]) if len(parts) == 1 else ConcatSource(
         [open_source(p, in_memory_limit_bytes() // len(parts)) for p in parts]))
     spec = RegressorSpec(backbone=job.backbone, task=dspec.task, material=dspec.material,
-                         layers=dspec.layers, family=dspec.family, head=job.resolved_head)
+                         layers=dspec.layers, family=dspec.family, head=job.resolved_head,
+                         context_px=job.context_px,
+                         window_px=context_window_px(job, parts[0].patch_px))
     validation = open_dataset(job.validation) if job.validation else None
     result = train(spec, source, job.config, out_dir=job.checkpoints, resume=job.resume,
                    validation=validation, progress=progress, cancel=cancel,

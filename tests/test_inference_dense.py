@@ -1,0 +1,160 @@
+"""Models that read context, and dense maps that equal window maps (issue 19)."""
+
+import numpy as np
+import pytest
+import torch
+
+from stackview.errors import UsageError
+from stackview.inference.dense import dense_map, dense_step_px, resolve_mode, supports_dense
+from stackview.inference.regressor import RegressorSpec, build_regressor
+from stackview.inference.spm import WindowSampler, spm_map
+from stackview.models.bundle import Bundle
+from stackview.models.card import ModelCard
+
+WINDOW, MARGIN = 32, 8  # the tiny backbone's trunk stride is 8 px
+
+
+def _bundle(context=MARGIN, gain=10.0, head="direct", window=WINDOW):
+    spec = RegressorSpec(backbone="tiny", material="ReS2", head=head, context_px=context,
+                         window_px=window if context else 0)
+    model = build_regressor(spec, seed=0).eval()
+    with torch.no_grad():  # an untrained net barely varies: make its readings spread
+        model.head[-1].weight *= gain
+    card = ModelCard(name="tiny_ctx", spec=spec.to_dict(), sampling_A=0.25, patch_px=window,
+                     orientation="aligned")
+    return Bundle(model=model, card=card)
+
+
+def _lattice(shape=(200, 220), shift_right=1.5):
+    """A three-wave lattice whose right half is moved by ``shift_right`` px: two 'domains' the
+    model reads differently, with the same intensity statistics."""
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(float)
+    x = xx - np.where(xx > shape[1] / 2, shift_right, 0.0)
+    img = np.cos(0.9 * x) + np.cos(0.45 * x + 0.78 * yy) + np.cos(-0.45 * x + 0.78 * yy)
+    return img.astype(np.float32)
+
+
+def test_a_context_model_reads_the_window_and_sees_its_margin():
+    bundle = _bundle()
+    model = bundle.model
+    assert bundle.card.input_px == WINDOW + 2 * MARGIN
+    rng = np.random.default_rng(1)
+    tile = torch.from_numpy(rng.random((1, 1, 48, 48)).astype(np.float32))
+    base = model(tile)
+    edited = tile.clone()
+    edited[..., 0:4, 0:4] += 5.0  # in the margin: seen through the receptive field
+    assert not torch.allclose(model(edited), base)
+    # a larger input is read at its centre: the same window with more context around it
+    bigger = torch.nn.functional.pad(tile, (8, 8, 8, 8), mode="reflect")
+    assert model(bigger).shape == base.shape
+    with pytest.raises(UsageError, match="context"):
+        model(tile[..., 8:40, 8:40])  # the window alone
+
+
+def test_context_settings_are_checked():
+    with pytest.raises(UsageError, match="window size"):
+        RegressorSpec(backbone="tiny", context_px=8)
+    with pytest.raises(UsageError, match="multiples"):
+        build_regressor(RegressorSpec(backbone="tiny", context_px=4, window_px=32))
+
+
+def test_the_sampler_cuts_windows_and_tiles_on_the_same_centre():
+    img = _lattice()
+    sampler = WindowSampler.for_model(img, 0.025, _bundle().card)
+    c = np.array([[110.0, 100.0], [3.0, 4.0]])  # the second near a corner: padded tiles
+    windows, tiles = sampler.extract(c), sampler.extract(c, context=True)
+    assert windows.shape == (2, WINDOW, WINDOW) and tiles.shape == (2, 48, 48)
+    np.testing.assert_array_equal(tiles[:, MARGIN:-MARGIN, MARGIN:-MARGIN], windows)
+
+
+@pytest.mark.parametrize("views", [1, 3])
+def test_dense_map_equals_window_map_on_the_nodes(views):
+    """The CI check of issue 19: without a frame the dense windows fall on the window mode's
+    and the two maps agree within 0.02 Å, on a map that varies by far more."""
+    bundle = _bundle()
+    img = _lattice()
+    dense = dense_map(img, 0.025, bundle, stride_nm=0.1, n_views=views)
+    assert dense.extra["node_step_px"] == 4 and dense.extra["trunk_passes"] == 4 * views
+    window = spm_map(img, 0.025, bundle, stride_nm=dense.stride_nm, n_views=views)
+    np.testing.assert_allclose(dense.x_nm, window.x_nm)
+    np.testing.assert_allclose(dense.y_nm, window.y_nm)
+    space = bundle.label_space
+    diff = space.distance(dense.values.reshape(-1, 2), window.values.reshape(-1, 2))
+    spread = np.ptp(window.values.reshape(-1, 2), axis=0).max()
+    assert spread > 0.15, spread  # ten times the tolerance
+    assert diff.max() < 0.02, diff.max()
+    if views > 1:  # the shifted passes give an uncertainty as the window mode's views do
+        assert np.all(dense.uncertainty > 0)
+        assert np.median(np.abs(dense.uncertainty - window.uncertainty)) < 0.01
+
+
+def test_dense_tiles_join_without_seams(monkeypatch):
+    """Small tiles (a large image is processed tile by tile) give the map one tile gives."""
+    import stackview.inference.dense as dense_mod
+
+    bundle = _bundle()
+    img = _lattice()
+    whole = dense_map(img, 0.025, bundle, stride_nm=0.1)
+    monkeypatch.setattr(dense_mod, "TILE_PX", 40)
+    tiled = dense_map(img, 0.025, bundle, stride_nm=0.1)
+    np.testing.assert_allclose(tiled.values, whole.values, atol=1e-4)
+
+
+def test_dense_map_follows_a_rotated_frame():
+    from stackview.analysis.orient import Frame
+
+    bundle = _bundle()
+    img = _lattice()
+    ang = np.radians(20.0)
+    frame = Frame(20.0, False, (np.cos(ang), np.sin(ang)), (-np.sin(ang), np.cos(ang)), 0.0)
+    dense = dense_map(img, 0.025, bundle, stride_nm=0.1, frame=frame)
+    window = spm_map(img, 0.025, bundle, stride_nm=0.1, n_views=1, frame=frame)
+    np.testing.assert_allclose(dense.x_nm, window.x_nm)
+    assert dense.values.shape == window.values.shape
+    # the windows fall between the frame's nodes, whose features are mixed: an untrained
+    # net's features are far from smooth in the shift, so only the sides are compared
+    space = bundle.label_space
+    left = dense.x_nm < 0.025 * 220 / 2 - 0.6
+    d = space.distance(dense.values[:, left].reshape(-1, 2),
+                       window.values[:, left].reshape(-1, 2))
+    assert np.median(d) < 0.05
+
+
+def test_modes_resolve_by_model_and_stride():
+    ctx, plain = _bundle(), _bundle(context=0)
+    assert supports_dense(ctx) and not supports_dense(plain)
+    assert resolve_mode("auto", ctx, 0.1) == "dense"  # below a quarter of the 0.8 nm window
+    assert resolve_mode("auto", ctx, 0.5) == "window"
+    assert resolve_mode("auto", plain, 0.1) == "window"
+    assert resolve_mode("window", ctx, 0.1) == "window"
+    with pytest.raises(UsageError, match="isolated windows"):
+        resolve_mode("dense", plain, 0.1)
+    with pytest.raises(UsageError, match="mode"):
+        resolve_mode("fast", ctx, 0.1)
+    assert dense_step_px(6.25, 32) == 8 and dense_step_px(3.0, 32) == 4
+
+
+def test_training_with_context_shows_a_random_margin(tmp_path):
+    from stackview.datasets.store import ArraySource
+    from stackview.inference.train import TrainConfig, context_crop, train
+
+    rng = np.random.default_rng(0)
+    images = rng.random((16, 64, 64)).astype(np.float32)
+    labels = rng.random((16, 2)) * [6.0, 3.0]
+    spec = RegressorSpec(backbone="tiny", material="ReS2", head="invariant", context_px=8,
+                         window_px=32)
+    seen = []
+    model_cls = type(build_regressor(spec))
+    original = model_cls.forward
+
+    def spy(self, x, raw=False):
+        seen.append(tuple(x.shape[-2:]))
+        return original(self, x, raw)
+
+    model_cls.forward = spy
+    try:
+        train(spec, ArraySource(images, labels), TrainConfig(steps=12, batch_size=4, seed=0))
+    finally:
+        model_cls.forward = original
+    assert {s[0] for s in seen} == {48, 64}  # its own margin, and all the patches hold
+    assert context_crop(images, spec).shape[-1] == 48
