@@ -1,11 +1,19 @@
-"""Benchmark: SPM analysis throughput on a 1024² image, window vs dense mode.
+"""Benchmark: SPM map speed and agreement, window vs dense mode, 1 vs 3 views (issue 19).
 
-A simulated ReS2 bilayer image of 1024² px at the model's sampling (so the window is the model's
-~2 nm) is mapped at strides 0.5 nm and ~0.1 nm, window by window (no test-time views) and fully
-convolutionally. Reported: windows (window-equivalents) per second, the largest symmetry-aware
-difference between the dense and the window maps (Å), and each map's median error against the
-simulated slip. The paper: 3750 patches in 4 minutes (15.6 patches/s) on a GPU. Writes
-benchmarks/results/bench_analyze.json.
+Part 1 (maps): a simulated two-domain ReS2 bilayer image (slip (1.0, 1.5) Å left, (4.0, 0.5) Å
+right, Gaussian noise), 1024² px at the model's sampling, rotated by 17° so that the windows
+are read in a rotated frame as in a real image, mapped at strides 0.5 and 0.1 nm by
+``spm_map`` (window mode) and ``dense_map`` (dense mode) with 1 and 3 views. Reported:
+windows per second, the dense map's largest and median symmetry-aware difference from the
+window map (all windows, and those more than one window from the boundary), and each map's
+median error against the simulated slips away from the boundary.
+
+Part 2 (whole analysis): ``analyze_image`` + ``write_results`` (reading, calibration by the
+lattice, frame, maps, the re-simulation check, writing map.csv/TIFFs/figure/summary) of a
+1470² px image of the same kind at 0.0073 nm/px (a 10.7 nm field; the file's calibration is
+not given), at 0.1 nm stride, modes auto (dense here) and window, 1 view.
+
+Writes benchmarks/results/bench_analyze.json (with the machine and the load average).
 
     python benchmarks/bench_analyze.py [--model ReS2_slip_bilayer] [--size 1024] [--threads 2]
 """
@@ -16,70 +24,170 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+SLIPS = ((1.0, 1.5), (4.0, 0.5))
+
+
+def two_domain_image(size_px: int, pixel_A: float, rotation_deg: float, seed: int = 0):
+    """A ReS2 bilayer image with the slips of SLIPS left and right of the middle column."""
+    from scipy import ndimage
+
+    from stackview.materials import build_stack
+    from stackview.simulation import PRESETS, simulate
+
+    pad = int(size_px * 0.25)
+    n = size_px + 2 * pad
+    fov = (n * pixel_A, n * pixel_A)
+    halves = []
+    for slip in SLIPS:
+        atoms = build_stack("ReS2", [slip], fov_A=fov, margin_A=10)
+        halves.append(simulate(atoms, PRESETS["ReS2-300kV"], sampling_A=pixel_A,
+                               fov_A=fov).image)
+    img = halves[0].copy()
+    img[:, n // 2:] = halves[1][:, n // 2:]
+    if rotation_deg:
+        img = ndimage.rotate(img, rotation_deg, reshape=False, order=3, mode="reflect")
+    img = img[pad:pad + size_px, pad:pad + size_px]
+    rng = np.random.default_rng(seed)
+    return (img + rng.normal(0, 0.1 * img.std(), img.shape)).astype(np.float32)
+
+
+def boundary_distance_nm(x_nm, y_nm, size_px, pixel_nm, rotation_deg):
+    """Distance of window centres from the (rotated) domain boundary."""
+    c = size_px * pixel_nm / 2
+    t = np.radians(rotation_deg)
+    xx, yy = np.meshgrid(x_nm - c, y_nm - c, indexing="xy")
+    # ndimage.rotate turns the content by +rotation counter-clockwise in (row, col) display
+    return np.abs(xx * np.cos(t) - yy * np.sin(t))
+
+
+def compare(space, a, b, mask):
+    d = space.distance(a.values.reshape(-1, a.values.shape[-1]),
+                       b.values.reshape(-1, b.values.shape[-1])).reshape(a.values.shape[:2])
+    return {"max_A": round(float(d.max()), 4), "median_A": round(float(np.median(d)), 4),
+            "max_far_A": round(float(d[mask].max()), 4),
+            "median_far_A": round(float(np.median(d[mask])), 4)}
+
+
+def error_vs_truth(space, smap, dist, side_sign, window_nm):
+    c = smap.x_nm.mean()
+    xx = np.broadcast_to(smap.x_nm[None, :], dist.shape)
+    out = {}
+    for truth, left in zip(SLIPS, (True, False), strict=True):
+        mask = (dist > window_nm) & ((xx < c) if left else (xx > c))
+        if mask.any():
+            out[f"{truth}"] = round(float(np.median(space.distance(
+                smap.values[mask], np.array(truth)))), 4)
+    return out
+
+
+def part_maps(bundle, size, rotation, strides):
+    from stackview.analysis.analyze import analyze_image
+    from stackview.inference.dense import dense_map
+    from stackview.inference.spm import WindowSampler, spm_map
+
+    card = bundle.card
+    pixel_nm = card.sampling_A / 10
+    image = two_domain_image(size, card.sampling_A, rotation)
+    # the frame (rotation, scan-distortion correction) as an analysis reads it
+    frame = analyze_image(image, bundle=bundle, pixel_size_nm=pixel_nm, stride_nm=5.0,
+                          n_views=1, mode="window").frame
+    sampler = WindowSampler.for_model(image, pixel_nm, card, frame)
+    space = bundle.label_space
+    spm_map(image[:256, :256], pixel_nm, bundle, stride_nm=1.0, n_views=1)  # warm-up
+    runs = []
+    for stride in strides:
+        row = {"stride_nm": stride}
+        maps = {}
+        for views in (1, 3):
+            load = os.getloadavg()[0]
+            d = dense_map(image, pixel_nm, bundle, stride_nm=stride, n_views=views,
+                          sampler=sampler)
+            w = spm_map(image, pixel_nm, bundle, stride_nm=stride, n_views=views,
+                        sampler=sampler)
+            maps[views] = (w, d)
+            row[f"views{views}"] = {
+                "windows": w.n_patches,
+                "window_windows_per_s": round(w.n_patches / w.seconds, 1),
+                "dense_windows_per_s": round(d.n_patches / d.seconds, 1),
+                "dense_trunk_passes": d.extra["trunk_passes"],
+                "window_s": round(w.seconds, 2), "dense_s": round(d.seconds, 2),
+                "loadavg_at_start": round(load, 2)}
+            dist = boundary_distance_nm(w.x_nm, w.y_nm, size, pixel_nm, rotation)
+            far = dist > card.patch_nm
+            row[f"views{views}"]["dense_vs_window"] = compare(space, d, w, far)
+            row[f"views{views}"]["window_error_vs_truth_A"] = error_vs_truth(
+                space, w, dist, 1, card.patch_nm)
+            row[f"views{views}"]["dense_error_vs_truth_A"] = error_vs_truth(
+                space, d, dist, 1, card.patch_nm)
+            if views > 1:
+                row[f"views{views}"]["median_uncertainty_A"] = {
+                    "window": round(float(np.median(w.uncertainty)), 4),
+                    "dense": round(float(np.median(d.uncertainty)), 4)}
+            print(json.dumps(row[f"views{views}"]))
+        runs.append(row)
+    return {"image_px": size, "rotation_deg": rotation, "runs": runs}
+
+
+def part_whole(bundle, size, pixel_nm, rotation, stride):
+    from stackview.analysis.analyze import analyze_image, write_results
+
+    image = two_domain_image(size, pixel_nm * 10, rotation, seed=1)
+    out = {"image_px": size, "pixel_nm": pixel_nm, "stride_nm": stride, "runs": []}
+    for mode in ("auto", "window"):
+        with tempfile.TemporaryDirectory() as tmp:
+            load = os.getloadavg()[0]
+            t = time.perf_counter()
+            result = analyze_image(image, bundle=bundle, material="ReS2", stride_nm=stride,
+                                   n_views=1, mode=mode)
+            write_results(result, tmp)
+            total = time.perf_counter() - t
+        n = result.smap.n_patches
+        out["runs"].append({
+            "mode": mode, "used": result.smap.mode, "windows": n, "seconds": round(total, 2),
+            "windows_per_s": round(n / total, 1),
+            "stages_s": result.stage_seconds,
+            "pixel_size_nm_read": round(result.calibration.pixel_size_nm, 6),
+            "loadavg_at_start": round(load, 2)})
+        print(json.dumps(out["runs"][-1]))
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="ReS2_slip_bilayer")
     ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--whole-size", type=int, default=1470)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_analyze.json"))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--skip-whole", action="store_true")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" /
+                                         "bench_analyze.json"))
     args = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
-    from stackview.inference.dense import dense_map
-    from stackview.inference.spm import spm_map
-    from stackview.materials import build_stack
     from stackview.models.bundle import load_bundle
-    from stackview.simulation import PRESETS, simulate
 
     bundle = load_bundle(args.model)
+    bundle.model.to(args.device)
     card = bundle.card
-    s = card.sampling_A
-    fov = (args.size * s, args.size * s)
-    truth = np.array([1.0, 1.5])
-    atoms = build_stack(card.material, [tuple(truth)], fov_A=fov, margin_A=10)
-    image = simulate(atoms, PRESETS["ReS2-300kV"], sampling_A=s, fov_A=fov).image
-    rng = np.random.default_rng(0)
-    image = image + rng.normal(0, 0.1 * image.std(), image.shape).astype(np.float32)
-    pixel_nm = s / 10
-    space = bundle.label_space
-    results = {"model": card.name, "backbone": card.backbone, "window_nm": card.patch_nm,
-               "image_px": args.size, "sampling_A": s, "runs": []}
-    # warm-up
-    spm_map(image[:256, :256], pixel_nm, bundle, stride_nm=1.0, n_views=1)
-    for stride in (0.5, 0.1):
-        load = os.getloadavg()[0]
-        dense = dense_map(image, pixel_nm, bundle, stride_nm=stride)
-        t = time.perf_counter()
-        window = spm_map(image, pixel_nm, bundle, stride_nm=dense.stride_nm, n_views=1)
-        t_window = time.perf_counter() - t
-        diff = space.distance(dense.values.reshape(-1, dense.values.shape[-1]),
-                              window.values.reshape(-1, window.values.shape[-1]))
-        results["runs"].append({
-            "stride_nm_requested": stride, "stride_nm": round(dense.stride_nm, 4),
-            "windows": window.n_patches,
-            "window_mode_s": round(t_window, 2),
-            "window_mode_windows_per_s": round(window.n_patches / t_window, 1),
-            "dense_mode_s": round(dense.seconds, 2),
-            "dense_mode_windows_per_s": round(dense.n_patches / dense.seconds, 1),
-            "dense_vs_window_max_diff_A": round(float(diff.max()), 4),
-            "dense_vs_window_median_diff_A": round(float(np.median(diff)), 4),
-            "window_mode_error_vs_truth_median_A": round(float(np.median(
-                space.distance(window.values.reshape(-1, 2), truth))), 4),
-            "dense_mode_error_vs_truth_median_A": round(float(np.median(
-                space.distance(dense.values.reshape(-1, 2), truth))), 4),
-            "loadavg_at_start": round(load, 2),
-        })
-        print(json.dumps(results["runs"][-1]))
+    results = {"command": "python benchmarks/bench_analyze.py", "model": card.name,
+               "context_px": card.context_px, "backbone": card.backbone,
+               "window_nm": card.patch_nm, "sampling_A": card.sampling_A}
+    results["maps"] = part_maps(bundle, args.size, 17.0, (0.5, 0.1))
+    if not args.skip_whole:
+        results["whole_analysis"] = part_whole(bundle, args.whole_size, 0.0073, 17.0, 0.1)
+    dev = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
+           else f"CPU ({platform.processor() or platform.machine()}, {args.threads} threads)")
     results["machine"] = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                          "torch": torch.__version__, "threads": args.threads}
+                          "device": dev, "torch": torch.__version__, "threads": args.threads}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
 

@@ -158,3 +158,32 @@ def test_training_with_context_shows_a_random_margin(tmp_path):
         model_cls.forward = original
     assert {s[0] for s in seen} == {48, 64}  # its own margin, and all the patches hold
     assert context_crop(images, spec).shape[-1] == 48
+
+
+def test_the_check_reads_every_kth_window_of_a_fine_map():
+    """At a fine stride the re-simulation check reads a quarter-window sub-grid; the other
+    windows take the nearest checked window's agreement."""
+    from stackview.analysis.trust import score_windows
+
+    bundle = _bundle()
+    img = _lattice()
+    smap = dense_map(img, 0.025, bundle, stride_nm=0.1)  # 0.8 nm window: k = 2
+    calls = []
+
+    class Counting:
+        def ncc(self, window, values):
+            calls.append(1)
+            return float(len(calls))
+
+    sampler = WindowSampler.for_model(img, 0.025, bundle.card)
+    score_windows(img, 0.025, smap, sampler, Counting())
+    ny, nx = smap.values.shape[:2]
+    assert smap.extra["ncc_check_every"] == 2
+    assert len(calls) == ((ny + 1) // 2) * ((nx + 1) // 2)
+    grid = smap.ncc_points.reshape(ny, nx)
+    assert np.all(np.isfinite(grid))
+    assert grid[0, 1] == grid[0, 0] and grid[1, 1] == grid[0, 0] and grid[0, 2] != grid[0, 0]
+    coarse = spm_map(img, 0.025, bundle, stride_nm=0.3, n_views=1)
+    calls.clear()
+    score_windows(img, 0.025, coarse, sampler, Counting())
+    assert len(calls) == coarse.n_patches and "ncc_check_every" not in coarse.extra

@@ -362,6 +362,11 @@ def analyze_image(
                      "its edges and are filled with the lattice continued by whole cells")
     score_windows(image, calibration.pixel_size_nm, smap, sampler, resimulator, progress,
                   cancel)
+    every = smap.extra.get("ncc_check_every")
+    if every:
+        notes.append(f"the re-simulation check read every {every}th window along each axis "
+                     f"({every * smap.stride_nm:.2g} nm apart); the windows between share most "
+                     "of their pixels with them and take the nearest one's agreement")
     stages["check"] = _lap()
     fit_result = None
     if fit:

@@ -213,13 +213,23 @@ def score_windows(image, pixel_size_nm: float, smap, sampler, resimulator: Resim
     n_lab = len(smap.names)
     centres_px = pts[:, :2] / pixel_size_nm
     out = np.full(len(pts), np.nan)
+    chosen = _checked_windows(smap)
     chunk = 32
-    for s in range(0, len(pts), chunk):
+    for s in range(0, len(chosen), chunk):
         cancel.check()
-        windows = sampler.extract(centres_px[s:s + chunk])
-        for k, w in enumerate(windows):
-            out[s + k] = resimulator.ncc(w, pts[s + k, 2:2 + n_lab])
-        progress(min(s + chunk, len(pts)), len(pts), "windows checked")
+        part = chosen[s:s + chunk]
+        windows = sampler.extract(centres_px[part])
+        for k, w in zip(part, windows, strict=True):
+            out[k] = resimulator.ncc(w, pts[k, 2:2 + n_lab])
+        progress(min(s + chunk, len(chosen)), len(chosen), "windows checked")
+    if len(chosen) < len(pts):
+        # windows between the checked ones share most of their pixels with the nearest one
+        ny, nx = smap.values.shape[:2]
+        iy, ix = np.divmod(np.arange(len(pts)), nx)
+        k = smap.extra["ncc_check_every"]
+        near = np.minimum(np.round(iy / k) * k, (ny - 1) // k * k).astype(int) * nx + \
+            np.minimum(np.round(ix / k) * k, (nx - 1) // k * k).astype(int)
+        out = out[near]
     smap.ncc_points = out
     grid = np.full(smap.values.shape[:2], np.nan)
     tol = 1e-6 + 1e-3 * smap.stride_nm
@@ -243,6 +253,29 @@ def score_windows(image, pixel_size_nm: float, smap, sampler, resimulator: Resim
         missing = np.isnan(grid)
         grid[missing] = cgrid[jy][:, jx][missing]
     smap.ncc = grid
+
+
+#: at finer strides than this fraction of the window, the re-simulation check reads every
+#: k-th window along each axis (neighbours at a fine stride share most of their pixels)
+CHECK_SPACING_WINDOWS = 0.25
+
+
+def _checked_windows(smap) -> np.ndarray:
+    """Rows of ``smap.points`` the re-simulation check reads: all of them, except in a regular
+    map finer than a quarter window, where every k-th window along each axis is read (k the
+    quarter window in strides) and the others take the nearest checked one's NCC; k goes to
+    ``smap.extra["ncc_check_every"]``."""
+    n = len(smap.points)
+    if smap.mode not in ("window", "dense"):
+        return np.arange(n)
+    k = int(math.floor(CHECK_SPACING_WINDOWS * smap.window_nm / smap.stride_nm + 1e-9))
+    if k < 2:
+        return np.arange(n)
+    ny, nx = smap.values.shape[:2]
+    smap.extra["ncc_check_every"] = k
+    rows = np.arange(0, ny, k)
+    cols = np.arange(0, nx, k)
+    return (rows[:, None] * nx + cols[None, :]).ravel()
 
 
 def min_ncc(task: str) -> float:
