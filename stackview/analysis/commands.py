@@ -49,9 +49,10 @@ def register(subparsers) -> None:
                    help="test-time views per window for the uncertainty (1 = fastest)")
     p.add_argument("--mode", choices=("auto", "window", "dense"), default="auto",
                    help="how windows are read: one by one ('window'), or all from shared "
-                        "trunk passes ('dense': several times faster at fine strides, the same "
-                        "numbers; models trained with context); 'auto' (default) is dense "
-                        "below a quarter-window stride where the model allows it")
+                        "trunk passes ('dense': many times faster at fine strides; only for "
+                        "models trained with --context, whose dense maps still differ from "
+                        "window maps by ~0.03 Å on ResNet-18, see README); 'auto' (default) is "
+                        "dense below a quarter-window stride where the model allows it")
     p.add_argument("--no-undistort", dest="undistort", action="store_false",
                    help="do not undo the scan distortion measured from the lattice (windows "
                         "are then only rotated and scaled)")
