@@ -157,7 +157,51 @@ def test_training_with_context_shows_a_random_margin(tmp_path):
     finally:
         model_cls.forward = original
     assert {s[0] for s in seen} == {48, 64}  # its own margin, and all the patches hold
+    assert len(seen) == 12  # one reading per step
     assert context_crop(images, spec).shape[-1] == 48
+
+
+def test_consistency_training_reads_each_patch_at_two_margins():
+    """With a consistency weight every step reads the same patches at the model's own margin
+    and at a larger one, and the squared difference of the two readings joins the loss."""
+    from stackview.datasets.store import ArraySource
+    from stackview.inference.train import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    images = rng.random((16, 80, 80)).astype(np.float32)
+    labels = rng.random((16, 2)) * [6.0, 3.0]
+    spec = RegressorSpec(backbone="tiny", material="ReS2", head="invariant", context_px=8,
+                         window_px=32)
+    seen = []
+    model_cls = type(build_regressor(spec))
+    original = model_cls.forward
+
+    def spy(self, x, raw=False):
+        if self.training:
+            seen.append(int(x.shape[-1]))
+        return original(self, x, raw)
+
+    losses = {}
+    model_cls.forward = spy
+    try:
+        for weight in (0.0, 1e3 - 1):
+            seen.clear()
+            r = train(spec, ArraySource(images, labels),
+                      TrainConfig(steps=8, batch_size=4, seed=0, context_consistency=weight,
+                                  checkpoint_every=1))
+            losses[weight] = r.history[0]["loss"]
+            pairs = list(zip(seen[0::2], seen[1::2]))
+    finally:
+        model_cls.forward = original
+    assert len(seen) == 16 and all(a == 48 and b in (64, 80) for a, b in pairs)
+    assert {b for _, b in pairs} == {64, 80}
+    # at this weight the consistency term dominates the first step's loss
+    assert losses[1e3 - 1] > losses[0.0] * 1.01
+    with pytest.raises(UsageError, match="consistency"):
+        TrainConfig(context_consistency=-1)
+    with pytest.raises(UsageError, match="larger margin"):
+        train(spec, ArraySource(images[:, 16:64, 16:64], labels),
+              TrainConfig(steps=2, batch_size=4, context_consistency=1.0))
 
 
 def test_the_check_reads_every_kth_window_of_a_fine_map():

@@ -34,6 +34,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="with --context: the model's window (default: the patch less the "
                         "margin); larger patches show the model a random extra margin in "
                         "training, so that what lies beyond --context does not matter")
+    g.add_argument("--context-consistency", type=float, default=0.0, metavar="W",
+                   help="with --context: read every patch also with a larger margin and add W "
+                        "times the squared difference of the two readings to the loss, so that "
+                        "dense maps equal window maps (doubles the cost of a step; e.g. 10)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=10000, help="optimiser steps")
     g.add_argument("--batch-size", type=int, default=32)
@@ -176,7 +180,7 @@ def _train_config(args):
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
         checkpoint_every=args.checkpoint_every, seed=args.seed, precision=args.precision,
         channels_last=not args.no_channels_last, threads=args.threads, augment=augment,
-        validate_every=args.validate_every,
+        validate_every=args.validate_every, context_consistency=args.context_consistency,
     )
 
 

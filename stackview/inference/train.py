@@ -86,6 +86,12 @@ class TrainConfig:
         empty: none).
     validate_every
         Evaluate the validation source every this many steps (0: only at checkpoints).
+    context_consistency
+        Models that read context: each step also reads every patch with a larger margin
+        (a random one, up to all the patch holds) and adds this weight times the mean squared
+        difference of the two raw outputs to the loss, so that the reading at the model's own
+        margin equals the reading with the whole image around (what the dense mode sees).
+        0: one random margin per step, no second reading.
     """
 
     steps: int = 1000
@@ -100,6 +106,7 @@ class TrainConfig:
     threads: int = 0
     augment: dict = field(default_factory=dict)
     validate_every: int = 0
+    context_consistency: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -116,6 +123,9 @@ class TrainConfig:
             raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}")
         if self.checkpoint_every < 0 or self.validate_every < 0:
             raise UsageError("checkpoint and validation intervals must be >= 0")
+        if not (0 <= self.context_consistency < 1e3):
+            raise UsageError(f"the context consistency weight {self.context_consistency:g} "
+                             "must be in [0, 1000)")
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimiser step ``step`` (0-based)."""
@@ -415,6 +425,10 @@ def train(
     autocast_dtype = torch.bfloat16 if precision == "bf16" else None
     n = len(source)
     margins = context_margins(spec, source, model) if spec.context_px else ()
+    paired = bool(spec.context_px and config.context_consistency)
+    if paired and len(margins) < 2:
+        raise UsageError("the context consistency needs patches larger than the window and its "
+                         "margin (a second, larger margin to compare with)")
     t0 = time.perf_counter()
     seen = 0
     step = start_step
@@ -426,39 +440,52 @@ def train(
             if on_checkpoint is not None:
                 on_checkpoint(step_now, history[-1] if history else {})
 
-    def load_batch(step_now: int) -> tuple[torch.Tensor, np.ndarray]:
+    def load_batch(step_now: int) -> tuple[list[torch.Tensor], np.ndarray]:
         idx = batch_indices(step_now, n, config.batch_size, config.seed)
         idx = idx[dist_info.rank * local_batch : (dist_info.rank + 1) * local_batch]
         images, labels = source.get(np.sort(idx))
         order = np.argsort(np.argsort(idx))  # back to the permutation's order
         images = np.asarray(images, dtype=np.float32)[order]
         labels = np.asarray(labels, dtype=np.float64)[order]
-        if spec.context_px:
-            rng = np.random.default_rng([config.seed, 7919, step_now])
-            images = context_crop(images, spec, int(rng.choice(margins)))
         if augmenter is not None:
+            # on the whole patch, so that both readings of a paired step see the same image
             rng = np.random.default_rng([config.seed, 104729, step_now, dist_info.rank])
             images = augmenter(images, rng)
-        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
+        if spec.context_px:
+            rng = np.random.default_rng([config.seed, 7919, step_now])
+            if paired:
+                views = [context_crop(images, spec),
+                         context_crop(images, spec, int(rng.choice(margins[1:])))]
+            else:
+                views = [context_crop(images, spec, int(rng.choice(margins)))]
+        else:
+            views = [images]
+        xs = [torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).unsqueeze(1)
+              for v in views]
         # page-locked, so that the copy to the GPU overlaps the step before it
-        return (x.pin_memory() if dev.type == "cuda" else x), labels
+        return [x.pin_memory() if dev.type == "cuda" else x for x in xs], labels
 
     model.train()
     progress(start_step, config.steps, "training")
     batches = _prefetched(load_batch, start_step, config.steps)
     try:
-        for step, (x, labels) in batches:
+        for step, (xs, labels) in batches:
             cancel.check()
-            x = x.to(dev, non_blocking=dev.type == "cuda")
-            if config.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
             y = torch.from_numpy(labels).float().to(dev)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr_at(step)
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(dev.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                raw = train_model(x, raw=True)
-            loss = loss_fn(raw.float(), y)
+            raws = []
+            for x in xs:
+                x = x.to(dev, non_blocking=dev.type == "cuda")
+                if config.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(dev.type, dtype=autocast_dtype,
+                                    enabled=autocast_dtype is not None):
+                    raws.append(train_model(x, raw=True).float())
+            loss = sum(loss_fn(raw, y) for raw in raws) / len(raws)
+            if paired:
+                loss = loss + config.context_consistency * torch.mean((raws[0] - raws[1]) ** 2)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the training loss became {loss.item()} at step {step}")
             loss.backward()

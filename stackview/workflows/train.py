@@ -89,6 +89,8 @@ def train_argv(job: TrainJob) -> list[str]:
                   "--batch-size", c.batch_size, "--lr", float(c.lr), "--warmup", c.warmup_steps,
                   "--seed", c.seed, "--precision", c.precision, "--threads", c.threads,
                   "--checkpoint-every", c.checkpoint_every, "--validate-every", c.validate_every)
+    if c.context_consistency:
+        argv += words("--context-consistency", float(c.context_consistency))
     aug = dict(c.augment)
     if "psnr_range_dB" in aug:
         argv += words("--augment-psnr", *map(float, aug.pop("psnr_range_dB")))
