@@ -314,6 +314,11 @@ def test_shipped_family_landscapes(name, family):
         assert 0 < e["0"] < 0.25 * land.span_meV
     assert 30 < land.span_meV < 90
     assert summarize(land)["energy_at_class_meV"]
+    # the named minima only: AB and BA (3R) or AA' and AB' (2H), never a saddle
+    from stackview.pel.plot import distinct_minima
+    frac = distinct_minima(land)[:, :2] / [land.material.a_A, land.material.b_A]
+    expected = [(1 / 3, 2 / 3), (2 / 3, 1 / 3)] if family == "parallel" else [(1 / 3, 2 / 3), (0, 0)]
+    assert sorted(map(tuple, np.round(frac, 3))) == sorted(map(tuple, np.round(expected, 3)))
 
 
 @pytest.mark.parametrize("name", HEXAGONAL)

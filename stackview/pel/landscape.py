@@ -227,13 +227,16 @@ class Landscape:
     def minima(self, tol_meV: float = 1e-6) -> np.ndarray:
         """Local minima of the periodic grid as rows ``(Da_A, Db_A, energy_meV)``, lowest first.
 
-        A point is a local minimum when none of its 8 periodic neighbours is lower (within
-        ``tol_meV``); plateaus give each of their points.
+        A point is a local minimum when none of its 16 periodic neighbours is lower (within
+        ``tol_meV``): the 8 around it and the 8 a knight's move away, because on a hexagonal
+        cell the descent from a saddle can run along (2, 1) in grid steps, a direction the 8
+        nearest miss (WS2's 3R saddles were listed as minima). Plateaus give each of their
+        points.
         """
         e = self.energy_meV
         is_min = np.ones(e.shape, dtype=bool)
-        for di, dj in itertools.product((-1, 0, 1), repeat=2):
-            if di or dj:
+        for di, dj in itertools.product((-2, -1, 0, 1, 2), repeat=2):
+            if (di or dj) and {abs(di), abs(dj)} != {2} and {abs(di), abs(dj)} != {0, 2}:
                 is_min &= e <= np.roll(e, (di, dj), axis=(0, 1)) + tol_meV
         i, j = np.nonzero(is_min)
         rows = np.column_stack([i / e.shape[0] * self.material.a_A,
