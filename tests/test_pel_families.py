@@ -317,7 +317,8 @@ def test_shipped_family_landscapes(name, family):
     # the named minima only: AB and BA (3R) or AA' and AB' (2H), never a saddle
     from stackview.pel.plot import distinct_minima
     frac = distinct_minima(land)[:, :2] / [land.material.a_A, land.material.b_A]
-    expected = [(1 / 3, 2 / 3), (2 / 3, 1 / 3)] if family == "parallel" else [(1 / 3, 2 / 3), (0, 0)]
+    other = (2 / 3, 1 / 3) if family == "parallel" else (0, 0)
+    expected = [(1 / 3, 2 / 3), other]
     assert sorted(map(tuple, np.round(frac, 3))) == sorted(map(tuple, np.round(expected, 3)))
 
 
