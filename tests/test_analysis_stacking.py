@@ -87,3 +87,24 @@ def test_the_pel_overlay_takes_the_majority_familys_windows_and_landscape():
     np.testing.assert_allclose(slips, np.broadcast_to(DELTA, (36, 2)))
     plain = SimpleNamespace(smap=make_smap(), statistics={})
     assert result_family(plain) is None and len(slips_from_result(plain)) == 30
+
+
+def test_slip_deviations_stay_within_the_reference_family():
+    """Δd is measured from the reference region's family; the other family's windows get none
+    (a slip difference across a 3R/2H boundary is no displacement of one stacking)."""
+    from stackview.analysis.fields import slip_vector_field
+
+    space = SlipLabels(MOS2, family="both")
+    smap = _two_domains()
+    smap.values[0, 0, :2] = DELTA
+    smap.values[1, 2, :2] = DELTA + (0.05, 0.0)  # a parallel window slipped by 0.05 Å along a
+    # the default reference region (lower-right quarter) is antiparallel
+    field = slip_vector_field(smap, space)
+    assert field.family == "antiparallel"
+    assert np.all(np.isnan(field.magnitude_A[:, :5])) and np.all(field.magnitude_A[:, 5:] < 1e-6)
+    # a reference region in the parallel domain: that family's deviations, the other's none
+    field = slip_vector_field(smap, space, reference_roi_nm=(0.0, 0.0, 0.7, 1.0))
+    assert field.family == "parallel"
+    assert np.all(np.isnan(field.magnitude_A[:, 5:]))
+    assert field.magnitude_A[1, 2] == pytest.approx(0.05, abs=1e-6)
+    assert np.nanmax(np.delete(field.magnitude_A[:, :5].ravel(), 1 * 5 + 2)) < 1e-6

@@ -134,6 +134,8 @@ class AnalysisResult:
                                            "roi_nm": list(self.field.reference_roi_nm),
                                            "max_deviation_A":
                                                float(np.nanmax(self.field.magnitude_A))}
+            if self.field.family:
+                out["slip_field_reference"]["family"] = self.field.family
         return out
 
 

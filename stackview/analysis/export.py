@@ -358,7 +358,8 @@ def build_figure(image: np.ndarray, pixel_size_nm: float, smap, field=None, inte
         rx0, ry0, rx1, ry1 = field.reference_roi_nm
         ax.add_patch(matplotlib.patches.Rectangle((rx0, ry0), rx1 - rx0, ry1 - ry0, fill=False,
                                                   ec="white", lw=1))
-        ax.set_title("slip deviation Δd from the reference (box)")
+        ax.set_title("slip deviation Δd from the reference (box)" if not field.family else
+                     f"Δd from the {field.family} reference (box); other family: none")
         finish_map_panel(ax)
     if pel is not None:
         pel(axes[k])

@@ -149,7 +149,9 @@ class SlipField:
     """Slip-vector deviations Δd from a reference region, in the image frame.
 
     ``dx_A``, ``dy_A``: components along the image's x (columns) and y (rows), Å, shape of the
-    map grid; ``magnitude_A``: |Δd|; ``reference``: the reference slip (labels).
+    map grid; ``magnitude_A``: |Δd|; ``reference``: the reference slip (labels); ``family``:
+    the reference's family for a model of both families (windows of the other family have no
+    Δd: NaN), else "".
     """
 
     dx_A: np.ndarray
@@ -157,6 +159,7 @@ class SlipField:
     magnitude_A: np.ndarray
     reference: np.ndarray
     reference_roi_nm: tuple[float, float, float, float]
+    family: str = ""
 
 
 def slip_vector_field(smap, space: SlipLabels, frame=None,
@@ -166,7 +169,9 @@ def slip_vector_field(smap, space: SlipLabels, frame=None,
 
     The reference is the symmetry-aware median slip of the windows inside ``reference_roi_nm``
     (default: the lower-right quarter of the mapped area, as in the paper's Fig. 3c). Only the
-    first interface is used for trilayers.
+    first interface is used for trilayers. For a model of both families the reference is in the
+    reference region's more frequent family, and windows of the other family get no Δd (NaN): a
+    slip difference across a 3R/2H boundary is not a displacement of one stacking.
     """
     v = smap.values[..., :2]
     ny, nx, _ = v.shape
@@ -178,19 +183,26 @@ def slip_vector_field(smap, space: SlipLabels, frame=None,
     sel = ((smap.x_nm[None, :] >= rx0) & (smap.x_nm[None, :] <= rx1)
            & (smap.y_nm[:, None] >= ry0) & (smap.y_nm[:, None] <= ry1))
     bilayer = SlipLabels(space.material, layers=2, layer_swap=space.layer_swap)
-    if space.family == "both":  # the deviations within the map's more frequent family
-        fam = space.family_of(np.nan_to_num(smap.values[..., :3]).reshape(-1, 3))
-        bilayer = space.family_space("antiparallel" if fam.mean() > 0.5 else "parallel")
-    ref_vals = v[sel]
-    if not len(ref_vals):
-        ref_vals = v.reshape(-1, 2)
-    ref = np.median(aligned_values(ref_vals, bilayer), axis=0)
+    if not sel.any():
+        sel = np.ones((ny, nx), dtype=bool)
+    same = np.ones((ny, nx), dtype=bool)
+    family = ""
+    if space.family == "both":
+        anti = space.family_of(np.nan_to_num(smap.values[..., :3]).reshape(-1, 3)).reshape(ny, nx)
+        ref_anti = bool(anti[sel].mean() > 0.5)
+        family = "antiparallel" if ref_anti else "parallel"
+        bilayer = space.family_space(family)
+        same = anti == ref_anti
+        if not (sel & same).any():
+            sel = same
+    ref = np.median(aligned_values(v[sel & same], bilayer), axis=0)
     err, _ = bilayer.residual(v.reshape(-1, 2), ref)  # cartesian in the lattice frame
-    d = err[:, 0, :]
+    d = np.where(same.reshape(-1, 1), err[:, 0, :], np.nan)
     if frame is not None:
         d = d @ np.linalg.inv(frame.matrix()).T  # aligned frame -> image frame
     return SlipField(d[:, 0].reshape(ny, nx), d[:, 1].reshape(ny, nx),
-                     np.linalg.norm(d, axis=1).reshape(ny, nx), ref, tuple(reference_roi_nm))
+                     np.linalg.norm(d, axis=1).reshape(ny, nx), ref, tuple(reference_roi_nm),
+                     family)
 
 
 def interface_polyline(smap, space, threshold: float | None = None,
