@@ -198,11 +198,26 @@ def lattice_hypotheses(lattice_px: np.ndarray, material: Material | str,
                     if pixel_size_nm is not None and abs(
                             h.pixel_size_nm / pixel_size_nm - 1) > pixel_tolerance:
                         continue
-                    if any(_same_reading(h.matrix, g.matrix, ops) for g in hyps):
-                        continue
-                    hyps.append(h)
+                    same = [k for k, g in enumerate(hyps) if _same_reading(h.matrix, g.matrix, ops)]
+                    if not same:
+                        hyps.append(h)
+                    elif _turn_deg(h.matrix) < _turn_deg(hyps[same[0]].matrix) - 1e-6:
+                        hyps[same[0]] = h
     hyps.sort(key=lambda h: h.anisotropy)
     return hyps
+
+
+def _turn_deg(m: np.ndarray) -> float:
+    """|rotation| (degrees) of the orientation part of m. Of two readings that differ by a
+    symmetry of the projected layer (e.g. a 180° turn), the one turned least is kept, so the
+    frame does not flip with the signs the peak fit happens to give the cell vectors: the two
+    are one reading for the lattice, but not exactly for the re-simulation check (a 180° turn
+    turns D into −D, which depth effects tell apart by ~0.01 NCC)."""
+    u, _, vt = np.linalg.svd(m)
+    q = u @ vt
+    if np.linalg.det(q) < 0:
+        q = q @ np.diag([1.0, -1.0])
+    return abs(math.degrees(math.atan2(q[1, 0], q[0, 0])))
 
 
 def _same_reading(m1: np.ndarray, m2: np.ndarray, ops) -> bool:
