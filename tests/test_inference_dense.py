@@ -101,7 +101,7 @@ def test_dense_tiles_join_without_seams(monkeypatch):
 
 
 def test_dense_map_follows_a_rotated_frame():
-    from stackview.analysis.orient import Frame
+    from stackview.core.frame import Frame
 
     bundle = _bundle()
     img = _lattice()

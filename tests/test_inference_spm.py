@@ -101,7 +101,7 @@ def test_cancel_and_bad_input(stub_bundle):
 
 
 def test_window_sampler_rotated_and_mirrored_frames():
-    from stackview.analysis.orient import Frame
+    from stackview.core.frame import Frame
     from stackview.inference.spm import WindowSampler
 
     rng = np.random.default_rng(0)

@@ -190,7 +190,7 @@ def analyze_image(
     refine: bool = False,
     fine_stride_nm: float = 0.1,
     roi_nm=None,
-    n_views: int = 3,
+    n_views: int = 1,
     undistort: bool = True,
     progress=null_progress,
     cancel: CancelToken | None = None,

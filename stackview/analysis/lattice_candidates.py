@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stackview.analysis.lattice_peaks import refine_cell
-from stackview.analysis.orient import Frame
+from stackview.core.frame import Frame
 from stackview.analysis.scan_distortion import ScanDistortion
 from stackview.errors import UsageError
 from stackview.materials import get_material
@@ -75,7 +75,7 @@ class LatticeHypothesis:
 
     def frame(self, undistort: bool = True, pixel_size_nm: float | None = None,
               rotate: bool = True) -> Frame:
-        """The :class:`~stackview.analysis.orient.Frame` windows are sampled in.
+        """The :class:`~stackview.core.frame.Frame` windows are sampled in.
 
         ``undistort``: sample through the full affine map (else its closest similarity);
         ``pixel_size_nm``: force the mean scale (a user's or the file's calibration);

@@ -29,6 +29,7 @@ from scipy import ndimage
 
 from stackview.engine.jobs import CancelToken, null_progress
 from stackview.errors import UsageError
+from stackview.inference.spm import SAMPLE_POINTS
 
 #: model pixels per tile side (before the context margin): bounds the trunk's activations
 TILE_PX = 768
@@ -39,11 +40,20 @@ SHIFT_VIEWS = ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5))
 def local_standardise(img: np.ndarray, size: int) -> np.ndarray:
     """Each pixel standardised by the mean and std of the ``size`` box around it — the dense
     counterpart of the per-window standardisation the model applies."""
-    img = img.astype(np.float64)
-    mean = ndimage.uniform_filter(img, size, mode="reflect")
+    # float32 with the tile's mean removed first (no cancellation in sq − mean²), in place:
+    # a tile holds ~1300² px, and float64 temporaries of it cost ~80 MB
+    img = np.array(img, dtype=np.float32)
+    img -= np.float32(img.mean())
     sq = ndimage.uniform_filter(img * img, size, mode="reflect")
-    std = np.sqrt(np.maximum(sq - mean * mean, 0.0) * size * size / max(size * size - 1, 1))
-    return ((img - mean) / (std + 1e-6)).astype(np.float32)
+    mean = ndimage.uniform_filter(img, size, mode="reflect")
+    sq -= mean * mean
+    np.maximum(sq, 0.0, out=sq)
+    sq *= np.float32(size * size / max(size * size - 1, 1))
+    np.sqrt(sq, out=sq)
+    sq += np.float32(1e-6)
+    img -= mean
+    img /= sq
+    return img
 
 
 def dense_step_px(stride_px: float, trunk_stride: int) -> int:
@@ -100,6 +110,12 @@ class _Field:
             if dy or dx:
                 out = ndimage.shift(out, (dy, dx), order=3, mode="mirror")
             return np.ascontiguousarray(out, dtype=np.float32)
+        # ~60 bytes of float64 coordinates per pixel: a tile of 1500² px would hold ~140 MB
+        # of them at once, so sample it a band of rows at a time
+        band = max(1, SAMPLE_POINTS // max(width, 1))
+        if height > band:
+            return np.concatenate([self.sample(u0, v0 + r, width, min(band, height - r), shift)
+                                   for r in range(0, height, band)])
         uu, vv = np.meshgrid(u0 - dx + np.arange(width), v0 - dy + np.arange(height),
                              indexing="xy")
         grid = np.vstack([uu.ravel(), vv.ravel()])

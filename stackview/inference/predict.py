@@ -75,8 +75,11 @@ def _as_bundle(bundle):
 
 
 def fit_patch(patch: np.ndarray, patch_px: int, sampling_A: float | None,
-              model_sampling_A: float) -> np.ndarray:
+              model_sampling_A: float, min_px: int | None = None) -> np.ndarray:
     """Resample a patch to the model's sampling and centre-crop it to ``patch_px`` pixels.
+
+    ``min_px`` (a model that reads context: its window): a patch at least this large but
+    smaller than ``patch_px`` is returned whole (resampled), for :func:`model_input` to fill.
 
     Raises
     ------
@@ -94,7 +97,11 @@ def fit_patch(patch: np.ndarray, patch_px: int, sampling_A: float | None,
         zoom = sampling_A / model_sampling_A
         arr = ndimage.zoom(arr, zoom, order=3, mode="reflect", grid_mode=True).astype(np.float32)
     ny, nx = arr.shape
-    if ny < patch_px or nx < patch_px:
+    need_px = patch_px if min_px is None else min(int(min_px), patch_px)
+    if need_px <= min(ny, nx) and min(ny, nx) < patch_px:
+        return arr
+    if ny < need_px or nx < need_px:
+        patch_px = need_px
         need_nm = patch_px * model_sampling_A / 10
         raise UsageError(
             f"the patch is {ny}×{nx} px at the model's sampling, smaller than the model's "
@@ -102,6 +109,27 @@ def fit_patch(patch: np.ndarray, patch_px: int, sampling_A: float | None,
         )
     y0, x0 = (ny - patch_px) // 2, (nx - patch_px) // 2
     return arr[y0 : y0 + patch_px, x0 : x0 + patch_px]
+
+
+def model_input(patch: np.ndarray, card, sampling_A: float | None = None) -> np.ndarray:
+    """The network's input for one aligned patch: :func:`fit_patch`, and for a model that reads
+    context a patch holding the window but not all its margin gets the margin filled as the
+    map's windows at an image edge are: the crystal continued by whole lattice vectors (a
+    mirrored margin breaks the lattice and was read up to 0.3 Å off)."""
+    arr = fit_patch(patch, card.input_px, sampling_A, card.sampling_A, min_px=card.patch_px)
+    if arr.shape == (card.input_px, card.input_px):
+        return arr
+    from stackview.core.frame import Frame
+    from stackview.inference.spm import WindowSampler
+    from stackview.materials import get_material
+
+    cell = get_material(card.material).cell_2d / card.sampling_A  # rows a, b in model px
+    frame = Frame(0.0, False, tuple(cell[0]), tuple(cell[1]), 0.0,
+                  px_per_A=((1 / card.sampling_A, 0.0), (0.0, 1 / card.sampling_A)))
+    sampler = WindowSampler(arr, card.sampling_A / 10, card.sampling_A, card.patch_px, frame,
+                            context_px=card.context_px)
+    centre = np.array([[arr.shape[1] / 2, arr.shape[0] / 2]])
+    return sampler.extract(centre, context=True)[0]
 
 
 def tta_views(card, n_shifts: int = 4) -> list[tuple[str, callable, callable]]:
@@ -206,7 +234,7 @@ def predict_many(patches, bundle, sampling_A: float | None = None, tta: bool = T
     card = bundle.card
     space = bundle.label_space
     views = tta_views(card) if tta else tta_views(card)[:1]
-    prepared = [fit_patch(p, card.input_px, sampling_A, card.sampling_A) for p in patches]
+    prepared = [model_input(p, card, sampling_A) for p in patches]
     stack = np.stack([fn(im) for im in prepared for _, fn, _ in views]).astype(np.float32)
     from stackview.engine.devices import module_device
 

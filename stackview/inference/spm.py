@@ -32,6 +32,10 @@ from stackview.errors import UsageError
 
 log = logging.getLogger(__name__)
 
+# image samples interpolated at once: their float64 coordinates and spline weights cost
+# ~60 bytes each, so 2^18 of them hold ~16 MB whatever the image or tile size
+SAMPLE_POINTS = 1 << 18
+
 
 @dataclass
 class SpmMap:
@@ -109,7 +113,7 @@ class WindowSampler:
     affine-corrected frame) centred on given points of the original image.
 
     Without a frame the image is resampled once and windows are slices; with a frame
-    (:class:`stackview.analysis.orient.Frame`) each window is interpolated (cubic spline) on
+    (:class:`stackview.core.frame.Frame`) each window is interpolated (cubic spline) on
     its rotated grid — through the frame's full affine map when it has one, which undoes scan
     distortion — so maps stay on the original image's regular grid. Where a window reaches
     beyond the image, its pixels are taken one lattice translation inside (the frame's a, b),
@@ -243,6 +247,12 @@ class WindowSampler:
                 x0, y0 = self.window_origin(x, y)  # in the padded image: the tile's origin
                 out[i] = self.padded[y0 + inset:y0 + inset + P, x0 + inset:x0 + inset + P]
             return out
+        # the float64 sample coordinates cost ~40 bytes a pixel: a batch of 64 tiles of 256²
+        # px (context) would hold ~170 MB of them at once, so sample a few tiles at a time
+        chunk = max(1, SAMPLE_POINTS // (P * P))
+        if len(c) > chunk:
+            return np.concatenate([self.extract(c[i:i + chunk], context)
+                                   for i in range(0, len(c), chunk)])
         # pixel (i, j) of the original image is centred at (j + 0.5, i + 0.5)
         grid, offsets = self._grid(P)
         if self.gradient is None:
@@ -358,7 +368,7 @@ def spm_map(
     window_nm: float | None = None,
     roi_nm: tuple[float, float, float, float] | None = None,
     frame=None,
-    n_views: int = 3,
+    n_views: int = 1,
     batch_size: int = 64,
     progress=null_progress,
     cancel: CancelToken | None = None,
@@ -382,7 +392,7 @@ def spm_map(
     roi_nm
         Optional region ``(x0, y0, x1, y1)`` in nm; only windows inside it are evaluated.
     frame
-        :class:`stackview.analysis.orient.Frame` for models trained on aligned lattices.
+        :class:`stackview.core.frame.Frame` for models trained on aligned lattices.
     n_views
         Test-time views per window for the uncertainty (1: no uncertainty, fastest).
     sampler
@@ -453,7 +463,7 @@ def refine_map(
     threshold: float | None = None,
     roi_nm=None,
     frame=None,
-    n_views: int = 3,
+    n_views: int = 1,
     batch_size: int = 64,
     progress=null_progress,
     cancel: CancelToken | None = None,

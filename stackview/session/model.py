@@ -37,7 +37,7 @@ class AnalysisSettings:
     refine: bool = False
     fine_stride_nm: float = 0.1
     roi_nm: tuple[float, float, float, float] | None = None
-    n_views: int = 3
+    n_views: int = 1
     undistort: bool = True  # undo the scan distortion measured from the lattice
     fit: bool = False  # the physics fit of every window (analyze --fit, docs/fit.md)
     mode: str = "auto"  # window / dense / auto (analyze --mode)
@@ -53,7 +53,7 @@ class Settings:
     stride_nm: float = 0.5
     refine: bool = False
     fine_stride_nm: float = 0.1
-    n_views: int = 3
+    n_views: int = 1
     undistort: bool = True
     fit: bool = False
     use_roi: bool = False

@@ -41,7 +41,7 @@ class AnalyzeJob:
     refine: bool = False
     fine_stride_nm: float = 0.1
     roi_nm: tuple[float, float, float, float] | None = None
-    n_views: int = 3
+    n_views: int = 1
     undistort: bool = True
     device: str = "auto"
     fit: bool = False
