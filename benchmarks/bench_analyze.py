@@ -1,7 +1,8 @@
 """Benchmark: SPM map speed and agreement, window vs dense mode, 1 vs 3 views (issue 19).
 
-Part 1 (maps): a simulated two-domain ReS2 bilayer image (slip (1.0, 1.5) Å left, (4.0, 0.5) Å
-right, Gaussian noise), 1024² px at the model's sampling, rotated by 17° so that the windows
+Part 1 (maps): a simulated two-domain bilayer image of the model's material (ReS2: slip
+(1.0, 1.5) Å left, (4.0, 0.5) Å right; hexagonal TMDs: a parallel (3R-family) domain at
+(0.6, 1.2) Å left of an antiparallel (2H-family) one at (1.0, 0.4) Å; Gaussian noise), 1024² px at the model's sampling, rotated by 17° so that the windows
 are read in a rotated frame as in a real image, mapped at strides 0.5 and 0.1 nm by
 ``spm_map`` (window mode) and ``dense_map`` (dense mode) with 1 and 3 views. Reported:
 windows per second, the dense map's largest and median symmetry-aware difference from the
@@ -19,6 +20,8 @@ not given), at 0.1 nm stride, modes auto (dense here) and window, 1 view.
 Writes benchmarks/results/bench_analyze.json (with the machine and the load average).
 
     python benchmarks/bench_analyze.py [--model ReS2_slip_bilayer] [--size 1024] [--threads 2]
+
+(results/bench_analyze.json for the ReS2 model, results/bench_analyze_MODEL.json for another)
 """
 
 from __future__ import annotations
@@ -33,24 +36,39 @@ from pathlib import Path
 
 import numpy as np
 
-SLIPS = ((1.0, 1.5), (4.0, 0.5))
+# (Da, Db) Å and antiparallel, left and right of the boundary
+SLIPS = {"ReS2": ((1.0, 1.5, False), (4.0, 0.5, False))}
+HEXAGONAL_SLIPS = ((0.6, 1.2, False), (1.0, 0.4, True))
 
 
-def two_domain_image(size_px: int, pixel_A: float, rotation_deg: float, seed: int = 0):
-    """A ReS2 bilayer image with the slips of SLIPS left and right of the middle column."""
+def domain_slips(material: str):
+    return SLIPS.get(material, HEXAGONAL_SLIPS)
+
+
+def truth_label(space, slip) -> np.ndarray:
+    """A domain's label vector in the model's space (family 1 = antiparallel)."""
+    da, db, anti = slip
+    return np.array([da, db, 1.0 if anti else 0.0] if space.family == "both" else [da, db])
+
+
+def two_domain_image(size_px: int, pixel_A: float, rotation_deg: float, seed: int = 0,
+                     material: str = "ReS2"):
+    """A bilayer image with the domains of :func:`domain_slips` left and right of the middle
+    column."""
     from scipy import ndimage
 
     from stackview.materials import build_stack
-    from stackview.simulation import PRESETS, simulate
+    from stackview.simulation import resolve_optics, simulate
+    from stackview.simulation.optics import DEFAULT_OPTICS, FALLBACK_OPTICS
 
     pad = int(size_px * 0.25)
     n = size_px + 2 * pad
     fov = (n * pixel_A, n * pixel_A)
     halves = []
-    for slip in SLIPS:
-        atoms = build_stack("ReS2", [slip], fov_A=fov, margin_A=10)
-        halves.append(simulate(atoms, PRESETS["ReS2-300kV"], sampling_A=pixel_A,
-                               fov_A=fov).image)
+    optics = resolve_optics(DEFAULT_OPTICS.get(material, FALLBACK_OPTICS))
+    for da, db, anti in domain_slips(material):
+        atoms = build_stack(material, [(da, db)], fov_A=fov, margin_A=10, antiparallel=anti)
+        halves.append(simulate(atoms, optics, sampling_A=pixel_A, fov_A=fov).image)
     img = halves[0].copy()
     img[:, n // 2:] = halves[1][:, n // 2:]
     if rotation_deg:
@@ -70,22 +88,34 @@ def boundary_distance_nm(x_nm, y_nm, size_px, pixel_nm, rotation_deg):
 
 
 def compare(space, a, b, mask):
+    """Largest and median slip difference of two maps (all windows, and those in ``mask``);
+    windows read in different families are counted, not measured."""
     d = space.distance(a.values.reshape(-1, a.values.shape[-1]),
                        b.values.reshape(-1, b.values.shape[-1])).reshape(a.values.shape[:2])
-    return {"max_A": round(float(d.max()), 4), "median_A": round(float(np.median(d)), 4),
-            "max_far_A": round(float(d[mask].max()), 4),
-            "median_far_A": round(float(np.median(d[mask])), 4)}
+    same = np.isfinite(d)
+
+    def stat(fn, sel):
+        return round(float(fn(d[sel])), 4) if sel.any() else None
+
+    out = {"max_A": stat(np.max, same), "median_A": stat(np.median, same),
+           "max_far_A": stat(np.max, mask & same), "median_far_A": stat(np.median, mask & same)}
+    if space.family == "both":
+        out["family_differs"] = int((~same).sum())
+        out["family_differs_far"] = int((mask & ~same).sum())
+    return out
 
 
-def error_vs_truth(space, smap, dist, side_sign, window_nm):
+def error_vs_truth(space, smap, dist, material, window_nm):
     c = smap.x_nm.mean()
     xx = np.broadcast_to(smap.x_nm[None, :], dist.shape)
     out = {}
-    for truth, left in zip(SLIPS, (True, False), strict=True):
+    for truth, left in zip(domain_slips(material), (True, False), strict=True):
         mask = (dist > window_nm) & ((xx < c) if left else (xx > c))
         if mask.any():
-            out[f"{truth}"] = round(float(np.median(space.distance(
-                smap.values[mask], np.array(truth)))), 4)
+            d = space.distance(smap.values[mask], truth_label(space, truth))
+            out[f"{truth[:2]}"] = round(float(np.median(d)), 4)
+            if space.family == "both":
+                out[f"{truth[:2]}_family_accuracy"] = round(float(np.isfinite(d).mean()), 4)
     return out
 
 
@@ -96,7 +126,7 @@ def part_maps(bundle, size, rotation, strides, window_roi_nm: float = 6.0):
 
     card = bundle.card
     pixel_nm = card.sampling_A / 10
-    image = two_domain_image(size, card.sampling_A, rotation)
+    image = two_domain_image(size, card.sampling_A, rotation, material=card.material)
     # the frame (rotation, scan-distortion correction) as an analysis reads it
     frame = analyze_image(image, bundle=bundle, pixel_size_nm=pixel_nm, stride_nm=5.0,
                           n_views=1, mode="window").frame
@@ -139,9 +169,9 @@ def part_maps(bundle, size, rotation, strides, window_roi_nm: float = 6.0):
             far = dist > card.patch_nm
             row[f"views{views}"]["dense_vs_window"] = compare(space, d, w, far)
             row[f"views{views}"]["window_error_vs_truth_A"] = error_vs_truth(
-                space, w, dist, 1, card.patch_nm)
+                space, w, dist, card.material, card.patch_nm)
             row[f"views{views}"]["dense_error_vs_truth_A"] = error_vs_truth(
-                space, d, dist, 1, card.patch_nm)
+                space, d, dist, card.material, card.patch_nm)
             if views > 1:
                 row[f"views{views}"]["median_uncertainty_A"] = {
                     "window": round(float(np.median(w.uncertainty)), 4),
@@ -154,13 +184,15 @@ def part_maps(bundle, size, rotation, strides, window_roi_nm: float = 6.0):
 def part_whole(bundle, size, pixel_nm, rotation, stride):
     from stackview.analysis.analyze import analyze_image, write_results
 
-    image = two_domain_image(size, pixel_nm * 10, rotation, seed=1)
+    image = two_domain_image(size, pixel_nm * 10, rotation, seed=1,
+                             material=bundle.card.material)
     out = {"image_px": size, "pixel_nm": pixel_nm, "stride_nm": stride, "runs": []}
     for mode in ("auto", "window"):
         with tempfile.TemporaryDirectory() as tmp:
             load = os.getloadavg()[0]
             t = time.perf_counter()
-            result = analyze_image(image, bundle=bundle, material="ReS2", stride_nm=stride,
+            result = analyze_image(image, bundle=bundle, material=bundle.card.material,
+                                   stride_nm=stride,
                                    n_views=1, mode=mode)
             write_results(result, tmp)
             total = time.perf_counter() - t
@@ -186,9 +218,11 @@ def main() -> None:
     ap.add_argument("--window-roi-nm", type=float, default=6.0,
                     help="side of the central region the window mode maps at fine strides "
                          "(0: the whole image)")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" /
-                                         "bench_analyze.json"))
+    ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.out is None:
+        name = "" if args.model == "ReS2_slip_bilayer" else f"_{args.model}"
+        args.out = str(Path(__file__).parent / "results" / f"bench_analyze{name}.json")
 
     import torch
 
@@ -198,7 +232,9 @@ def main() -> None:
     bundle = load_bundle(args.model)
     bundle.model.to(args.device)
     card = bundle.card
-    results = {"command": "python benchmarks/bench_analyze.py", "model": card.name,
+    results = {"command": "python benchmarks/bench_analyze.py"
+               + ("" if args.model == "ReS2_slip_bilayer" else f" --model {args.model}"),
+               "model": card.name,
                "context_px": card.context_px, "backbone": card.backbone,
                "window_nm": card.patch_nm, "sampling_A": card.sampling_A}
     results["maps"] = part_maps(bundle, args.size, 17.0, (0.5, 0.1), args.window_roi_nm)
