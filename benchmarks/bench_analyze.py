@@ -1,16 +1,16 @@
 """Benchmark: SPM map speed and agreement, window vs dense mode, 1 vs 3 views (issue 19).
 
-Part 1 (maps): a simulated two-domain bilayer image of the model's material (ReS2: slip
-(1.0, 1.5) Å left, (4.0, 0.5) Å right; hexagonal TMDs: a parallel (3R-family) domain at
-(0.6, 1.2) Å left of an antiparallel (2H-family) one at (1.0, 0.4) Å; Gaussian noise), 1024² px at the model's sampling, rotated by 17° so that the windows
-are read in a rotated frame as in a real image, mapped at strides 0.5 and 0.1 nm by
-``spm_map`` (window mode) and ``dense_map`` (dense mode) with 1 and 3 views. Reported:
-windows per second, the dense map's largest and median symmetry-aware difference from the
-window map (all windows, and those more than one window from the boundary), and each map's
-median error against the simulated slips away from the boundary. At the fine stride the window
-mode maps a central 6 nm region (``--window-roi-nm``; a model that reads context takes minutes
-per view on 2 cores for the whole image), compared with the dense map of the same region; the
-dense speed is the whole image's.
+Part 1 (maps): a simulated two-domain bilayer image of the model's material (ReS2: slip (1.0,
+1.5) Å left, (4.0, 0.5) Å right; hexagonal TMDs: a parallel (3R-family) domain at (0.6, 1.2) Å
+left of an antiparallel (2H-family) one at (1.0, 0.4) Å; Gaussian noise), 1024² px at the
+model's sampling, rotated by 17° so that the windows are read in a rotated frame as in a real
+image, mapped at strides 0.5 and 0.1 nm by ``spm_map`` (window mode) and ``dense_map`` (dense
+mode) with 1 and 3 views. Reported: windows per second, the dense map's largest and median
+symmetry-aware difference from the window map (all windows, and those more than one window from
+the boundary), and each map's median error against the simulated slips away from the boundary.
+At the fine stride the window mode maps a central 6 nm region (``--window-roi-nm``; a model
+that reads context takes minutes per view on 2 cores for the whole image), compared with the
+dense map of the same region; the dense speed is the whole image's.
 
 Part 2 (whole analysis): ``analyze_image`` + ``write_results`` (reading, calibration by the
 lattice, frame, maps, the re-simulation check, writing map.csv/TIFFs/figure/summary) of a
@@ -136,7 +136,6 @@ def part_maps(bundle, size, rotation, strides, window_roi_nm: float = 6.0):
     runs = []
     for stride in strides:
         row = {"stride_nm": stride}
-        maps = {}
         # at fine strides the window mode (minutes per view on 2 cores for a model that reads
         # context) maps a central region; the dense mode maps the whole image for its speed
         # and the same region for the comparison (both read the image around the region)
@@ -155,7 +154,6 @@ def part_maps(bundle, size, rotation, strides, window_roi_nm: float = 6.0):
                               sampler=sampler, roi_nm=roi)
             w = spm_map(image, pixel_nm, bundle, stride_nm=stride, n_views=views,
                         sampler=sampler, roi_nm=roi)
-            maps[views] = (w, d)
             row[f"views{views}"] = {
                 "windows": full.n_patches,
                 "window_windows_per_s": round(w.n_patches / w.seconds, 1),
@@ -192,8 +190,7 @@ def part_whole(bundle, size, pixel_nm, rotation, stride):
             load = os.getloadavg()[0]
             t = time.perf_counter()
             result = analyze_image(image, bundle=bundle, material=bundle.card.material,
-                                   stride_nm=stride,
-                                   n_views=1, mode=mode)
+                                   stride_nm=stride, n_views=1, mode=mode)
             write_results(result, tmp)
             total = time.perf_counter() - t
         n = result.smap.n_patches

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from stackview.analysis.lattice_peaks import refine_cell
-from stackview.core.frame import Frame
 from stackview.analysis.scan_distortion import ScanDistortion
+from stackview.core.frame import Frame
 from stackview.errors import UsageError
 from stackview.materials import get_material
 from stackview.materials.cell import Material, reduce_basis_2d

@@ -110,8 +110,8 @@ class _Field:
             if dy or dx:
                 out = ndimage.shift(out, (dy, dx), order=3, mode="mirror")
             return np.ascontiguousarray(out, dtype=np.float32)
-        # ~60 bytes of float64 coordinates per pixel: a tile of 1500² px would hold ~140 MB
-        # of them at once, so sample it a band of rows at a time
+        # a tile of 1500² px would hold ~140 MB of sample coordinates at once: sample it a
+        # band of rows (SAMPLE_POINTS) at a time
         band = max(1, SAMPLE_POINTS // max(width, 1))
         if height > band:
             return np.concatenate([self.sample(u0, v0 + r, width, min(band, height - r), shift)

@@ -247,8 +247,8 @@ class WindowSampler:
                 x0, y0 = self.window_origin(x, y)  # in the padded image: the tile's origin
                 out[i] = self.padded[y0 + inset:y0 + inset + P, x0 + inset:x0 + inset + P]
             return out
-        # the float64 sample coordinates cost ~40 bytes a pixel: a batch of 64 tiles of 256²
-        # px (context) would hold ~170 MB of them at once, so sample a few tiles at a time
+        # a batch of 64 tiles of 256² px (context) would hold ~250 MB of sample coordinates
+        # at once: sample SAMPLE_POINTS at a time
         chunk = max(1, SAMPLE_POINTS // (P * P))
         if len(c) > chunk:
             return np.concatenate([self.extract(c[i:i + chunk], context)

@@ -198,7 +198,7 @@ def _cpu_has_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` → ``bf16`` on CUDA with bf16 support or on CPUs with native bf16, else ``fp32``."""
     if precision == "bf16" and device.type == "cpu" and not _cpu_has_bf16():
-        # emulated bf16 measured 16x slower than fp32 (ResNet-18 on an AMD EPYC without AVX-512)
+        # emulated bf16 measured 16x slower than fp32 (ResNet-18, AMD EPYC without AVX-512)
         log.warning("this CPU has no native bf16: --precision bf16 runs emulated, many times "
                     "slower than fp32; --precision auto picks fp32 here")
     if precision != "auto":
