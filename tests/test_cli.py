@@ -57,6 +57,10 @@ def test_every_subcommand_has_help(capsys):
       "invalid float"),
      (["simulate", "--material", "ReS2", "--slip", "1", "1", "--fov", "2", "--defocus", "nan",
        "--out", "x.tif"], "defocus"),
+     (["simulate", "--material", "MoS2", "--twist", "3", "--family", "antiparallel", "--fov", "2",
+       "--out", "x.tif"], "--family"),
+     (["simulate", "--material", "MoS2", "--layers", "3", "--slip", "0", "0", "--slip2", "1", "1",
+       "--family", "antiparallel", "--fov", "2", "--out", "x.tif"], "bilayers"),
      (["materials", "show", "nope"], "unknown material"),
      (["materials", "import", "/no/such/file.cif"], "does not exist")],
 )
@@ -83,7 +87,10 @@ def test_materials_list_and_show(capsys):
     [(["--material", "ReS2", "--slip", "1.0", "1.5"], {"Da_A": 1.0, "Db_A": 1.5}),
      (["--material", "ReSe2", "--layers", "3", "--slip", "1.0", "1.5", "--slip2", "0.5", "2"],
       {"Da_A": 1.0, "Db_A": 1.5, "Dc_A": 0.5, "Dd_A": 2.0}),
-     (["--material", "MoS2", "--twist", "21.8"], {"theta_deg": 21.8})],
+     (["--material", "MoS2", "--twist", "21.8"], {"theta_deg": 21.8}),
+     (["--material", "MoS2", "--slip", "0", "0"], {"Da_A": 0.0, "Db_A": 0.0, "stacking": "AA"}),
+     (["--material", "MoSe2", "--slip", "0", "0", "--family", "antiparallel"],
+      {"Da_A": 0.0, "Db_A": 0.0, "family": "antiparallel", "stacking": "AB'"})],
 )
 def test_simulate_writes_calibrated_tiff_and_sidecar(tmp_path, extra, labels):
     out = tmp_path / "img.tif"
@@ -94,7 +101,20 @@ def test_simulate_writes_calibrated_tiff_and_sidecar(tmp_path, extra, labels):
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["labels"] == labels
     assert meta["pixel_size_nm"] == pytest.approx(0.02)
-    assert meta["optics"]["energy_kV"] == (60.0 if "MoS2" in extra else 300.0)
+    assert meta["optics"]["energy_kV"] == (60.0 if {"MoS2", "MoSe2"} & set(extra) else 300.0)
+    assert meta["structure"].get("family", "parallel") == labels.get("family", "parallel")
+
+
+def test_simulate_antiparallel_turns_the_top_layer(tmp_path):
+    """Same slip, the other family: a different image (the top layer's chalcogens swap sides)."""
+    images = {}
+    for family in ("parallel", "antiparallel"):
+        out = tmp_path / f"{family}.tif"
+        assert main(["simulate", "--material", "MoS2", "--slip", "0", "0", "--family", family,
+                     "--fov", "1", "--sampling", "0.2", "--out", str(out)]) == 0
+        images[family] = tifffile.imread(out)
+    diff = np.abs(images["parallel"] - images["antiparallel"]).max()
+    assert diff > 0.05 * images["parallel"].max()
 
 
 def test_simulate_overrides_optics(tmp_path):

@@ -34,6 +34,14 @@ def register(subparsers) -> None:
     )
     what.add_argument("--layers", type=int, default=2, choices=(2, 3), help="number of layers")
     what.add_argument(
+        "--family",
+        choices=("parallel", "antiparallel"),
+        default="parallel",
+        help="bilayers: parallel layers (ReS2; the 3R family of MoS2: AA, AB, BA) or the top "
+        "layer turned by 180° about its metal atom (the 2H family: AA', AB', A'B); default "
+        "parallel",
+    )
+    what.add_argument(
         "--slip2",
         nargs=2,
         type=float,
@@ -100,7 +108,7 @@ def register(subparsers) -> None:
     opt.add_argument(
         "--preset",
         help="imaging preset: ReS2-300kV or MoS2-60kV "
-        "(default: MoS2-60kV for MoS2, else ReS2-300kV)",
+        "(default: MoS2-60kV for MoS2, MoSe2 and WS2, else ReS2-300kV)",
     )
     opt.add_argument("--kv", type=float, help="accelerating voltage (kV)")
     opt.add_argument("--convergence", type=float, metavar="MRAD", help="convergence semi-angle")
@@ -177,8 +185,9 @@ def run_simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     if args.twist is not None:
-        if args.slip is not None or args.layers != 2:
-            raise UsageError("--twist makes a twisted bilayer: leave out --slip and --layers")
+        if args.slip is not None or args.layers != 2 or args.family != "parallel":
+            raise UsageError("--twist makes a twisted bilayer: leave out --slip, --layers and "
+                             "--family (θ near 60° is the antiparallel family)")
         atoms = build_twisted(material, args.twist, **common)
         labels = {"theta_deg": args.twist}
     else:
@@ -191,10 +200,19 @@ def run_simulate(args: argparse.Namespace) -> int:
             slips.append(tuple(args.slip2))
         elif args.slip2 is not None:
             raise UsageError("--slip2 needs --layers 3")
-        atoms = build_stack(material, slips, **common)
+        antiparallel = args.family == "antiparallel"
+        atoms = build_stack(material, slips, antiparallel=antiparallel, **common)
         labels = dict(
             zip(("Da_A", "Db_A", "Dc_A", "Dd_A"), [v for s in slips for v in s], strict=False)
         )
+        if antiparallel:
+            labels["family"] = "antiparallel"
+        if len(slips) == 1:
+            from stackview.core.stacking import classify
+
+            name = classify(material, [slips[0]], args.family)[0][0]
+            if name:
+                labels["stacking"] = name
     preset, optics = _optics_from_args(args, material.name)
     progress = TextProgress(f"{args.method}") if args.method == "multislice" else None
     start = time.perf_counter()
