@@ -297,6 +297,8 @@ def draw_image(card, rng: np.random.Generator) -> dict:
     if card.task == "slip":
         bounds = np.array(space.domain_bounds_A())
         labels = rng.uniform(bounds[:, 0], bounds[:, 1]).tolist()
+        if _has_family(card):  # (Da, Db, family): half the images of each family
+            labels[2] = float(labels[2] >= 0.5)
     else:
         labels = [float(rng.uniform(*TWIST_RANGE_DEG))]
     optics = card_optics(card)
@@ -371,7 +373,11 @@ def simulate_fine(card, choice: dict) -> tuple[np.ndarray, float]:
     common = dict(fov_A=fov, margin_A=probe_tail_radius_A(optics) + 2.0, jitter_z_A=0.5,
                   jitter_xy_A=0.1, vacancy_ratio=choice["vacancy_ratio"],
                   seed=choice["structure_seed"])
-    if card.task == "slip":
+    if card.task == "slip" and _has_family(card):
+        da, db, family = choice["labels"]
+        atoms = build_stack(material, [(da, db)], origin_A=tuple(origin),
+                            antiparallel=family >= 0.5, **common)
+    elif card.task == "slip":
         atoms = build_stack(material, np.reshape(choice["labels"], (-1, 2)),
                             origin_A=tuple(origin), **common)
     else:
@@ -504,9 +510,11 @@ def build_corpus(models: list[str], n_per_model: int, seed: int = 0) -> dict:
 # =============================================================================================
 # analysis of the corpus
 # =============================================================================================
-def angle_mod180(u, v) -> float:
-    a = math.degrees(math.atan2(u[1], u[0]) - math.atan2(v[1], v[0])) % 180.0
-    return min(a, 180.0 - a)
+def angle_mod180(u, v, period: float = 180.0) -> float:
+    """The angle between two lattice directions modulo ``period`` (60° for a hexagonal lattice,
+    whose a may be any of its six equivalent directions)."""
+    a = math.degrees(math.atan2(u[1], u[0]) - math.atan2(v[1], v[0])) % period
+    return min(a, period - a)
 
 
 def nearest_factor(ratio: float, tolerance: float = 0.03) -> str:
@@ -545,6 +553,11 @@ def analyse_one(path: Path, truth: dict, bundle, stride_nm: float | None) -> dic
     s = result.summary()
     names = [f"{n}_median" for n in result.smap.names]
     measured = [s.get(n) for n in names]
+    if _has_family(card):
+        # the image's family is the windows' majority; the slip medians are of its windows
+        family = (s.get("statistics") or {}).get("majority_family")
+        measured = [s.get("Da_A_median"), s.get("Db_A_median"),
+                    {"parallel": 0.0, "antiparallel": 1.0}.get(family)]
     px = float(s["pixel_size_nm"])
     ratio = px / truth["pixel_size_nm"]
     row.update(status="ok", seconds=seconds, pixel_size_nm=px, pixel_ratio=ratio,
@@ -566,12 +579,17 @@ def analyse_one(path: Path, truth: dict, bundle, stride_nm: float | None) -> dic
         # only aligned (slip) models read in a lattice frame; a twist image has two lattices
         if a_px is not None and card.orientation == "aligned":
             # which lattice direction the analysis took as a (2-fold layers: up to sign)
-            row["frame_a_angle_error_deg"] = angle_mod180(a_px, truth["lattice_a_px"])
+            period = 60.0 if _has_family(card) else 180.0
+            row["frame_a_angle_error_deg"] = angle_mod180(a_px, truth["lattice_a_px"], period)
             row["frame_a_length_ratio"] = (float(np.hypot(*a_px))
                                            / float(np.hypot(*truth["lattice_a_px"])))
-            row["frame_ok"] = bool(row["frame_a_angle_error_deg"] < 4.0
-                                   and row["frame_mirror"] == truth["mirror"])
+            row["frame_hexagonal"] = _has_family(card)
     return score_row(row, bundle.label_space)
+
+
+def _has_family(card) -> bool:
+    """Models that read the stacking family as a third label (hexagonal TMDs)."""
+    return card.task == "slip" and card.spec.get("family") == "both"
 
 
 def score_row(row: dict, space) -> dict:
@@ -596,6 +614,14 @@ def score_row(row: dict, space) -> dict:
                 row["label_error"], float(np.asarray(space.distance(m, -true)).reshape(-1)[0]))
         else:
             row["label_error_inversion"] = row["label_error"]
+    if len(true) == 3 and row["task"] == "slip":  # the family: infinite distance across
+        m3 = measured[2]
+        row["family_ok"] = m3 is not None and (m3 >= 0.5) == (true[2] >= 0.5)
+    if row.get("frame_a_angle_error_deg") is not None:
+        # a hexagonal monolayer has mirror lines: its two faces are one image (the slip of the
+        # mirrored stack is in the label's orbit), so only the direction of a is checked
+        face_ok = row.get("frame_hexagonal", False) or row["frame_mirror"] == row["mirror"]
+        row["frame_ok"] = bool(row["frame_a_angle_error_deg"] < 4.0 and face_ok)
     tol = LABEL_TOLERANCE[row["task"]]
     row["pixel_ok"] = abs(row["pixel_ratio"] - 1.0) <= PIXEL_TOLERANCE
     row["label_ok"] = row["label_error"] is not None and row["label_error"] <= tol
@@ -631,6 +657,9 @@ def aggregate(rows: list[dict]) -> dict:
         "crashed": sum(r["status"] == "crashed" for r in rows),
         "frame_ok": sum(bool(r.get("frame_ok")) for r in rows if "frame_ok" in r),
         "frame_checked": sum("frame_ok" in r for r in rows),
+        # family models: the majority family of the windows is the image's
+        "family_ok": sum(bool(r.get("family_ok")) for r in rows if "family_ok" in r),
+        "family_checked": sum("family_ok" in r for r in rows),
         "median_label_error": float(np.median(errs)) if errs else None,
         "median_abs_pixel_error": float(np.median(px_errs)) if px_errs else None,
         "median_seconds": float(np.median([r["seconds"] for r in rows])) if rows else None,
@@ -870,11 +899,13 @@ def rescore(path: Path) -> int:
     from stackview.models.registry import find_model
 
     results = json.loads(path.read_text())
-    spaces = {}
+    spaces, cards = {}, {}
     for row in results["rows"]:
         if row["model"] not in spaces:
-            spaces[row["model"]] = read_card(find_model(row["model"])).regressor_spec(
-                ).label_space()
+            cards[row["model"]] = read_card(find_model(row["model"]))
+            spaces[row["model"]] = cards[row["model"]].regressor_spec().label_space()
+        if row.get("frame_a_angle_error_deg") is not None:
+            row.setdefault("frame_hexagonal", _has_family(cards[row["model"]]))
         score_row(row, spaces[row["model"]])
     results.update(summarise(results["rows"]))
     results["criteria"].update(pixel_tolerance=PIXEL_TOLERANCE, label_tolerance=LABEL_TOLERANCE)

@@ -179,3 +179,21 @@ def test_a_corpus_image_shows_the_stack_lattice_where_the_manifest_says():
         assert np.any(np.round(hk) != 0)
     # the mirror makes the image's (a, b) left-handed
     assert np.linalg.det(real) < 0
+
+
+def test_family_models_draw_both_families_and_a_wrong_family_is_wrong():
+    """A hexagonal-TMD slip model's corpus holds both families (a 0/1 third label), and a
+    reading of the other family is wrong however close its slip is (the distance is infinite)."""
+    from stackview.models import load_bundle
+    from stackview.models.registry import bundled_dir
+
+    bundle = load_bundle(bundled_dir() / "MoS2_slip_bilayer")
+    rng = np.random.default_rng(5)
+    families = [rc.draw_image(bundle.card, rng)["labels"][2] for _ in range(40)]
+    assert set(families) == {0.0, 1.0} and 10 <= sum(families) <= 30
+    row = {"status": "ok", "task": "slip", "pixel_ratio": 1.0,
+           "true_labels": [1.0, 0.5, 1.0], "measured_labels": [1.0, 0.5, 0.0]}
+    scored = rc.score_row(dict(row), bundle.label_space)
+    assert not scored["family_ok"] and not scored["label_ok"] and not scored["right"]
+    scored = rc.score_row({**row, "measured_labels": [1.02, 0.5, 1.0]}, bundle.label_space)
+    assert scored["family_ok"] and scored["label_ok"] and scored["right"]

@@ -135,7 +135,11 @@ class Resimulator:
         of this label before (neighbouring windows mostly share one)."""
         from stackview.analysis.resimulate import compare_window
 
-        key = tuple(np.round(v / self.step).astype(int))
+        # the family by its threshold, not rounded with the slip: a parallel label's orbit has
+        # twice the members of an antiparallel one (the half turns), so the two may not share
+        # remembered members
+        anti = bool(len(v) == 3 and v[2] >= 0.5)
+        key = (*np.round(v[:2] / self.step).astype(int).tolist(), anti)
         members = self.orbit(v)
         scores: dict[int, float] = {}
 
