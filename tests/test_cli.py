@@ -61,6 +61,8 @@ def test_every_subcommand_has_help(capsys):
        "--out", "x.tif"], "--family"),
      (["simulate", "--material", "MoS2", "--layers", "3", "--slip", "0", "0", "--slip2", "1", "1",
        "--family", "antiparallel", "--fov", "2", "--out", "x.tif"], "bilayers"),
+     (["simulate", "--material", "ReS2", "--slip", "0", "0", "--family", "antiparallel",
+       "--fov", "2", "--out", "x.tif"], "one stacking family"),
      (["materials", "show", "nope"], "unknown material"),
      (["materials", "import", "/no/such/file.cif"], "does not exist")],
 )

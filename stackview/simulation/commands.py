@@ -105,10 +105,16 @@ def register(subparsers) -> None:
         help="incoherent (fast, default) or abTEM multislice (slow, accurate)",
     )
     opt = p.add_argument_group("microscope (defaults from the preset)")
+    from stackview.simulation.optics import DEFAULT_OPTICS, FALLBACK_OPTICS
+
+    by_preset: dict[str, list[str]] = {}
+    for name, preset in DEFAULT_OPTICS.items():
+        by_preset.setdefault(preset, []).append(name)
+    defaults = "; ".join(f"{p} for {', '.join(names)}" for p, names in by_preset.items())
     opt.add_argument(
         "--preset",
-        help="imaging preset: ReS2-300kV or MoS2-60kV "
-        "(default: MoS2-60kV for MoS2, MoSe2 and WS2, else ReS2-300kV)",
+        help=f"imaging preset: ReS2-300kV or MoS2-60kV (default: {defaults}, else "
+        f"{FALLBACK_OPTICS})",
     )
     opt.add_argument("--kv", type=float, help="accelerating voltage (kV)")
     opt.add_argument("--convergence", type=float, metavar="MRAD", help="convergence semi-angle")
@@ -150,6 +156,7 @@ def _optics_from_args(args, material_name: str):
 
 def run_simulate(args: argparse.Namespace) -> int:
     from stackview import __version__
+    from stackview.core.stacking import classify, has_families
     from stackview.engine.jobs import TextProgress
     from stackview.io.atomic import write_text_atomic
     from stackview.io.tiff import write_calibrated_tiff
@@ -201,6 +208,9 @@ def run_simulate(args: argparse.Namespace) -> int:
         elif args.slip2 is not None:
             raise UsageError("--slip2 needs --layers 3")
         antiparallel = args.family == "antiparallel"
+        if antiparallel and not has_families(material):
+            raise UsageError(f"{material.name} has one stacking family (its layer looks the same "
+                             "turned by 180°): leave out --family")
         atoms = build_stack(material, slips, antiparallel=antiparallel, **common)
         labels = dict(
             zip(("Da_A", "Db_A", "Dc_A", "Dd_A"), [v for s in slips for v in s], strict=False)
@@ -208,8 +218,6 @@ def run_simulate(args: argparse.Namespace) -> int:
         if antiparallel:
             labels["family"] = "antiparallel"
         if len(slips) == 1:
-            from stackview.core.stacking import classify
-
             name = classify(material, [slips[0]], args.family)[0][0]
             if name:
                 labels["stacking"] = name
