@@ -123,8 +123,10 @@ def test_dense_map_follows_a_rotated_frame():
 def test_modes_resolve_by_model_and_stride():
     ctx, plain = _bundle(), _bundle(context=0)
     assert supports_dense(ctx) and not supports_dense(plain)
-    assert resolve_mode("auto", ctx, 0.1) == "dense"  # below a quarter of the 0.8 nm window
-    assert resolve_mode("auto", ctx, 0.5) == "window"
+    # dense where it costs less: below 0.6 of the 1.2 nm input (0.8 nm window, 0.2 nm margins)
+    assert resolve_mode("auto", ctx, 0.1) == "dense"
+    assert resolve_mode("auto", ctx, 0.7) == "dense"
+    assert resolve_mode("auto", ctx, 0.75) == "window"
     assert resolve_mode("auto", plain, 0.1) == "window"
     assert resolve_mode("window", ctx, 0.1) == "window"
     with pytest.raises(UsageError, match="isolated windows"):
@@ -132,6 +134,22 @@ def test_modes_resolve_by_model_and_stride():
     with pytest.raises(UsageError, match="mode"):
         resolve_mode("fast", ctx, 0.1)
     assert dense_step_px(6.25, 32) == 8 and dense_step_px(3.0, 32) == 4
+
+
+def test_a_coarse_dense_map_without_a_frame_keeps_the_stride_asked():
+    """auto reads densely up to strides past the trunk's: the grid must stay the one asked
+    (not snap to the trunk's node spacing), the windows then mixing their nodes' features."""
+    bundle = _bundle()
+    img = _lattice()
+    stride = 0.5  # 20 px at 0.25 Å/px, past the tiny trunk's 8 px
+    dense = dense_map(img, 0.025, bundle, stride_nm=stride)
+    window = spm_map(img, 0.025, bundle, stride_nm=stride, n_views=1)
+    assert dense.stride_nm == pytest.approx(stride)
+    np.testing.assert_allclose(dense.x_nm, window.x_nm)
+    np.testing.assert_allclose(dense.y_nm, window.y_nm)
+    space = bundle.label_space
+    d = space.distance(dense.values.reshape(-1, 2), window.values.reshape(-1, 2))
+    assert np.median(d) < 0.05
 
 
 def test_training_with_context_shows_a_random_margin(tmp_path):
@@ -231,3 +249,21 @@ def test_the_check_reads_every_kth_window_of_a_fine_map():
     calls.clear()
     score_windows(img, 0.025, coarse, sampler, Counting())
     assert len(calls) == coarse.n_patches and "ncc_check_every" not in coarse.extra
+
+
+def test_the_two_level_search_reads_each_level_in_its_own_mode():
+    from stackview.inference.spm import refine_map
+
+    bundle = _bundle()
+    img = _lattice()
+    both = refine_map(img, 0.025, bundle, coarse_stride_nm=0.4, fine_stride_nm=0.1,
+                      threshold=0.0, coarse_mode="dense", fine_mode="dense")
+    coarse = dense_map(img, 0.025, bundle, stride_nm=0.4)
+    assert both.extra["coarse_mode"] == "dense" and both.extra["fine_mode"] == "dense"
+    level0 = both.points[both.points[:, -1] == 0]
+    np.testing.assert_allclose(level0[:, 2:4], coarse.points[:, 2:4], atol=1e-6)
+    windowed = refine_map(img, 0.025, bundle, coarse_stride_nm=0.4, fine_stride_nm=0.1,
+                          threshold=0.0)
+    assert windowed.extra["coarse_mode"] == "window"
+    # every window flagged (threshold 0): the fine readings of the two runs cover one grid
+    assert both.values.shape == windowed.values.shape

@@ -223,8 +223,9 @@ def analyze_image(
         around interfaces.
     mode
         ``window``, ``dense`` or ``auto`` (:func:`stackview.inference.dense.resolve_mode`:
-        dense maps for models trained with context at strides below a quarter window; with
-        ``refine``, for the fine stride).
+        dense maps for models trained with context at the strides where they cost less than
+        window maps, below 0.6 of the window with its margins; with ``refine``, decided for
+        each level).
     fit, fit_settings
         Refine every window by fitting the incoherent model to it from the network's reading
         (:func:`stackview.fit.maps.fit_map`; slip and twist models): ``result.fit``.
@@ -346,7 +347,7 @@ def analyze_image(
         smap = refine_map(image, calibration.pixel_size_nm, bundle, coarse_stride_nm=stride_nm,
                           fine_stride_nm=fine_stride_nm, roi_nm=roi_nm, frame=frame,
                           n_views=n_views, progress=progress, cancel=cancel, sampler=sampler,
-                          fine_mode=used)
+                          fine_mode=used, coarse_mode=resolve_mode(mode, bundle, stride_nm))
     elif used == "dense":
         smap = dense_map(image, calibration.pixel_size_nm, bundle, stride_nm, roi_nm,
                          progress, cancel, frame=frame, n_views=n_views, sampler=sampler)

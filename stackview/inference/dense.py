@@ -35,6 +35,11 @@ from stackview.inference.spm import SAMPLE_POINTS
 TILE_PX = 768
 #: the sub-pixel shifts (rows, columns) of the extra views, as the window mode's shift views
 SHIFT_VIEWS = ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5))
+#: ``auto`` reads densely at strides below this fraction of the model's input side (window and
+#: both margins): measured (benchmarks/bench_mode_crossover.py, ReS2 context model, 1024² px,
+#: 2 cores) the dense map of a whole image costs ~1.2 s at any stride from 0.5 to 4 nm and the
+#: window mode 0.03 s a window, so they cross between 2 and 3 nm, 0.5-0.73 of the 256-px input
+DENSE_PAYS_BELOW = 0.6
 
 
 def local_standardise(img: np.ndarray, size: int) -> np.ndarray:
@@ -259,11 +264,12 @@ def dense_map(
 ):
     """Fully convolutional SPM map on the window mode's grid (see the module docstring).
 
-    Without a frame the stride is a divisor of the trunk's stride (ResNet: 32 px at the
-    model's sampling: 32, 16, 8 or 4 px) and the windows fall on the nodes; with a frame the
-    grid is the window mode's at the stride asked and the nodes are the nearest such divisor
-    apart. ``n_views`` > 1 adds dense passes of the image moved by half a pixel (the window
-    mode's shift views) for a per-window uncertainty, at that many times the cost.
+    Without a frame a stride below the trunk's (ResNet: 32 px at the model's sampling) becomes
+    its nearest divisor (16, 8 or 4 px) and the windows fall on the nodes; with a frame, or at
+    a coarser stride, the grid is the window mode's at the stride asked and the nodes are the
+    nearest such divisor apart. ``n_views`` > 1 adds dense passes of the image moved by half a
+    pixel (the window mode's shift views) for a per-window uncertainty, at that many times the
+    cost.
     """
     from stackview.inference.spm import (SpmMap, WindowSampler, _check_inputs,
                                          window_centres_nm)
@@ -276,7 +282,7 @@ def dense_map(
     sampler = sampler or WindowSampler.for_model(image, pixel_size_nm, card, frame)
     stride_px = stride_nm * 10.0 / card.sampling_A
     step = dense_step_px(stride_px, stride)
-    if sampler.frame is None:  # windows on whole model pixels, on the nodes
+    if sampler.frame is None and stride_px < stride:  # windows on whole pixels, on the nodes
         stride_nm = step * card.sampling_A / 10.0
     x_nm, y_nm = window_centres_nm(np.shape(image), pixel_size_nm, sampler, stride_nm, roi_nm)
     if len(x_nm) == 0 or len(y_nm) == 0:
@@ -314,8 +320,9 @@ MODES = ("auto", "window", "dense")
 
 def resolve_mode(mode: str, bundle, stride_nm: float, check_only: bool = False) -> str:
     """``window`` or ``dense`` for a requested mode: ``auto`` is dense for models trained with
-    context when the stride is below a quarter of the window (where windows overlap so much
-    that shared trunk passes pay), else window. ``check_only``: only check the name."""
+    context where the dense map costs less than the window one (strides below
+    :data:`DENSE_PAYS_BELOW` of the window with its margins), else window. ``check_only``:
+    only check the name."""
     if mode not in MODES:
         raise UsageError(f"the mode must be one of {', '.join(MODES)}, not {mode!r}")
     if check_only:
@@ -330,4 +337,5 @@ def resolve_mode(mode: str, bundle, stride_nm: float, check_only: bool = False) 
             "(about 0.15 Å); use --mode window, or a model trained with --context")
     if mode == "dense":
         return "dense"
-    return "dense" if ok and stride_nm < card.patch_nm / 4 else "window"
+    input_nm = card.input_px * card.sampling_A / 10.0
+    return "dense" if ok and stride_nm < DENSE_PAYS_BELOW * input_nm else "window"

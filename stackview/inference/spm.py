@@ -469,14 +469,15 @@ def refine_map(
     cancel: CancelToken | None = None,
     sampler: WindowSampler | None = None,
     fine_mode: str = "window",
+    coarse_mode: str = "window",
 ) -> SpmMap:
     """Two-level SPM: coarse everywhere, fine only around jumps (the paper's interface search).
 
     ``threshold``: neighbour difference that marks an interface (default 0.3 Å for slip, 2° for
     twist). The returned map is on the fine grid; cells not refined take the value of the
     nearest coarse window. ``points`` holds every evaluated window with its level.
-    ``fine_mode``: ``dense`` reads the fine windows from shared trunk passes
-    (:mod:`stackview.inference.dense`; models trained with context).
+    ``fine_mode``, ``coarse_mode``: ``dense`` reads that level's windows from shared trunk
+    passes (:mod:`stackview.inference.dense`; models trained with context).
     """
     cancel = cancel or CancelToken()
     if fine_stride_nm >= coarse_stride_nm:
@@ -484,8 +485,14 @@ def refine_map(
     start = time.perf_counter()
     card = bundle.card
     sampler = sampler or WindowSampler.for_model(image, pixel_size_nm, card, frame)
-    coarse = spm_map(image, pixel_size_nm, bundle, coarse_stride_nm, None, roi_nm, frame,
-                     n_views, batch_size, progress, cancel, sampler)
+    if coarse_mode == "dense":
+        from stackview.inference.dense import dense_map
+
+        coarse = dense_map(image, pixel_size_nm, bundle, coarse_stride_nm, roi_nm, progress,
+                           cancel, frame=frame, n_views=n_views, sampler=sampler)
+    else:
+        coarse = spm_map(image, pixel_size_nm, bundle, coarse_stride_nm, None, roi_nm, frame,
+                         n_views, batch_size, progress, cancel, sampler)
     space = bundle.label_space
     if threshold is None:
         threshold = 2.0 if bundle.card.task == "twist" else 0.3
@@ -530,4 +537,5 @@ def refine_map(
                   "refine", np.vstack(points), time.perf_counter() - start,
                   extra={"coarse_stride_nm": coarse.stride_nm, "threshold": threshold,
                          "refined_windows": len(cells), "fine_mode": fine_mode,
+                         "coarse_mode": coarse.mode,
                          "interface_cells": int(flagged.sum())})
