@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     from stackview.analysis.analyze import analyze_image
     from stackview.inference.dense import DENSE_PAYS_BELOW, dense_map, resolve_mode
     from stackview.inference.spm import WindowSampler, spm_map
+    from stackview.io.atomic import write_text_atomic
     from stackview.models.bundle import load_bundle
     from stackview.models.registry import find_model
 
@@ -83,9 +84,7 @@ def main(argv=None) -> int:
         else f"bench_mode_crossover_{card.name}.json"
     path = Path(args.out) if args.out else Path(__file__).parent / "results" / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(out, indent=1))
     print(f"wrote {path}")
     return 0
 

@@ -37,8 +37,9 @@ TILE_PX = 768
 SHIFT_VIEWS = ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5))
 #: ``auto`` reads densely at strides below this fraction of the model's input side (window and
 #: both margins): measured (benchmarks/bench_mode_crossover.py, ReS2 context model, 1024² px,
-#: 2 cores) the dense map of a whole image costs ~1.2 s at any stride from 0.5 to 4 nm and the
-#: window mode 0.03 s a window, so they cross between 2 and 3 nm, 0.5-0.73 of the 256-px input
+#: 2 cores) the dense map of a whole image costs 1.2-1.9 s at any stride from 0.5 to 4 nm and
+#: the window mode 0.03-0.04 s a window, so they cross between 2 and 3 nm, 0.5-0.73 of the
+#: 256-px input
 DENSE_PAYS_BELOW = 0.6
 
 
