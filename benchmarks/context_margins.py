@@ -70,20 +70,21 @@ def main() -> None:
     t0 = time.perf_counter()
     reads = margin_readings(bundle, images, margins)
     space = bundle.label_space
+    u, sym = ("deg", "°") if bundle.card.task == "twist" else ("A", "Å")
     ref = reads[margins[-1]]
     rows = {}
     for m in margins:
         d = space.distance(reads[m], ref)
         e = space.distance(reads[m], labels)
         d, e = d[np.isfinite(d)], e[np.isfinite(e)]
-        rows[str(m)] = {"vs_largest_max_A": round(float(d.max()), 4),
-                        "vs_largest_p99_A": round(float(np.percentile(d, 99)), 4),
-                        "vs_largest_median_A": round(float(np.median(d)), 4),
-                        "error_mean_A": round(float(e.mean()), 4),
-                        "error_median_A": round(float(np.median(e)), 4)}
+        rows[str(m)] = {f"vs_largest_max_{u}": round(float(d.max()), 4),
+                        f"vs_largest_p99_{u}": round(float(np.percentile(d, 99)), 4),
+                        f"vs_largest_median_{u}": round(float(np.median(d)), 4),
+                        f"error_mean_{u}": round(float(e.mean()), 4),
+                        f"error_median_{u}": round(float(np.median(e)), 4)}
         print(f"margin {m:3d} px: vs {margins[-1]} px max {d.max():.4f} p99 "
-              f"{np.percentile(d, 99):.4f} median {np.median(d):.4f} Å; error mean {e.mean():.4f}"
-              f" Å")
+              f"{np.percentile(d, 99):.4f} median {np.median(d):.4f} {sym}; error mean "
+              f"{e.mean():.4f} {sym}")
     result = {"command": "python benchmarks/context_margins.py " + " ".join(
                   f"{a}" for a in (args.model, args.dataset, "--n", args.n)),
               "model": bundle.card.name, "card_margin_px": spec.context_px,
