@@ -335,7 +335,8 @@ def resolve_mode(mode: str, bundle, stride_nm: float, check_only: bool = False) 
     if mode == "dense" and not ok:
         raise UsageError(
             f"model {card.name} was trained on isolated windows, so its dense maps are biased "
-            "(about 0.15 Å); use --mode window, or a model trained with --context")
+            f"({'up to 0.9°' if card.task == 'twist' else 'about 0.15 Å'}); use --mode window, "
+            "or a model trained with --context")
     if mode == "dense":
         return "dense"
     input_nm = card.input_px * card.sampling_A / 10.0
