@@ -360,15 +360,16 @@ def test_fourier_resample_matrix_interpolates_band_limited_data():
 
 def test_import_is_light():
     code = (
-        "import sys, time; t = time.perf_counter(); import stackview.simulation; "
-        "dt = time.perf_counter() - t; "
+        "import sys, time; t = time.process_time(); import stackview.simulation; "
+        "dt = time.process_time() - t; "
         "bad = [m for m in ('abtem', 'torch', 'PySide6', 'numba') if m in sys.modules]; "
         "print(dt, bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     dt, bad = out.stdout.split(" ", 1)
     assert bad.strip() == "[]"
-    assert float(dt) < 1.0  # ~0.3 s here; generous for loaded CI machines
+    # CPU time, not wall time: a loaded machine stretches the wall clock, not the work done
+    assert float(dt) < 1.0  # ~0.3 s here
 
 
 def test_custom_optics_text_round_trips_and_bad_text_is_one_sentence():
