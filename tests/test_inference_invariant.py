@@ -174,3 +174,55 @@ def test_direct_head_is_unchanged_by_raw_mode():
         np.testing.assert_allclose(model(x).numpy(),
                                    (model.label_offset + model.label_scale * raw).numpy(),
                                    rtol=1e-6)
+
+
+def test_linearised_label_error_is_the_decoded_error_and_weighs_fixed_points_up():
+    from stackview.inference.loss import linearised_label_error
+
+    spec = RegressorSpec(backbone="tiny", head="invariant")
+    space = spec.label_space()
+    decoder = make_decoder(space)
+    unit = torch.tensor(np.asarray(space.material.unit_vectors))
+    rng = np.random.default_rng(5)
+    # away from the fixed points: the error a decoder reads from slightly wrong features
+    labels = torch.tensor([[1.2, 1.0], [4.4, 2.3], [2.5, 0.9]], dtype=torch.float64)
+    raw = (label_features(space, labels) + torch.from_numpy(rng.normal(0, 1e-3, (3, 10))))
+    decoded, _ = decoder(raw.float())
+    read = (decoded.double() - labels) @ unit
+    lin = linearised_label_error(space, raw.float(), labels.float())
+    np.testing.assert_allclose(lin.numpy(), read.numpy(), atol=2e-5)
+    # the same feature error costs more near D = 0 (AA), where the cosines are flat, so the
+    # weighted loss is larger there than where the features carry the slip to first order
+    near = torch.tensor([[0.1, 0.15], [1.6, 0.8]])
+    bump = torch.full((2, 10), 0.01)
+    loss = RawOutputLoss(spec, label_error_weight=1.0)
+    plain = RawOutputLoss(spec)
+    extra = [loss(label_features(space, near[i:i + 1]) + bump[:1], near[i:i + 1]).item()
+             - plain(label_features(space, near[i:i + 1]) + bump[:1], near[i:i + 1]).item()
+             for i in range(2)]
+    assert extra[0] > 3 * extra[1] > 0
+    # and it stays finite exactly at the fixed point
+    assert np.isfinite(loss(label_features(space, torch.zeros(1, 2)) + bump[:1],
+                            torch.zeros(1, 2)).item())
+
+
+@pytest.mark.parametrize("kwargs", [dict(layers=3), dict(task="twist", material="MoS2"),
+                                    dict(material="MoS2", family="both")])
+def test_label_error_term_runs_on_every_invariant_space_and_has_a_gradient(kwargs):
+    spec = RegressorSpec(backbone="tiny", head="invariant", **kwargs)
+    space = spec.label_space()
+    if "task" in kwargs:
+        labels = torch.tensor([[7.0], [33.0]])
+    elif spec.layers == 3:
+        labels = torch.tensor([[1.0, 2.0, -0.5, 3.0], [3.5, 0.3, 2.0, 2.0]])
+    else:
+        labels = torch.tensor([[1.0, 0.5, 0.0], [0.4, 1.1, 1.0]])
+    raw = (label_features(space, labels) + 0.01).requires_grad_()
+    with_term = RawOutputLoss(spec, label_error_weight=1.0)(raw, labels)
+    with_term.backward()
+    assert with_term.item() > RawOutputLoss(spec)(raw.detach(), labels).item()
+    assert raw.grad.abs().sum().item() > 0
+    # the term is zero on the true features (a family logit's cross-entropy is not)
+    exact = label_features(space, labels)
+    assert abs(RawOutputLoss(spec, label_error_weight=1.0)(exact, labels).item()
+               - RawOutputLoss(spec)(exact, labels).item()) < 1e-4

@@ -38,6 +38,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="with --context: read every patch also with a larger margin and add W "
                         "times the squared difference of the two readings to the loss, so that "
                         "dense maps equal window maps (doubles the cost of a step; e.g. 10)")
+    g.add_argument("--label-error-weight", type=float, default=0.0, metavar="W",
+                   help="invariant heads: add W times the loss of the feature error read as a "
+                        "label error (one Gauss-Newton step from the truth), which weighs "
+                        "stackings near a symmetry's fixed point (e.g. AA) up; e.g. 1")
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=10000, help="optimiser steps")
     g.add_argument("--batch-size", type=int, default=32)
@@ -181,6 +185,7 @@ def _train_config(args):
         checkpoint_every=args.checkpoint_every, seed=args.seed, precision=args.precision,
         channels_last=not args.no_channels_last, threads=args.threads, augment=augment,
         validate_every=args.validate_every, context_consistency=args.context_consistency,
+        label_error_weight=args.label_error_weight,
     )
 
 

@@ -176,20 +176,79 @@ def make_loss(label_space: SlipLabels | TwistLabels, l1_weight: float = L1_WEIGH
     raise TypeError(f"no loss for label space {type(label_space).__name__}")
 
 
+#: Tikhonov damping (feature units² per label unit²) of the linearised label error: it caps the
+#: label error one unit of feature error can stand for at 1/(2·sqrt(damping)) = 5 Å (or °), so
+#: that exactly at a fixed point of the symmetries, where the features carry no first-order
+#: information, the term stays finite
+LINEAR_DAMPING = 0.01
+_FD_STEP = 1e-4  # label units (Å, °): central differences of smooth trigonometric features
+
+
+def _feature_part(space, features: torch.Tensor) -> torch.Tensor:
+    """The columns of an invariant head's output that are smooth features of the labels (a
+    family logit is not)."""
+    if getattr(space, "uses_group", False) and space.family == "both":
+        from stackview.inference.group_features import _features_of
+
+        return features[:, 1:1 + _features_of(space).n_cos]
+    return features
+
+
+def linearised_label_error(space, raw: torch.Tensor, true: torch.Tensor,
+                           damping: float = LINEAR_DAMPING) -> torch.Tensor:
+    """The label error (B, n) that one damped Gauss–Newton step from the true label reads from an
+    invariant head's raw features: ``(JᵀJ + damping)⁻¹ Jᵀ (raw − f(true))``, J the features'
+    Jacobian at the true label; slips come back as Cartesian vectors (Å), twist in degrees.
+
+    Why: the features are cosines, flat at the fixed points of the label symmetries (for a bilayer
+    D = 0, a/2, b/2, (a+b)/2 with D ≡ −D). A small feature error there is a large slip error,
+    and a loss on the features alone barely sees it: the bundled ReS2 context model read
+    (0.07, 0.21) Å as (0.24, 0.42). The gradient flows through ``raw`` only."""
+    from stackview.inference.invariant import label_features
+
+    twist = hasattr(space, "period_deg")
+    n = 1 if twist else 2 * (space.layers - 1)
+    lab = true.detach().double()[:, :n]
+    rest = true.detach().double()[:, n:]
+
+    def feats(x: torch.Tensor) -> torch.Tensor:
+        return _feature_part(space, label_features(space, torch.cat([x, rest], 1)))
+
+    f0 = feats(lab)
+    cols = []
+    for i in range(n):
+        step = torch.zeros_like(lab)
+        step[:, i] = _FD_STEP
+        cols.append((feats(lab + step) - feats(lab - step)) / (2 * _FD_STEP))
+    jac = torch.stack(cols, -1)  # (B, F, n)
+    normal = jac.transpose(1, 2) @ jac + damping * torch.eye(n, dtype=jac.dtype, device=jac.device)
+    gain = torch.linalg.solve(normal, jac.transpose(1, 2)).to(raw.dtype)  # (B, n, F)
+    residual = _feature_part(space, raw) - f0.to(raw.dtype)
+    delta = (gain @ residual.unsqueeze(-1)).squeeze(-1)
+    if twist:
+        return delta
+    unit = torch.as_tensor(np.asarray(space.material.unit_vectors), dtype=delta.dtype,
+                           device=delta.device)
+    return (delta.reshape(len(delta), -1, 2) @ unit).reshape(len(delta), -1)
+
+
 class RawOutputLoss(torch.nn.Module):
     """The training loss on a regressor's raw outputs (what :func:`train` optimises).
 
     Direct heads: the symmetric label loss (:func:`make_loss`) on the de-normalised outputs.
     Invariant heads: MSE + 0.5·L1 between the predicted and the true invariant features, which
-    is symmetric by construction (the features do not change under the label symmetries).
+    is symmetric by construction (the features do not change under the label symmetries), plus
+    ``label_error_weight`` times MSE + 0.5·L1 of :func:`linearised_label_error` (the features'
+    error expressed as a label error, which weighs it up near the symmetries' fixed points).
     """
 
-    def __init__(self, spec, l1_weight: float = L1_WEIGHT) -> None:
+    def __init__(self, spec, l1_weight: float = L1_WEIGHT, label_error_weight: float = 0.0) -> None:
         super().__init__()
         space = spec.label_space()
         self.space = space
         self.invariant = spec.head == "invariant"
         self.l1_weight = float(l1_weight)
+        self.label_error_weight = float(label_error_weight) if self.invariant else 0.0
         self.register_buffer("offset", torch.tensor(spec.label_offset, dtype=torch.float32))
         self.register_buffer("scale", torch.tensor(spec.label_scale, dtype=torch.float32))
         # an invariant head's loss is on its features; a direct one's on the labels
@@ -197,16 +256,21 @@ class RawOutputLoss(torch.nn.Module):
 
     def forward(self, raw: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
         raw = raw.float()
-        if self.invariant and getattr(self.space, "uses_group", False):
+        if not self.invariant:
+            return self.label_loss(self.offset + self.scale * raw, true)
+        if getattr(self.space, "uses_group", False):
             from stackview.inference.group_features import group_raw_loss
 
-            return group_raw_loss(self.space, raw, true.float(), self.l1_weight)
-        if self.invariant:
+            loss = group_raw_loss(self.space, raw, true.float(), self.l1_weight)
+        else:
             from stackview.inference.invariant import label_features
 
             target = label_features(self.space, true.float())
-            return mse_l1(raw - target, self.l1_weight).mean()
-        return self.label_loss(self.offset + self.scale * raw, true)
+            loss = mse_l1(raw - target, self.l1_weight).mean()
+        if self.label_error_weight:
+            err = linearised_label_error(self.space, raw, true)
+            loss = loss + self.label_error_weight * mse_l1(err, self.l1_weight).mean()
+        return loss
 
 
 def plain_loss(predicted: torch.Tensor, true: torch.Tensor, l1_weight: float = L1_WEIGHT):
@@ -219,6 +283,7 @@ __all__ = [
     "RawOutputLoss",
     "SymmetricSlipLoss",
     "SymmetricTwistLoss",
+    "linearised_label_error",
     "make_loss",
     "mse_l1",
     "plain_loss",

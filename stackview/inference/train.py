@@ -97,6 +97,9 @@ class TrainConfig:
         difference of the two raw outputs to the loss, so that the reading at the model's own
         margin equals the reading with the whole image around (what the dense mode sees).
         0: one random margin per step, no second reading.
+    label_error_weight
+        Invariant heads: weight of the feature error read as a label error
+        (:func:`stackview.inference.loss.linearised_label_error`) in the loss; 0: features only.
     """
 
     steps: int = 1000
@@ -112,6 +115,7 @@ class TrainConfig:
     augment: dict = field(default_factory=dict)
     validate_every: int = 0
     context_consistency: float = 0.0
+    label_error_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -131,6 +135,9 @@ class TrainConfig:
         if not (0 <= self.context_consistency < 1e3):
             raise UsageError(f"the context consistency weight {self.context_consistency:g} "
                              "must be in [0, 1000)")
+        if not (0 <= self.label_error_weight < 1e3):
+            raise UsageError(f"the label error weight {self.label_error_weight:g} must be in "
+                             "[0, 1000)")
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimiser step ``step`` (0-based)."""
@@ -287,7 +294,7 @@ def train(
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
                                  weight_decay=config.weight_decay)
-    loss_fn = RawOutputLoss(spec).to(dev)
+    loss_fn = RawOutputLoss(spec, label_error_weight=config.label_error_weight).to(dev)
     history: list[dict] = []
     start_step = 0
     if init_from is not None and not resume:

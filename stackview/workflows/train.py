@@ -91,6 +91,8 @@ def train_argv(job: TrainJob) -> list[str]:
                   "--checkpoint-every", c.checkpoint_every, "--validate-every", c.validate_every)
     if c.context_consistency:
         argv += words("--context-consistency", float(c.context_consistency))
+    if c.label_error_weight:
+        argv += words("--label-error-weight", float(c.label_error_weight))
     aug = dict(c.augment)
     if "psnr_range_dB" in aug:
         argv += words("--augment-psnr", *map(float, aug.pop("psnr_range_dB")))
