@@ -87,6 +87,29 @@ def _gain_free_score(features: torch.Tensor, table: torch.Tensor) -> torch.Tenso
     return 2 * gain * dot - gain**2 * norm
 
 
+def gain_gauss_newton(features, jacobian, frac: torch.Tensor, target: torch.Tensor, steps: int,
+                      max_step: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gauss–Newton on ``gain·features(frac) ≈ target`` in the slip and the gain together
+    (near a fixed point the two trade off, so fitting them apart converges slowly): the refined
+    fractional slips (B, 2) and gains (B,). ``features``/``jacobian``: (B, 2) → (B, F) and
+    (B, F, 2)."""
+    lo, hi = GAIN_RANGE
+    free = hi > lo
+    gain = _gain(features(frac), target)
+    for _ in range(steps):
+        t = features(frac)
+        r = gain[:, None] * t - target
+        cols = [gain[:, None, None] * jacobian(frac)] + ([t[..., None]] if free else [])
+        jac = torch.cat(cols, -1)
+        n = jac.shape[-1]
+        jtj = jac.transpose(1, 2) @ jac + 1e-9 * torch.eye(n, dtype=frac.dtype, device=frac.device)
+        step = torch.linalg.solve(jtj, jac.transpose(1, 2) @ r[..., None])[..., 0]
+        frac = frac - step[:, :2].clamp(-max_step, max_step)
+        if free:
+            gain = (gain - step[:, 2]).clamp(lo, hi)
+    return frac, gain
+
+
 class InvariantDecoder(nn.Module):
     """Features (B, F) → slip (B, 2) in Å in the canonical domain, and the feature residual (B,).
 
@@ -149,16 +172,8 @@ class InvariantDecoder(nn.Module):
         gain = _gain(feats, target[:, None, :])
         misfit = ((gain[..., None] * feats - target[:, None, :]) ** 2).sum(-1)
         frac = cand[torch.arange(len(cand)), misfit.argmin(dim=1)]
-        for _ in range(_GN_STEPS):
-            t = self._features(frac)
-            gain = _gain(t, target)
-            r = gain[:, None] * t - target  # (B, F)
-            # the gain is at its optimum for each step's slip, so the slip's gradient is the
-            # gain times the features' (variable projection)
-            jac = gain[:, None, None] * self._jacobian(frac)
-            jtj = jac.transpose(1, 2) @ jac + 1e-9 * torch.eye(2, dtype=frac.dtype)
-            step = torch.linalg.solve(jtj, (jac.transpose(1, 2) @ r[..., None]))[..., 0]
-            frac = frac - step.clamp(-cell / 4, cell / 4)  # stay in the local basin
+        frac, _ = gain_gauss_newton(self._features, self._jacobian, frac, target, _GN_STEPS,
+                                    cell / 4)  # steps that stay in the local basin
         # the residual at gain 1: what the reading's trust has always been judged on
         residual = torch.sqrt(((self._features(frac) - target) ** 2).mean(-1))
         return (self._fold(frac) * self.lengths).float(), residual.float()
@@ -379,6 +394,6 @@ def make_decoder(space) -> nn.Module:
     return InvariantDecoder(space.lengths_A, space.layer_swap)
 
 
-__all__ = ["ORDERS", "InvariantDecoder", "TrilayerDecoder", "TwistDecoder", "label_features",
-           "make_decoder", "n_features", "n_label_features", "slip_features",
-           "trilayer_features", "twist_features"]
+__all__ = ["GAIN_RANGE", "ORDERS", "InvariantDecoder", "TrilayerDecoder", "TwistDecoder",
+           "gain_gauss_newton", "label_features", "make_decoder", "n_features",
+           "n_label_features", "slip_features", "trilayer_features", "twist_features"]
