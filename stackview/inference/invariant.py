@@ -91,8 +91,8 @@ def gain_gauss_newton(features, jacobian, frac: torch.Tensor, target: torch.Tens
                       max_step: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Gauss–Newton on ``gain·features(frac) ≈ target`` in the slip and the gain together
     (near a fixed point the two trade off, so fitting them apart converges slowly): the refined
-    fractional slips (B, 2) and gains (B,). ``features``/``jacobian``: (B, 2) → (B, F) and
-    (B, F, 2)."""
+    fractional slips (B, n) and gains (B,). ``features``/``jacobian``: (B, n) → (B, F) and
+    (B, F, n)."""
     lo, hi = GAIN_RANGE
     free = hi > lo
     gain = _gain(features(frac), target)
@@ -104,9 +104,10 @@ def gain_gauss_newton(features, jacobian, frac: torch.Tensor, target: torch.Tens
         n = jac.shape[-1]
         jtj = jac.transpose(1, 2) @ jac + 1e-9 * torch.eye(n, dtype=frac.dtype, device=frac.device)
         step = torch.linalg.solve(jtj, jac.transpose(1, 2) @ r[..., None])[..., 0]
-        frac = frac - step[:, :2].clamp(-max_step, max_step)
+        k = frac.shape[-1]
+        frac = frac - step[:, :k].clamp(-max_step, max_step)
         if free:
-            gain = (gain - step[:, 2]).clamp(lo, hi)
+            gain = (gain - step[:, k]).clamp(lo, hi)
     return frac, gain
 
 
