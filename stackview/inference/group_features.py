@@ -30,8 +30,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from stackview.inference.invariant import _gain, _gain_free_score, gain_gauss_newton
-
 _TABLE_STEPS = 120  # per cell axis; 0.027 Å for MoS2, refined by Gauss-Newton
 _GN_STEPS = 6
 _CANDIDATES = 4
@@ -206,9 +204,8 @@ class GroupDecoder(nn.Module):
         nearest entry can sit in the wrong direction."""
         table = self.table_cs if with_sines else self.table_c
         f = target.float()
-        # features times a free gain (see invariant._gain_free_score: averaging shrinks them)
-        score = _gain_free_score(f, table)
-        pick = score.topk(_CANDIDATES, dim=1).indices  # (B, K)
+        score = (table**2).sum(-1)[None, :] - 2.0 * f @ table.T
+        pick = score.topk(_CANDIDATES, dim=1, largest=False).indices  # (B, K)
         b, k = pick.shape
         target = target.double().repeat_interleave(k, 0)
         frac = self.grid[pick.reshape(-1)]
@@ -216,21 +213,19 @@ class GroupDecoder(nn.Module):
         offsets = torch.linspace(-cell, cell, 5, dtype=torch.float64)
         local = torch.stack(torch.meshgrid(offsets, offsets, indexing="ij"), -1).reshape(-1, 2)
         cand = frac[:, None, :] + local[None]
-        feats = (self.feats.features(cand.reshape(-1, 2), with_sines)
-                 .reshape(len(cand), len(local), -1))
-        gain = _gain(feats, target[:, None])
-        err = ((gain[..., None] * feats - target[:, None]) ** 2).sum(-1)
+        err = ((self.feats.features(cand.reshape(-1, 2), with_sines)
+                .reshape(len(cand), len(local), -1) - target[:, None]) ** 2).sum(-1)
         frac = cand[torch.arange(len(cand)), err.argmin(dim=1)]
-        frac, gain = gain_gauss_newton(lambda x: self.feats.features(x, with_sines),
-                                       lambda x: self.feats.jacobian(x, with_sines),
-                                       frac, target, _GN_STEPS, cell / 2)
-        t = self.feats.features(frac, with_sines)
-        fit = ((gain[:, None] * t - target) ** 2).mean(-1).reshape(b, k)
-        best = fit.argmin(dim=1)
+        for _ in range(_GN_STEPS):
+            r = self.feats.features(frac, with_sines) - target
+            jac = self.feats.jacobian(frac, with_sines)
+            jtj = jac.transpose(1, 2) @ jac + 1e-9 * torch.eye(2, dtype=frac.dtype)
+            step = torch.linalg.solve(jtj, jac.transpose(1, 2) @ r[..., None])[..., 0]
+            frac = frac - step.clamp(-cell / 2, cell / 2)
+        res = ((self.feats.features(frac, with_sines) - target) ** 2).mean(-1).reshape(b, k)
+        best = res.argmin(dim=1)
         frac = frac.reshape(b, k, 2)[torch.arange(b), best]
-        # the residual at gain 1: what the reading's trust has always been judged on
-        res = ((t - target) ** 2).mean(-1).reshape(b, k)[torch.arange(b), best]
-        return frac, res.sqrt()
+        return frac, res[torch.arange(b), best].sqrt()
 
     @torch.no_grad()
     def forward(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
