@@ -41,7 +41,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-error-weight", type=float, default=0.0, metavar="W",
                    help="invariant heads: add W times the loss of the feature error read as a "
                         "label error (one Gauss-Newton step from the truth), which weighs "
-                        "stackings near a symmetry's fixed point (e.g. AA) up; e.g. 1")
+                        "stackings near a symmetry's fixed point (e.g. AA) up; e.g. 0.3")
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=10000, help="optimiser steps")
     g.add_argument("--batch-size", type=int, default=32)

@@ -76,8 +76,9 @@ def _gain_free_score(features: torch.Tensor, table: torch.Tensor) -> torch.Tenso
     Why a gain: a regressor trained with a squared loss predicts the mean of the features over
     the slips an image leaves possible, and the mean of a cosine is the cosine shrunk. Shrunk
     features are nearest to those of a slip farther from the symmetries' fixed points, so a
-    decoder that takes them at face value reads AA-like stackings 0.1-0.2 Å too far out (ReS2
-    held-out fields within 0.2 Å of a fixed point: 0.17 Å mean error against 0.03 elsewhere).
+    decoder that takes them at face value reads AA-like stackings 0.1-0.2 Å too far out (the ReS2
+    context model on held-out fields within 0.3 Å of a fixed point: 0.147 Å mean error, 0.107
+    with the gain, against 0.033 elsewhere; ``benchmarks/decoder_gain.py``).
     A free gain per window absorbs the shrinkage; the best gain within GAIN_RANGE is used."""
     dot = features @ table.T
     norm = (table**2).sum(-1).clamp_min(1e-12)[None, :]
@@ -158,8 +159,7 @@ class InvariantDecoder(nn.Module):
     @torch.no_grad()
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = features.float()
-        # the slip whose features, times a gain g, are nearest: min over g of |f - g·t|² is
-        # |f|² - (f·t)²/|t|², so the search maximises (f·t)²/|t|² (with f·t > 0)
+        # the table entry whose features, times the best gain within GAIN_RANGE, are nearest
         score = _gain_free_score(f, self.table)
         frac = self.grid[score.argmax(dim=1)].double()
         target = f.double()
@@ -175,7 +175,7 @@ class InvariantDecoder(nn.Module):
         frac = cand[torch.arange(len(cand)), misfit.argmin(dim=1)]
         frac, _ = gain_gauss_newton(self._features, self._jacobian, frac, target, _GN_STEPS,
                                     cell / 4)  # steps that stay in the local basin
-        # the residual at gain 1: what the reading's trust has always been judged on
+        # the residual at gain 1, as before: how far the features are from any slip's
         residual = torch.sqrt(((self._features(frac) - target) ** 2).mean(-1))
         return (self._fold(frac) * self.lengths).float(), residual.float()
 

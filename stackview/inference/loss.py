@@ -202,7 +202,7 @@ def linearised_label_error(space, raw: torch.Tensor, true: torch.Tensor,
 
     Why: the features are cosines, flat at the fixed points of the label symmetries (for a bilayer
     D = 0, a/2, b/2, (a+b)/2 with D ≡ −D). A small feature error there is a large slip error,
-    and a loss on the features alone barely sees it: the bundled ReS2 context model read
+    and a loss on the features alone barely sees it: the first ReS2 context model read
     (0.07, 0.21) Å as (0.24, 0.42). The gradient flows through ``raw`` only."""
     from stackview.inference.invariant import label_features
 
