@@ -17,7 +17,6 @@ window with its own margin (as the window mode does), a bare one the central pat
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import platform
@@ -31,15 +30,11 @@ RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "deco
 
 
 def fixed_point_distance(space, labels: np.ndarray) -> np.ndarray:
-    """Cartesian distance (Å) of each slip (B, 2) to the nearest point with D ≡ −D."""
-    lengths = np.asarray(space.lengths_A)
-    unit = np.asarray(space.material.unit_vectors)
-    best = np.full(len(labels), np.inf)
-    for fa, fb in itertools.product((0.0, 0.5), repeat=2):
-        for m, n in itertools.product((-1, 0, 1, 2), repeat=2):
-            d = (labels[:, :2] - (np.array([fa, fb]) + [m, n]) * lengths) @ unit
-            best = np.minimum(best, np.hypot(d[:, 0], d[:, 1]))
-    return best
+    """Distance (Å) of each slip (B, 2) to the nearest point with D ≡ −D (the label space's
+    symmetry-aware distance to 0, a/2, b/2 and (a+b)/2)."""
+    points = np.array([[fa, fb] for fa in (0.0, 0.5) for fb in (0.0, 0.5)]) * space.lengths_A
+    return np.min([space.distance(labels[:, :2], np.broadcast_to(p, (len(labels), 2)))
+                   for p in points], axis=0)
 
 
 def raw_outputs(bundle, images: np.ndarray, batch: int = 32):

@@ -247,3 +247,8 @@ def test_decoder_reads_shrunk_features_near_the_fixed_points(material, monkeypat
     face_value, _ = make_decoder(space)(shrunk)
     face_err = space.distance(face_value.numpy()[:, :2], labels)
     assert face_err.max() > max(0.015, 3 * err.max())
+
+
+def test_label_error_weight_out_of_range_is_one_clear_error():
+    with pytest.raises(UsageError, match="label error weight"):
+        TrainConfig(label_error_weight=-1)
