@@ -42,6 +42,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="invariant heads: add W times the loss of the feature error read as a "
                         "label error (one Gauss-Newton step from the truth), which weighs "
                         "stackings near a symmetry's fixed point (e.g. AA) up; e.g. 0.3")
+    g.add_argument("--teacher", metavar="BUNDLE",
+                   help="a trained model of the same material and head whose reading of each "
+                        "patch's isolated window every reading is pulled to (with --context: "
+                        "learn to ignore the image around the window without forgetting what "
+                        "the teacher knew; a third more work per step)")
+    g.add_argument("--teacher-weight", type=float, default=0.0, metavar="W",
+                   help="with --teacher: W times the squared difference from the teacher's "
+                        "outputs is added to the loss (default with a teacher: 100)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=10000, help="optimiser steps")
     g.add_argument("--batch-size", type=int, default=32)
@@ -186,6 +194,7 @@ def _train_config(args):
         channels_last=not args.no_channels_last, threads=args.threads, augment=augment,
         validate_every=args.validate_every, context_consistency=args.context_consistency,
         label_error_weight=args.label_error_weight,
+        teacher_weight=args.teacher_weight or (100.0 if args.teacher else 0.0),
     )
 
 
@@ -199,7 +208,7 @@ def train_job_from_args(args: argparse.Namespace):
         eval_datasets=tuple(args.eval_dataset or ()), checkpoint_dir=args.checkpoint_dir,
         resume=args.resume, init_from=args.init_from, description=args.description,
         fp32_weights=args.fp32_weights, context_px=args.context,
-        window_px=args.window_px)
+        window_px=args.window_px, teacher=args.teacher)
 
 
 def evaluate_job_from_args(args: argparse.Namespace):

@@ -100,6 +100,10 @@ class TrainConfig:
     label_error_weight
         Invariant heads: weight of the feature error read as a label error
         (:func:`stackview.inference.loss.linearised_label_error`) in the loss; 0: features only.
+    teacher_weight
+        With a teacher (``train(teacher=...)``): this weight times the mean squared difference
+        between each reading's raw outputs and the teacher's of the isolated window is added to
+        the loss (:mod:`stackview.inference.teacher`); 0: no teacher.
     """
 
     steps: int = 1000
@@ -116,6 +120,7 @@ class TrainConfig:
     validate_every: int = 0
     context_consistency: float = 0.0
     label_error_weight: float = 0.0
+    teacher_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -138,6 +143,8 @@ class TrainConfig:
         if not (0 <= self.label_error_weight < 1e3):
             raise UsageError(f"the label error weight {self.label_error_weight:g} must be in "
                              "[0, 1000)")
+        if not (0 <= self.teacher_weight < 1e4):
+            raise UsageError(f"the teacher weight {self.teacher_weight:g} must be in [0, 10000)")
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimiser step ``step`` (0-based)."""
@@ -243,6 +250,7 @@ def train(
     device: str | None = None,
     on_checkpoint: Callable[[int, dict], None] | None = None,
     init_from: str | os.PathLike | None = None,
+    teacher: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train a :class:`StackingRegressor` on labelled patches.
 
@@ -270,6 +278,9 @@ def train(
         Start from the weights of a trained model instead of ImageNet/random ones (fine-tuning,
         e.g. on DRIT-styled patches after physics-noise training): a bundle (name or path) or a
         checkpoint folder made for the same spec. The optimiser and schedule start afresh.
+    teacher
+        A bundle (name or path) whose reading of each field's isolated window every reading is
+        pulled to, with ``config.teacher_weight`` (both or neither must be given).
 
     Returns
     -------
@@ -295,6 +306,17 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
                                  weight_decay=config.weight_decay)
     loss_fn = RawOutputLoss(spec, label_error_weight=config.label_error_weight).to(dev)
+    if (teacher is None) != (config.teacher_weight == 0):
+        raise UsageError("a teacher needs a teacher weight above 0, and a teacher weight needs "
+                         "a teacher")
+    tutor = None
+    if teacher is not None:
+        from stackview.inference.teacher import load_teacher
+
+        tutor = load_teacher(teacher, spec)
+        tutor.model.to(dev)
+        if config.channels_last:
+            tutor.model.to(memory_format=torch.channels_last)
     history: list[dict] = []
     start_step = 0
     if init_from is not None and not resume:
@@ -340,6 +362,11 @@ def train(
     if paired and len(margins) < 2:
         raise UsageError("the context consistency needs patches larger than the window and its "
                          "margin (a second, larger margin to compare with)")
+    if tutor is not None:
+        field_px = int(np.asarray(source.get(np.arange(1))[0]).shape[-1])
+        if field_px < tutor.side_px:
+            raise UsageError(f"the {field_px} px patches are smaller than the "
+                             f"{tutor.side_px} px the teacher {tutor.name} reads")
     t0 = time.perf_counter()
     seen = 0
     step = start_step
@@ -371,6 +398,8 @@ def train(
                 views = [context_crop(images, spec, int(rng.choice(margins)))]
         else:
             views = [images]
+        if tutor is not None:
+            views.append(tutor.crop(images))  # last: the teacher's input, not a reading
         xs = [torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).unsqueeze(1)
               for v in views]
         # page-locked, so that the copy to the GPU overlaps the step before it
@@ -387,16 +416,23 @@ def train(
                 group["lr"] = config.lr_at(step)
             optimizer.zero_grad(set_to_none=True)
             raws = []
-            for x in xs:
+            for i, x in enumerate(xs):
                 x = x.to(dev, non_blocking=dev.type == "cuda")
                 if config.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(dev.type, dtype=autocast_dtype,
                                     enabled=autocast_dtype is not None):
-                    raws.append(train_model(x, raw=True).float())
+                    if tutor is not None and i == len(xs) - 1:
+                        raws.append(tutor.raw(x))
+                    else:
+                        raws.append(train_model(x, raw=True).float())
+            target = raws.pop() if tutor is not None else None
             loss = sum(loss_fn(raw, y) for raw in raws) / len(raws)
             if paired:
                 loss = loss + config.context_consistency * torch.mean((raws[0] - raws[1]) ** 2)
+            if target is not None:
+                loss = loss + config.teacher_weight * sum(
+                    torch.mean((raw - target) ** 2) for raw in raws) / len(raws)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the training loss became {loss.item()} at step {step}")
             loss.backward()

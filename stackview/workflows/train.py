@@ -44,6 +44,9 @@ class TrainJob:
     #: Patches larger than the window and its margin show the model more context in training
     #: (a random amount per step), so that what lies beyond the margin does not matter
     window_px: int = 0
+    #: a bundle whose reading of each patch's isolated window the model is pulled to
+    #: (:mod:`stackview.inference.teacher`; ``config.teacher_weight`` > 0 with it)
+    teacher: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "datasets", tuple(str(d) for d in self.datasets))
@@ -55,6 +58,9 @@ class TrainJob:
             raise UsageError(f"the head must be one of {', '.join(HEADS)}")
         if self.context_px < 0:
             raise UsageError("the context margin cannot be negative")
+        if bool(self.teacher) != (self.config.teacher_weight > 0):
+            raise UsageError("--teacher-weight needs --teacher" if not self.teacher else
+                             "a teacher needs a teacher weight above 0")
 
     @property
     def resolved_head(self) -> str:
@@ -81,6 +87,8 @@ def train_argv(job: TrainJob) -> list[str]:
         argv += ["--init-from", str(job.init_from)]
     if job.description:
         argv += ["--description", job.description]
+    if job.teacher:
+        argv += ["--teacher", str(job.teacher)]
     if job.context_px:
         argv += words("--context", job.context_px)
     if job.window_px:
@@ -93,6 +101,8 @@ def train_argv(job: TrainJob) -> list[str]:
         argv += words("--context-consistency", float(c.context_consistency))
     if c.label_error_weight:
         argv += words("--label-error-weight", float(c.label_error_weight))
+    if c.teacher_weight:
+        argv += words("--teacher-weight", float(c.teacher_weight))
     aug = dict(c.augment)
     if "psnr_range_dB" in aug:
         argv += words("--augment-psnr", *map(float, aug.pop("psnr_range_dB")))
@@ -193,6 +203,7 @@ def model_card(job: TrainJob, parts, spec, result, command: str | None):
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
             "history": result.history[-20:],
             **({"init_from": init_summary(job.init_from)} if job.init_from else {}),
+            **({"teacher": init_summary(job.teacher)} if job.teacher else {}),
         },
     )
 
@@ -229,9 +240,13 @@ def train_model(job: TrainJob, command: str | None = None, progress=null_progres
                          context_px=job.context_px,
                          window_px=context_window_px(job, parts[0].patch_px))
     validation = open_dataset(job.validation) if job.validation else None
+    if job.teacher:
+        from stackview.inference.teacher import load_teacher
+
+        load_teacher(job.teacher, spec, parts[0].sampling_A)  # its errors before any work
     result = train(spec, source, job.config, out_dir=job.checkpoints, resume=job.resume,
                    validation=validation, progress=progress, cancel=cancel,
-                   init_from=job.init_from)
+                   init_from=job.init_from, teacher=job.teacher)
     if int(os.environ.get("RANK", "0")) != 0:
         return TrainOutcome(None, None, None, result)
     card = model_card(job, parts, spec, result, command)
