@@ -62,7 +62,7 @@ def test_a_teacher_that_does_not_fit_is_one_clear_error(tmp_path):
     with pytest.raises(UsageError, match="teacher tiny_teacher is a MoS2"):
         train(_student_spec(), source, config, teacher=other)
     (tmp_path / "b").mkdir()
-    wide, _ = _save_teacher(tmp_path / "b", window=48)
+    wide, _ = _save_teacher(tmp_path / "b", window=48)  # 1.5 x the student's window
     with pytest.raises(UsageError, match="reads 48 px windows"):
         train(_student_spec(), source, config, teacher=wide)
     with pytest.raises(UsageError, match="teacher weight"):
@@ -81,3 +81,7 @@ def test_the_teacher_reads_the_central_window(tmp_path):
     assert crop.shape == (2, WINDOW, WINDOW) and crop[0, 0, 0] == images[0, 16, 16]
     with pytest.raises(UsageError, match="0.25 Å/px, the training data are at 0.16"):
         load_teacher(path, _student_spec(), sampling_A=0.16)
+    # a teacher of a slightly other window reads its own window on the same centre
+    (tmp_path / "c").mkdir()
+    near, _ = _save_teacher(tmp_path / "c", window=36)
+    assert load_teacher(near, _student_spec()).crop(images).shape[-1] == 36

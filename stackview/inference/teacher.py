@@ -10,6 +10,7 @@ what lies around the window.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ import torch
 
 from stackview.errors import UsageError
 from stackview.inference.regressor import RegressorSpec, StackingRegressor
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,8 +61,14 @@ def load_teacher(source: str | os.PathLike, spec: RegressorSpec, sampling_A: flo
                          f"trained {spec.n_raw}")
     window = spec.window_px or None
     if window is not None and card.patch_px != window:
-        raise UsageError(f"the teacher {card.name} reads {card.patch_px} px windows, the model "
-                         f"being trained {window} px")
+        # e.g. a 100-px bare model teaching a 96-px context model (the trunk's stride is 32):
+        # the training fields carry one label each, so the teacher's reading of its own window
+        # on the same centre is the target; only a teacher of very different reach is refused
+        if not 0.75 <= card.patch_px / window <= 1.34:
+            raise UsageError(f"the teacher {card.name} reads {card.patch_px} px windows, the "
+                             f"model being trained {window} px")
+        log.info("the teacher %s reads %d px windows, the model being trained %d px",
+                 card.name, card.patch_px, window)
     if sampling_A is not None and abs(card.sampling_A - sampling_A) > 1e-6:
         raise UsageError(f"the teacher {card.name} was trained at {card.sampling_A:g} Å/px, "
                          f"the training data are at {sampling_A:g} Å/px")
