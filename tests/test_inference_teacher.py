@@ -85,3 +85,25 @@ def test_the_teacher_reads_the_central_window(tmp_path):
     (tmp_path / "c").mkdir()
     near, _ = _save_teacher(tmp_path / "c", window=36)
     assert load_teacher(near, _student_spec()).crop(images).shape[-1] == 36
+
+
+def test_frozen_parts_keep_their_weights_and_statistics():
+    from stackview.inference.train import frozen_parts
+
+    rng = np.random.default_rng(0)
+    source = ArraySource(rng.random((16, 48, 48)).astype(np.float32), rng.random((16, 2)) * 3)
+    spec = RegressorSpec(backbone="tiny", material="ReS2", head="invariant")
+    start = build_regressor(spec, seed=0).state_dict()
+    names = [n for n, _ in build_regressor(spec).backbone.named_children()]
+    through = names[3]
+    r = train(spec, source, TrainConfig(steps=6, batch_size=4, lr=1e-2, seed=0,
+                                        freeze_through=through))
+    after = r.model.state_dict()
+    frozen = {f"backbone.{n}." for n in names[:4]}
+    kept = [k for k in after if any(k.startswith(f) for f in frozen)]
+    moved = [k for k in after if k not in kept and after[k].is_floating_point()
+             and not torch.equal(after[k], start[k])]
+    assert kept and all(torch.equal(after[k], start[k]) for k in kept)  # BN statistics too
+    assert moved  # the rest trained
+    with pytest.raises(UsageError, match="has no part 'layer9'; its parts are 0, 1"):
+        frozen_parts(build_regressor(spec), "layer9")

@@ -50,6 +50,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--teacher-weight", type=float, default=0.0, metavar="W",
                    help="with --teacher: W times the squared difference from the teacher's "
                         "outputs is added to the loss (default with a teacher: 100)")
+    g.add_argument("--freeze-through", default="", metavar="PART",
+                   help="keep the backbone's weights and batch-norm statistics up to and "
+                        "including this part (ResNet: conv1, bn1, layer1 … layer4), so a "
+                        "fine-tune keeps what the early filters know and its steps cost less; "
+                        "e.g. layer2")
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=10000, help="optimiser steps")
     g.add_argument("--batch-size", type=int, default=32)
@@ -195,6 +200,7 @@ def _train_config(args):
         validate_every=args.validate_every, context_consistency=args.context_consistency,
         label_error_weight=args.label_error_weight,
         teacher_weight=args.teacher_weight or (100.0 if args.teacher else 0.0),
+        freeze_through=args.freeze_through,
     )
 
 

@@ -100,6 +100,10 @@ class TrainConfig:
     label_error_weight
         Invariant heads: weight of the feature error read as a label error
         (:func:`stackview.inference.loss.linearised_label_error`) in the loss; 0: features only.
+    freeze_through
+        Name of a backbone part (e.g. ``"layer2"`` of a ResNet): it and every part before it
+        keep their weights and batch-norm statistics (fine-tunes that must not forget what the
+        early, local filters know; the backward pass then stops there). Empty: train all.
     teacher_weight
         With a teacher (``train(teacher=...)``): this weight times the mean squared difference
         between each reading's raw outputs and the teacher's of the isolated window is added to
@@ -121,6 +125,7 @@ class TrainConfig:
     context_consistency: float = 0.0
     label_error_weight: float = 0.0
     teacher_weight: float = 0.0
+    freeze_through: str = ""
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -303,8 +308,9 @@ def train(
     model = build_regressor(spec, seed=config.seed).to(dev)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
-                                 weight_decay=config.weight_decay)
+    frozen = frozen_parts(model, config.freeze_through)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                                 lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = RawOutputLoss(spec, label_error_weight=config.label_error_weight).to(dev)
     if (teacher is None) != (config.teacher_weight == 0):
         raise UsageError("a teacher needs a teacher weight above 0, and a teacher weight needs "
@@ -405,7 +411,7 @@ def train(
         # page-locked, so that the copy to the GPU overlaps the step before it
         return [x.pin_memory() if dev.type == "cuda" else x for x in xs], labels
 
-    model.train()
+    _train_mode(model, frozen)
     progress(start_step, config.steps, "training")
     batches = _prefetched(load_batch, start_step, config.steps)
     try:
@@ -450,7 +456,7 @@ def train(
                 entry = {"step": done, "loss": last_loss, "lr": config.lr_at(step)}
                 if record_val:
                     entry.update(validate(model, validation, spec, dev, precision))
-                    model.train()
+                    _train_mode(model, frozen)
                 history.append(entry)
                 log.info("step %d: %s", done, entry)
             if config.checkpoint_every and done % config.checkpoint_every == 0 \
@@ -478,6 +484,28 @@ def train(
         model=model, step=config.steps, history=history, seconds=seconds,
         images_per_s=seen / seconds if seconds > 0 else math.nan, precision=precision,
     )
+
+
+def frozen_parts(model: StackingRegressor, through: str) -> list[torch.nn.Module]:
+    """The backbone's parts up to and including ``through``, their weights frozen (none for
+    an empty name); an unknown name is one clear error that lists the parts."""
+    if not through:
+        return []
+    names = [n for n, _ in model.backbone.named_children()]
+    if through not in names:
+        raise UsageError(f"the backbone has no part {through!r}; its parts are "
+                         f"{', '.join(names)}")
+    parts = [m for _, m in list(model.backbone.named_children())[:names.index(through) + 1]]
+    for part in parts:
+        part.requires_grad_(False)
+    return parts
+
+
+def _train_mode(model: torch.nn.Module, frozen: list[torch.nn.Module]) -> None:
+    """Training mode, except that frozen parts keep their batch-norm statistics."""
+    model.train()
+    for part in frozen:
+        part.eval()
 
 
 def context_margins(spec: RegressorSpec, source: PatchSource, model) -> tuple[int, ...]:

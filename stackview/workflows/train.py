@@ -103,6 +103,8 @@ def train_argv(job: TrainJob) -> list[str]:
         argv += words("--label-error-weight", float(c.label_error_weight))
     if c.teacher_weight:
         argv += words("--teacher-weight", float(c.teacher_weight))
+    if c.freeze_through:
+        argv += words("--freeze-through", c.freeze_through)
     aug = dict(c.augment)
     if "psnr_range_dB" in aug:
         argv += words("--augment-psnr", *map(float, aug.pop("psnr_range_dB")))
