@@ -107,3 +107,14 @@ def test_frozen_parts_keep_their_weights_and_statistics():
     assert moved  # the rest trained
     with pytest.raises(UsageError, match="has no part 'layer9'; its parts are 0, 1"):
         frozen_parts(build_regressor(spec), "layer9")
+
+
+def test_resuming_with_other_frozen_parts_is_one_clear_error(tmp_path):
+    rng = np.random.default_rng(0)
+    source = ArraySource(rng.random((8, 48, 48)).astype(np.float32), rng.random((8, 2)) * 3)
+    spec = RegressorSpec(backbone="tiny", material="ReS2", head="invariant")
+    train(spec, source, TrainConfig(steps=4, batch_size=4, checkpoint_every=2,
+                                    freeze_through="1"), out_dir=tmp_path / "ck")
+    with pytest.raises(UsageError, match="freeze_through = '1', not ''"):
+        train(spec, source, TrainConfig(steps=4, batch_size=4, checkpoint_every=2),
+              out_dir=tmp_path / "ck", resume=True)

@@ -335,9 +335,11 @@ def train(
         state, tensors = load_checkpoint(out_dir)
         if RegressorSpec.from_dict(state["spec"]) != spec:
             raise UsageError("the checkpoint was made for a different model; start a new folder")
-        saved = dict(state["config"])
+        # checkpoints older than a setting were made with its default
+        saved = {**TrainConfig().to_dict(), **state["config"]}
         now = config.to_dict()
-        for key in ("steps", "batch_size", "lr", "warmup_steps", "seed", "augment"):
+        for key in ("steps", "batch_size", "lr", "warmup_steps", "seed", "augment",
+                    "freeze_through"):
             if saved.get(key) != now.get(key):
                 raise UsageError(
                     f"the checkpoint was made with {key} = {saved.get(key)!r}, not {now.get(key)!r}"
