@@ -5,7 +5,9 @@ image leaves possible, which is the cosine shrunk; read at face value (gain 1) s
 nearest to a slip farther from the fixed points of the label symmetries (AA and, for D ≡ −D,
 a/2, b/2, (a+b)/2). The decoder now fits a gain per window (``invariant.GAIN_RANGE``). This
 reads the same raw network outputs both ways and reports, per model, the symmetry-aware error
-over all fields and over the fields whose true slip lies within 0.3 Å of a fixed point.
+over all fields and over the fields whose true slip lies within 0.3 Å of a fixed point. Twist
+models (the decoder fits the gain there too) report degrees, the fields within 5° of the ends of
+the domain (where the features are flat) and the errors over 5° (a reading of the wrong end).
 
     python benchmarks/decoder_gain.py MODEL=DATASET.zarr [MODEL=DATASET.zarr ...] [--n 600]
         [--out benchmarks/results/decoder_gain.json]
@@ -55,17 +57,28 @@ def raw_outputs(bundle, images: np.ndarray, batch: int = 32):
                           for s in range(0, len(images), batch)])
 
 
-def summary(err: np.ndarray, near: np.ndarray) -> dict:
+def near_ends(space, labels: np.ndarray, width_deg: float = 5.0) -> np.ndarray:
+    """Twist: whether each true angle (B, 1) lies within ``width_deg`` of an end of the domain."""
+    lo, hi = space.domain_deg
+    theta = np.asarray(space.canonical(labels), float).reshape(-1)
+    return (theta - lo < width_deg) | (hi - theta < width_deg)
+
+
+def summary(err: np.ndarray, near: np.ndarray, unit: str = "A") -> dict:
     ok = np.isfinite(err)  # a wrong stacking family is an infinite distance
     e = err[ok]
     out = {"n": int(ok.sum()), "wrong_family": int((~ok).sum()),
-           "mean_A": round(float(e.mean()), 4), "median_A": round(float(np.median(e)), 4),
-           "p95_A": round(float(np.percentile(e, 95)), 4)}
+           f"mean_{unit}": round(float(e.mean()), 4),
+           f"median_{unit}": round(float(np.median(e)), 4),
+           f"p95_{unit}": round(float(np.percentile(e, 95)), 4)}
+    if unit == "deg":
+        out["over_5_deg"] = int((e > 5).sum())
     sel = near[ok]
     if sel.any():
-        out["near_fixed_point"] = {"n": int(sel.sum()), "mean_A": round(float(e[sel].mean()), 4),
-                                   "median_A": round(float(np.median(e[sel])), 4)}
-        out["elsewhere_mean_A"] = round(float(e[~sel].mean()), 4)
+        key = "near_ends" if unit == "deg" else "near_fixed_point"
+        out[key] = {"n": int(sel.sum()), f"mean_{unit}": round(float(e[sel].mean()), 4),
+                    f"median_{unit}": round(float(np.median(e[sel])), 4)}
+        out[f"elsewhere_mean_{unit}"] = round(float(e[~sel].mean()), 4)
     return out
 
 
@@ -94,7 +107,8 @@ def main(argv=None) -> int:
         labels = np.asarray(labels, float)
         t0 = time.perf_counter()
         raw = raw_outputs(bundle, np.asarray(images))
-        near = fixed_point_distance(space, labels) < 0.3
+        twist = hasattr(space, "period_deg")
+        near = near_ends(space, labels) if twist else fixed_point_distance(space, labels) < 0.3
         row = {"model": name, "dataset": str(path), "n": n}
         default = invariant.GAIN_RANGE
         for key, gains in (("gain_1", (1.0, 1.0)), ("gain_fitted", default)):
@@ -103,7 +117,8 @@ def main(argv=None) -> int:
                 decoded, _ = bundle.model.decode(raw)
             finally:
                 invariant.GAIN_RANGE = default
-            row[key] = summary(space.distance(decoded.numpy(), labels), near)
+            err = space.distance(decoded.numpy(), labels)
+            row[key] = summary(np.asarray(err, float).reshape(-1), near, "deg" if twist else "A")
         row["seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
         print(f"{name}: gain 1 {row['gain_1']}\n    fitted {row['gain_fitted']}", flush=True)
