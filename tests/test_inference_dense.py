@@ -267,3 +267,46 @@ def test_the_two_level_search_reads_each_level_in_its_own_mode():
     assert windowed.extra["coarse_mode"] == "window"
     # every window flagged (threshold 0): the fine readings of the two runs cover one grid
     assert both.values.shape == windowed.values.shape
+
+
+def test_consistency_read_as_label_errors_pairs_the_margins_and_joins_the_loss():
+    """--consistency-label-weight reads every patch at two margins even without the feature
+    consistency, and the two readings' difference read in degrees joins the loss."""
+    from stackview.datasets.store import ArraySource
+    from stackview.inference.train import TrainConfig, train
+
+    rng = np.random.default_rng(1)
+    images = rng.random((16, 80, 80)).astype(np.float32)
+    labels = rng.uniform(0, 60, (16, 1))
+    spec = RegressorSpec(backbone="tiny", task="twist", material="MoS2", head="invariant",
+                         context_px=8, window_px=32)
+    seen = []
+    model_cls = type(build_regressor(spec))
+    original = model_cls.forward
+
+    def spy(self, x, raw=False):
+        if self.training:
+            seen.append(int(x.shape[-1]))
+        return original(self, x, raw)
+
+    losses = {}
+    model_cls.forward = spy
+    try:
+        for weight in (0.0, 5e3):
+            seen.clear()
+            r = train(spec, ArraySource(images, labels),
+                      TrainConfig(steps=2, batch_size=4, seed=0, consistency_label_weight=weight,
+                                  checkpoint_every=1))
+            losses[weight] = r.history[0]["loss"]
+            reads = len(seen)
+    finally:
+        model_cls.forward = original
+    assert reads == 4  # two steps, each patch read at two margins
+    assert losses[5e3] > losses[0.0] * 1.01
+    with pytest.raises(UsageError, match="consistency label weight"):
+        TrainConfig(consistency_label_weight=-1)
+    direct = RegressorSpec(backbone="tiny", task="twist", material="MoS2", head="direct",
+                           context_px=8, window_px=32)
+    with pytest.raises(UsageError, match="invariant"):
+        train(direct, ArraySource(images, labels),
+              TrainConfig(steps=1, batch_size=4, consistency_label_weight=1.0))

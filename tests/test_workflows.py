@@ -100,6 +100,7 @@ def test_train_and_evaluate_round_trip_with_every_option():
     config = TrainConfig(steps=12, batch_size=6, lr=3.3e-4, warmup_steps=2, seed=5,
                          precision="fp32", channels_last=False, threads=2, checkpoint_every=4,
                          validate_every=3, context_consistency=10.0, label_error_weight=1.5,
+                         consistency_label_weight=20.0,
                          teacher_weight=50.0, freeze_through="layer2",
                          augment={"psnr_range_dB": (7.0, 30.0), "mask_probability": 0.25,
                                   "contamination_probability": 0.5, "gamma_range": (0.8, 1.2)})

@@ -42,6 +42,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="invariant heads: add W times the loss of the feature error read as a "
                         "label error (one Gauss-Newton step from the truth), which weighs "
                         "stackings near a symmetry's fixed point (e.g. AA) up; e.g. 0.3")
+    g.add_argument("--consistency-label-weight", type=float, default=0.0, metavar="W",
+                   help="invariant heads with --context: also read every patch with a larger "
+                        "margin and add W times the squared difference of the two readings "
+                        "read as label errors (Å or degrees), which holds twist maps, whose "
+                        "features change little per degree (doubles the cost of a step)")
     g.add_argument("--teacher", metavar="BUNDLE",
                    help="a trained model of the same material and head whose reading of each "
                         "patch's isolated window every reading is pulled to (with --context: "
@@ -199,6 +204,7 @@ def _train_config(args):
         channels_last=not args.no_channels_last, threads=args.threads, augment=augment,
         validate_every=args.validate_every, context_consistency=args.context_consistency,
         label_error_weight=args.label_error_weight,
+        consistency_label_weight=args.consistency_label_weight,
         teacher_weight=args.teacher_weight or (100.0 if args.teacher else 0.0),
         freeze_through=args.freeze_through,
     )

@@ -43,7 +43,7 @@ from stackview.inference.checkpoint import (  # noqa: F401  (re-exported: the tr
     load_checkpoint,
     save_checkpoint,
 )
-from stackview.inference.loss import RawOutputLoss
+from stackview.inference.loss import RawOutputLoss, linearised_label_error
 from stackview.inference.regressor import RegressorSpec, StackingRegressor, build_regressor
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,13 @@ class TrainConfig:
     label_error_weight
         Invariant heads: weight of the feature error read as a label error
         (:func:`stackview.inference.loss.linearised_label_error`) in the loss; 0: features only.
+    consistency_label_weight
+        Invariant heads of models that read context: read every patch with a second, larger
+        margin (as ``context_consistency`` does) and add this weight times the mean squared
+        difference of the two readings' label errors (Å or degrees) to the loss, on top of
+        ``context_consistency`` on the features. Why: twist features change by only 0.05-0.16
+        per degree, so a feature difference that ``context_consistency`` barely sees is a
+        0.1° difference between dense and window maps. 0: features only.
     freeze_through
         Name of a backbone part (e.g. ``"layer2"`` of a ResNet): it and every part before it
         keep their weights and batch-norm statistics (fine-tunes that must not forget what the
@@ -124,6 +131,7 @@ class TrainConfig:
     validate_every: int = 0
     context_consistency: float = 0.0
     label_error_weight: float = 0.0
+    consistency_label_weight: float = 0.0
     teacher_weight: float = 0.0
     freeze_through: str = ""
 
@@ -148,6 +156,9 @@ class TrainConfig:
         if not (0 <= self.label_error_weight < 1e3):
             raise UsageError(f"the label error weight {self.label_error_weight:g} must be in "
                              "[0, 1000)")
+        if not (0 <= self.consistency_label_weight < 1e4):
+            raise UsageError(f"the consistency label weight {self.consistency_label_weight:g} "
+                             "must be in [0, 10000)")
         if not (0 <= self.teacher_weight < 1e4):
             raise UsageError(f"the teacher weight {self.teacher_weight:g} must be in [0, 10000)")
 
@@ -366,7 +377,11 @@ def train(
     autocast_dtype = torch.bfloat16 if precision == "bf16" else None
     n = len(source)
     margins = context_margins(spec, source, model) if spec.context_px else ()
-    paired = bool(spec.context_px and config.context_consistency)
+    if config.consistency_label_weight and not (spec.context_px and loss_fn.invariant):
+        raise UsageError("the consistency label weight is for invariant-head models that read "
+                         "context (--context with --head invariant)")
+    paired = bool(spec.context_px and (config.context_consistency
+                                       or config.consistency_label_weight))
     if paired and len(margins) < 2:
         raise UsageError("the context consistency needs patches larger than the window and its "
                          "margin (a second, larger margin to compare with)")
@@ -438,6 +453,10 @@ def train(
             loss = sum(loss_fn(raw, y) for raw in raws) / len(raws)
             if paired:
                 loss = loss + config.context_consistency * torch.mean((raws[0] - raws[1]) ** 2)
+                if config.consistency_label_weight:
+                    apart = (linearised_label_error(loss_fn.space, raws[0], y)
+                             - linearised_label_error(loss_fn.space, raws[1], y))
+                    loss = loss + config.consistency_label_weight * torch.mean(apart**2)
             if target is not None:
                 loss = loss + config.teacher_weight * sum(
                     torch.mean((raw - target) ** 2) for raw in raws) / len(raws)

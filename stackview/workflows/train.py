@@ -101,6 +101,8 @@ def train_argv(job: TrainJob) -> list[str]:
         argv += words("--context-consistency", float(c.context_consistency))
     if c.label_error_weight:
         argv += words("--label-error-weight", float(c.label_error_weight))
+    if c.consistency_label_weight:
+        argv += words("--consistency-label-weight", float(c.consistency_label_weight))
     if c.teacher_weight:
         argv += words("--teacher-weight", float(c.teacher_weight))
     if c.freeze_through:
