@@ -101,12 +101,7 @@ class TrainConfig:
         Invariant heads: weight of the feature error read as a label error
         (:func:`stackview.inference.loss.linearised_label_error`) in the loss; 0: features only.
     consistency_label_weight
-        Invariant heads of models that read context: read every patch with a second, larger
-        margin (as ``context_consistency`` does) and add this weight times the mean squared
-        difference of the two readings' label errors (Å or degrees) to the loss, on top of
-        ``context_consistency`` on the features. Why: twist features change by only 0.05-0.16
-        per degree, so a feature difference that ``context_consistency`` barely sees is a
-        0.1° difference between dense and window maps. 0: features only.
+        Context models: ``context_consistency`` on the label errors (Å, °). 0: features only.
     freeze_through
         Name of a backbone part (e.g. ``"layer2"`` of a ResNet): it and every part before it
         keep their weights and batch-norm statistics (fine-tunes that must not forget what the
@@ -157,8 +152,7 @@ class TrainConfig:
             raise UsageError(f"the label error weight {self.label_error_weight:g} must be in "
                              "[0, 1000)")
         if not (0 <= self.consistency_label_weight < 1e4):
-            raise UsageError(f"the consistency label weight {self.consistency_label_weight:g} "
-                             "must be in [0, 10000)")
+            raise UsageError("the consistency label weight must be in [0, 10000)")
         if not (0 <= self.teacher_weight < 1e4):
             raise UsageError(f"the teacher weight {self.teacher_weight:g} must be in [0, 10000)")
 
@@ -378,8 +372,7 @@ def train(
     n = len(source)
     margins = context_margins(spec, source, model) if spec.context_px else ()
     if config.consistency_label_weight and not (spec.context_px and loss_fn.invariant):
-        raise UsageError("the consistency label weight is for invariant-head models that read "
-                         "context (--context with --head invariant)")
+        raise UsageError("the consistency label weight needs --context and --head invariant")
     paired = bool(spec.context_px and (config.context_consistency
                                        or config.consistency_label_weight))
     if paired and len(margins) < 2:
