@@ -179,7 +179,23 @@ def test_training_with_context_shows_a_random_margin(tmp_path):
     assert context_crop(images, spec).shape[-1] == 48
 
 
-def test_consistency_training_reads_each_patch_at_two_margins():
+def _training_reads(monkeypatch):
+    """A list that collects the side (px) of every input the regressor reads in training."""
+    from stackview.inference.regressor import StackingRegressor
+
+    seen = []
+    original = StackingRegressor.forward
+
+    def spy(self, x, raw=False):
+        if self.training:
+            seen.append(int(x.shape[-1]))
+        return original(self, x, raw)
+
+    monkeypatch.setattr(StackingRegressor, "forward", spy)
+    return seen
+
+
+def test_consistency_training_reads_each_patch_at_two_margins(monkeypatch):
     """With a consistency weight every step reads the same patches at the model's own margin
     and at a larger one, and the squared difference of the two readings joins the loss."""
     from stackview.datasets.store import ArraySource
@@ -190,27 +206,15 @@ def test_consistency_training_reads_each_patch_at_two_margins():
     labels = rng.random((16, 2)) * [6.0, 3.0]
     spec = RegressorSpec(backbone="tiny", material="ReS2", head="invariant", context_px=8,
                          window_px=32)
-    seen = []
-    model_cls = type(build_regressor(spec))
-    original = model_cls.forward
-
-    def spy(self, x, raw=False):
-        if self.training:
-            seen.append(int(x.shape[-1]))
-        return original(self, x, raw)
-
+    seen = _training_reads(monkeypatch)
     losses = {}
-    model_cls.forward = spy
-    try:
-        for weight in (0.0, 1e3 - 1):
-            seen.clear()
-            r = train(spec, ArraySource(images, labels),
-                      TrainConfig(steps=8, batch_size=4, seed=0, context_consistency=weight,
-                                  checkpoint_every=1))
-            losses[weight] = r.history[0]["loss"]
-            pairs = list(zip(seen[0::2], seen[1::2]))
-    finally:
-        model_cls.forward = original
+    for weight in (0.0, 1e3 - 1):
+        seen.clear()
+        r = train(spec, ArraySource(images, labels),
+                  TrainConfig(steps=8, batch_size=4, seed=0, context_consistency=weight,
+                              checkpoint_every=1))
+        losses[weight] = r.history[0]["loss"]
+        pairs = list(zip(seen[0::2], seen[1::2]))
     assert len(seen) == 16 and all(a == 48 and b in (64, 80) for a, b in pairs)
     assert {b for _, b in pairs} == {64, 80}
     # at this weight the consistency term dominates the first step's loss
@@ -269,7 +273,7 @@ def test_the_two_level_search_reads_each_level_in_its_own_mode():
     assert both.values.shape == windowed.values.shape
 
 
-def test_consistency_read_as_label_errors_pairs_the_margins_and_joins_the_loss():
+def test_consistency_read_as_label_errors_pairs_the_margins_and_joins_the_loss(monkeypatch):
     """--consistency-label-weight reads every patch at two margins even without the feature
     consistency, and the two readings' difference read in degrees joins the loss."""
     from stackview.datasets.store import ArraySource
@@ -280,27 +284,15 @@ def test_consistency_read_as_label_errors_pairs_the_margins_and_joins_the_loss()
     labels = rng.uniform(0, 60, (16, 1))
     spec = RegressorSpec(backbone="tiny", task="twist", material="MoS2", head="invariant",
                          context_px=8, window_px=32)
-    seen = []
-    model_cls = type(build_regressor(spec))
-    original = model_cls.forward
-
-    def spy(self, x, raw=False):
-        if self.training:
-            seen.append(int(x.shape[-1]))
-        return original(self, x, raw)
-
+    seen = _training_reads(monkeypatch)
     losses = {}
-    model_cls.forward = spy
-    try:
-        for weight in (0.0, 5e3):
-            seen.clear()
-            r = train(spec, ArraySource(images, labels),
-                      TrainConfig(steps=2, batch_size=4, seed=0, consistency_label_weight=weight,
-                                  checkpoint_every=1))
-            losses[weight] = r.history[0]["loss"]
-            reads = len(seen)
-    finally:
-        model_cls.forward = original
+    for weight in (0.0, 5e3):
+        seen.clear()
+        r = train(spec, ArraySource(images, labels),
+                  TrainConfig(steps=2, batch_size=4, seed=0, consistency_label_weight=weight,
+                              checkpoint_every=1))
+        losses[weight] = r.history[0]["loss"]
+        reads = len(seen)
     assert reads == 4  # two steps, each patch read at two margins
     assert losses[5e3] > losses[0.0] * 1.01
     with pytest.raises(UsageError, match="consistency label weight"):
